@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH := torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Install the pinned CPU torch first, so the open range in pyproject never pulls a CUDA build.
+$(STAMP): $(PY) pyproject.toml
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e '.[test]' $(TORCH)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(VENV)/bin/denoisekit train --config configs/demo.yaml --out runs/demo --no-resume
+	$(VENV)/bin/denoisekit sample runs/demo --n 64 --steps 100 --out runs/demo/samples.png \
+		--strip runs/demo/reverse_process.png --gif runs/demo/reverse_process.gif
+	@echo ""
+	@echo "Pictures:"
+	@echo "  samples:          runs/demo/samples.png"
+	@echo "  forward process:  runs/demo/forward_process.png"
+	@echo "  reverse process:  runs/demo/reverse_process.png (and .gif)"
+	@echo "  training curve:   runs/demo/metrics.csv; checkpoints in runs/demo/checkpoints/"
+
+bench: $(STAMP)
+	$(PIP) install -q -e '.[test,bench]' $(TORCH) torchvision==0.28.0
+	$(PY) benchmarks/train_throughput.py
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,107 @@
+"""Training images/second of denoisekit's demo MNIST model vs denoising-diffusion-pytorch's Unet, in one run.
+
+Both do a full training step (loss, backward, optimizer) on 28x28x1 batches; rounds alternate between the two
+so machine noise hits both alike; the median round is reported. Exits 1 if our speed-up is below --require.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import write_result  # noqa: E402
+
+from denoisekit.data import ArrayDataset  # noqa: E402
+from denoisekit.losses import SimpleLoss  # noqa: E402
+from denoisekit.recipe import RunConfig, build_denoiser  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ours(batch: int):
+    rc = RunConfig.from_dict(yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text()))
+    ds = ArrayDataset(torch.zeros(batch, 1, 28, 28), name="mnist-shape")
+    denoiser = build_denoiser(rc, ds)
+    loss = SimpleLoss(**rc.loss)
+    opt = torch.optim.AdamW(denoiser.parameters(), lr=1e-4)
+
+    def step(x):
+        value = loss(denoiser, x).mean()
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+
+    forward = lambda x: denoiser.net_output(x, torch.full((x.shape[0],), 500.0))
+    return denoiser.net, step, forward
+
+
+def theirs(batch: int):
+    from denoising_diffusion_pytorch import GaussianDiffusion, Unet
+    net = Unet(dim=32, dim_mults=(1, 2, 4), channels=1)
+    diffusion = GaussianDiffusion(net, image_size=28, timesteps=1000)
+    opt = torch.optim.Adam(diffusion.parameters(), lr=1e-4)
+
+    def step(x):
+        value = diffusion(x)
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+
+    forward = lambda x: net(x, torch.full((x.shape[0],), 500, dtype=torch.long))
+    return net, step, forward
+
+
+def flops_per_image(forward, batch: int) -> float:
+    x = torch.randn(batch, 1, 28, 28)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        forward(x)
+    return counter.get_total_flops() / batch
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--steps", type=int, default=8, help="timed steps a round")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--require", type=float, default=3.0, help="minimum speed-up of ours over theirs")
+    args = p.parse_args()
+    torch.manual_seed(0)
+    models = {"denoisekit (demo model)": ours(args.batch), "denoising-diffusion-pytorch Unet(32,(1,2,4))":
+              theirs(args.batch)}
+    x = torch.rand(args.batch, 1, 28, 28) * 2 - 1
+    rates = {name: [] for name in models}
+    for name, (_, step, _) in models.items():
+        for _ in range(2):  # warm-up
+            step(x)
+    for _ in range(args.rounds):
+        for name, (_, step, _) in models.items():
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                step(x)
+            rates[name].append(args.batch * args.steps / (time.perf_counter() - t0))
+    rows = []
+    for name, (net, _, forward) in models.items():
+        rows.append({"model": name, "parameters": sum(p.numel() for p in net.parameters()),
+                     "forward_gflops_per_image": flops_per_image(forward, 4) / 1e9,
+                     "train_images_per_s": statistics.median(rates[name]), "rounds": rates[name]})
+    ratio = rows[0]["train_images_per_s"] / rows[1]["train_images_per_s"]
+    print(f"{'model':48s} {'params':>10s} {'GFLOP/img':>10s} {'train img/s':>12s}")
+    for r in rows:
+        print(f"{r['model']:48s} {r['parameters']:>10,d} {r['forward_gflops_per_image']:>10.3f} "
+              f"{r['train_images_per_s']:>12.1f}")
+    print(f"speed-up: {ratio:.2f}x (required {args.require}x)")
+    path = write_result("train_throughput", {"batch": args.batch, "rows": rows, "speedup": ratio,
+                                             "required": args.require})
+    print(f"wrote {path}")
+    return 0 if ratio >= args.require else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""The command line: `denoisekit train | sample | info`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def _parse_value(text: str) -> Any:
+    """A --set value: numbers as numbers (also '1e-3', which YAML 1.1 reads as a string), else YAML."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return yaml.safe_load(text)
+
+
+def _set_path(d: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        d = d.setdefault(k, {})
+    d[keys[-1]] = value
+
+
+def cmd_train(args) -> int:
+    from .recipe import RunConfig, train_run
+    raw: dict = {}
+    if args.config:
+        p = Path(args.config)
+        if not p.exists():
+            raise SystemExit(f"--config: no such file {p}")
+        raw = yaml.safe_load(p.read_text()) or {}
+    for flag, key in (("data", "data"), ("steps", "train.steps"), ("batch_size", "train.batch_size"),
+                      ("lr", "train.lr"), ("seed", "train.seed"), ("device", "train.device"),
+                      ("prediction", "prediction"), ("image_size", "image_size")):
+        if getattr(args, flag) is not None:
+            _set_path(raw, key, getattr(args, flag))
+    for item in args.set or []:
+        if "=" not in item:
+            raise SystemExit(f"--set: expected KEY=VALUE (e.g. train.lr=1e-3), got {item!r}")
+        k, v = item.split("=", 1)
+        _set_path(raw, k, _parse_value(v))
+    rc = RunConfig.from_dict(raw)
+    out = Path(args.out or f"runs/{Path(rc.data).stem}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "run.yaml").write_text(yaml.safe_dump(rc.as_dict(), sort_keys=False))
+    train_run(rc, out, resume=not args.no_resume)
+    print(f"run folder: {out}")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    import numpy as np
+    import torch
+
+    from .images import save_gif, save_picture, save_row_strip
+    from .recipe import generate, load_denoiser
+    denoiser, config = load_denoiser(args.checkpoint, ema=not args.raw, device=args.device)
+    shape = tuple(config["data"]["shape"])
+    labels = None
+    if args.label is not None:
+        if not config["run"].get("class_cond"):
+            raise SystemExit("--label: this model was trained without class conditioning")
+        labels = torch.full((args.n,), args.label, dtype=torch.long, device=args.device)
+    frames, every = [], max(1, args.steps // 20)
+    wants_frames = args.gif or args.strip
+
+    def callback(i, t, x, pred):
+        if wants_frames and (i % every == 0 or i == args.steps - 1):
+            frames.append(x.cpu())
+
+    with torch.no_grad():
+        x = generate(denoiser, args.n, shape, seed=args.seed, steps=args.steps, sampler=args.sampler,
+                     spacing=args.spacing, variance=args.variance, labels=labels, callback=callback, progress=True)
+    is_image = len(shape) == 3
+    scale = args.scale or (2 if is_image and shape[-1] <= 32 else 1)
+    out = save_picture(x, args.out, scale=scale)
+    print(f"samples: {out}")
+    if args.npz:
+        arr = x.cpu().numpy()
+        from .images import atomic_save
+        atomic_save(args.npz, lambda p: np.savez(open(p, "wb"), x=arr))
+        print(f"arrays: {args.npz}")
+    if args.gif:
+        print(f"reverse process GIF: {save_gif(frames, args.gif, scale=scale)}")
+    if args.strip:
+        k = min(8, args.n) if is_image else args.n
+        cols = [f[:k] for f in frames[:: max(1, len(frames) // 10)]] + [frames[-1][:k]]
+        print(f"reverse process strip: {save_row_strip(cols, args.strip, scale=scale)}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from .train import find_checkpoint, load_config
+    from .train.checkpoint import load_state, load_weights
+    folder = find_checkpoint(args.checkpoint)
+    config = load_config(folder)
+    weights = load_weights(folder, ema=False)
+    state = load_state(folder) or {}
+    n_params = sum(v.numel() for k, v in weights.items() if not k.endswith(("freqs", "w")))
+    info = {"checkpoint": str(folder), "step": state.get("step"), "parameters": n_params,
+            "has_ema": (folder / "ema.safetensors").exists(), "data": config.get("data"),
+            "prediction": config["denoiser"].get("prediction"), "process": config["denoiser"].get("process"),
+            "network": config["denoiser"].get("net"), "loss": config.get("loss"), "train": config.get("train")}
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="denoisekit", description="Denoising-diffusion models: train, sample, inspect.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model; the run folder holds config, checkpoints, logs and samples")
+    t.add_argument("--config", help="YAML run configuration (flags override it)")
+    t.add_argument("--data", help="mnist, digits, swiss_roll, moons, 8gaussians, checkerboard, or a folder/.npz/idx path")
+    t.add_argument("--out", help="run folder (default runs/DATA)")
+    t.add_argument("--steps", type=int)
+    t.add_argument("--batch-size", type=int, dest="batch_size")
+    t.add_argument("--lr", type=float)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device")
+    t.add_argument("--prediction", choices=["eps", "x0", "v", "score", "edm"])
+    t.add_argument("--image-size", type=int, dest="image_size")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field, e.g. net.channels=48")
+    t.add_argument("--no-resume", action="store_true", help="start afresh even if the run folder has checkpoints")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", help="draw samples from a checkpoint into a PNG grid (and GIF / npz)")
+    s.add_argument("checkpoint", help="a checkpoint folder or a run folder")
+    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--sampler", default="ddpm")
+    s.add_argument("--steps", type=int, default=100)
+    s.add_argument("--spacing", default="uniform", choices=["uniform", "leading", "trailing", "quadratic"])
+    s.add_argument("--variance", default="beta_tilde", choices=["beta_tilde", "beta"])
+    s.add_argument("--label", type=int, help="class label for a class-conditional model")
+    s.add_argument("--out", default="samples.png")
+    s.add_argument("--gif", help="also write a GIF of the reverse process")
+    s.add_argument("--strip", help="also write a PNG strip of the reverse process")
+    s.add_argument("--npz", help="also write the samples as arrays")
+    s.add_argument("--scale", type=int, help="enlarge images this many times in the grid")
+    s.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA weights")
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(func=cmd_sample)
+
+    i = sub.add_parser("info", help="what a checkpoint holds")
+    i.add_argument("checkpoint")
+    i.set_defaults(func=cmd_info)
+
+    args = p.parse_args(argv)
+    if getattr(args, "n", 1) is not None and getattr(args, "n", 1) < 1:
+        p.error("--n: expected a positive number of samples")
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"denoisekit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

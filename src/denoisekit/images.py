@@ -1,0 +1,95 @@
+"""Pictures people look at: PNG grids, GIFs of the reverse process, scatter plots of 2-D samples."""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+
+def atomic_save(path, save) -> Path:
+    """Call save(tmp_path) then rename onto `path`, so no half-written file is ever left behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
+    os.close(fd)
+    try:
+        save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """[-1, 1] images (N, C, H, W) to uint8 (N, H, W, C)."""
+    x = ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).numpy()
+
+
+def image_grid(x: torch.Tensor, nrow: Optional[int] = None, scale: int = 1, pad: int = 2) -> Image.Image:
+    """A grid of images with `nrow` images a row, each enlarged `scale` times."""
+    if x.ndim != 4:
+        raise ValueError(f"image_grid: expected (N, C, H, W) images, got shape {tuple(x.shape)}")
+    imgs = to_uint8(x)
+    n, h, w, c = imgs.shape
+    nrow = nrow or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / nrow)
+    canvas = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad, c), 255, np.uint8)
+    for i in range(n):
+        r, k = divmod(i, nrow)
+        canvas[pad + r * (h + pad):pad + r * (h + pad) + h, pad + k * (w + pad):pad + k * (w + pad) + w] = imgs[i]
+    im = Image.fromarray(canvas[..., 0] if c == 1 else canvas)
+    return im.resize((im.width * scale, im.height * scale), Image.NEAREST) if scale > 1 else im
+
+
+def scatter_image(points: torch.Tensor, size: int = 320, lim: float = 1.1, color=(30, 90, 200)) -> Image.Image:
+    """A scatter plot of 2-D points in [-lim, lim]^2."""
+    im = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(im)
+    draw.rectangle([0, 0, size - 1, size - 1], outline=(180, 180, 180))
+    p = points.detach().float().cpu().numpy()
+    px = (p + lim) / (2 * lim) * (size - 1)
+    for x, y in px:
+        if 0 <= x < size and 0 <= y < size:
+            draw.point((float(x), float(size - 1 - y)), fill=color)
+    return im
+
+
+def picture(x: torch.Tensor, nrow: Optional[int] = None, scale: int = 1) -> Image.Image:
+    """An image grid for image batches, a scatter plot for 2-D points."""
+    return image_grid(x, nrow, scale) if x.ndim == 4 else scatter_image(x)
+
+
+def save_picture(x: torch.Tensor, path, nrow: Optional[int] = None, scale: int = 1) -> Path:
+    """Save a batch as a PNG (grid or scatter plot), atomically."""
+    im = picture(x, nrow, scale)
+    return atomic_save(path, lambda p: im.save(p, format="PNG"))
+
+
+def save_row_strip(frames: Sequence[torch.Tensor], path, scale: int = 1) -> Path:
+    """One row per sample, one column per frame: the forward or reverse process over time."""
+    if frames[0].ndim == 4:
+        stacked = torch.stack(list(frames), 1).flatten(0, 1)  # sample-major
+        im = image_grid(stacked, nrow=len(frames), scale=scale)
+    else:
+        tiles = [scatter_image(f, size=200) for f in frames]
+        im = Image.new("RGB", (200 * len(tiles), 200), "white")
+        for i, tile in enumerate(tiles):
+            im.paste(tile, (200 * i, 0))
+    return atomic_save(path, lambda p: im.save(p, format="PNG"))
+
+
+def save_gif(frames: Sequence[torch.Tensor], path, nrow: Optional[int] = None, scale: int = 1,
+             duration_ms: int = 80) -> Path:
+    """An animated GIF of a sequence of batches (e.g. x_t along the reverse process); the last frame lingers."""
+    ims = [picture(f, nrow, scale).convert("P") for f in frames]
+    durations = [duration_ms] * (len(ims) - 1) + [1500]
+    return atomic_save(path, lambda p: ims[0].save(p, format="GIF", save_all=True, append_images=ims[1:],
+                                                   duration=durations, loop=0))

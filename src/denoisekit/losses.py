@@ -1,0 +1,55 @@
+"""Training losses: small callables `loss(denoiser, x0, cond, generator) -> per-example loss`."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import torch
+
+from .config import configurable
+from .prediction import x0_error_scale
+from .utils import Generator, rand, randn
+
+TimeSampling = Literal["uniform", "lognormal"]
+
+
+@configurable
+class SimpleLoss:
+    """L_simple (Ho et al. 2020, eq. 14): E_{t, eps} |target - net(x_t, t)|^2 in the denoiser's prediction units.
+
+    t_sampling 'uniform' draws t ~ U{0..T-1}; 'lognormal' draws the noise level sigma/alpha ~ exp(N(p_mean, p_std^2))
+    as in EDM (Karras et al. 2022, sec. 5): with prediction 'edm' this is exactly EDM's loss.
+    min_snr_gamma weights the x0 error by min(SNR, gamma) (Hang et al. 2023).
+    """
+
+    def __init__(self, t_sampling: TimeSampling = "uniform", min_snr_gamma: Optional[float] = None,
+                 p_mean: float = -1.2, p_std: float = 1.2):
+        if t_sampling not in ("uniform", "lognormal"):
+            raise ValueError(f"t_sampling: expected 'uniform' or 'lognormal', got {t_sampling!r}")
+        if min_snr_gamma is not None and min_snr_gamma <= 0:
+            raise ValueError(f"min_snr_gamma: expected a positive number, got {min_snr_gamma}")
+        self.t_sampling, self.min_snr_gamma = t_sampling, min_snr_gamma
+        self.p_mean, self.p_std = p_mean, p_std
+
+    def sample_t(self, process, n: int, generator: Generator = None, device=None) -> torch.Tensor:
+        """Training times: uniform integer steps, or log-normal noise levels mapped to times."""
+        if self.t_sampling == "uniform":
+            T = int(round(process.t_max)) + 1
+            return (rand((n,), generator, dtype=torch.float64) * T).floor().clamp(max=T - 1).to(device)
+        level = (self.p_mean + self.p_std * randn((n,), generator, dtype=torch.float64)).exp()
+        return process.t_from_noise_level(level).clamp(0, process.t_max).to(device)
+
+    def __call__(self, denoiser, x0: torch.Tensor, cond=None, generator: Generator = None) -> torch.Tensor:
+        process = denoiser.process
+        t = self.sample_t(process, x0.shape[0], generator, x0.device)
+        eps = randn(x0.shape, generator, device=x0.device, dtype=x0.dtype)
+        x_t = process.q_sample(x0, t, eps)
+        out = denoiser.net_output(x_t, t, cond)
+        err = (out.float() - denoiser.target(x0, eps, x_t, t).float()) ** 2
+        per_example = err.reshape(err.shape[0], -1).mean(1)
+        if self.min_snr_gamma is not None:
+            alpha, sigma = process.alpha(t), process.sigma(t)
+            snr = alpha**2 / sigma**2
+            weight = snr.clamp(max=self.min_snr_gamma) / x0_error_scale(denoiser.prediction, alpha, sigma,
+                                                                         denoiser.sigma_data)
+            per_example = per_example * weight.to(per_example.dtype)
+        return per_example

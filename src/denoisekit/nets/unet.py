@@ -1,0 +1,193 @@
+"""A U-Net (Ronneberger et al. 2015) as in Ho et al. 2020 and Dhariwal & Nichol 2021: ResBlocks with AdaGN,
+multi-head self-attention at chosen levels, optional BigGAN resampling, class and concat conditioning slots."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import configurable
+from .embeddings import make_embedding, split_cond
+
+
+def _groups(ch: int, max_groups: int = 32) -> int:
+    """The most GroupNorm groups (at most max_groups) that divide ch and keep at least 4 channels a group."""
+    for g in range(min(max_groups, max(1, ch // 4)), 0, -1):
+        if ch % g == 0:
+            return g
+    return 1
+
+
+def _zero(module: nn.Module) -> nn.Module:
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+class Resample(nn.Module):
+    """Nearest-neighbour 2x up or stride-2 down, optionally with a 3x3 convolution."""
+
+    def __init__(self, ch: int, direction: str, conv: bool = True):
+        super().__init__()
+        self.direction = direction
+        stride = 2 if direction == "down" else 1
+        self.conv = nn.Conv2d(ch, ch, 3, stride=stride, padding=1) if conv else None
+
+    def forward(self, x, emb=None, size=None):
+        if self.direction == "up":
+            x = F.interpolate(x, size=size, mode="nearest") if size is not None else F.interpolate(x, scale_factor=2.0)
+            return self.conv(x) if self.conv is not None else x
+        return self.conv(x) if self.conv is not None else F.avg_pool2d(x, 2, ceil_mode=True)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv twice; the embedding enters as AdaGN scale and shift (Dhariwal & Nichol 2021, sec. 3)."""
+
+    def __init__(self, ch_in: int, ch_out: int, emb_dim: int, dropout: float = 0.0, resample: Optional[str] = None):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(_groups(ch_in), ch_in)
+        self.conv1 = nn.Conv2d(ch_in, ch_out, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, 2 * ch_out)
+        self.norm2 = nn.GroupNorm(_groups(ch_out), ch_out)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = _zero(nn.Conv2d(ch_out, ch_out, 3, padding=1))
+        self.skip = nn.Conv2d(ch_in, ch_out, 1) if ch_in != ch_out else nn.Identity()
+        self.resample = resample  # BigGAN-style: resample inside the block (Brock et al. 2019)
+
+    def _resample(self, x, size):
+        if self.resample == "up":
+            return F.interpolate(x, size=size, mode="nearest")
+        if self.resample == "down":
+            return F.avg_pool2d(x, 2, ceil_mode=True)
+        return x
+
+    def forward(self, x, emb, size=None):
+        h = F.silu(self.norm1(x))
+        h, x = self._resample(h, size), self._resample(x, size)
+        h = self.conv1(h)
+        scale, shift = self.emb(F.silu(emb))[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(self.dropout(F.silu(h)))
+        return self.skip(x) + h
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over the pixels, with a residual connection."""
+
+    def __init__(self, ch: int, num_heads: int = 4):
+        super().__init__()
+        if ch % num_heads:
+            raise ValueError(f"num_heads: {num_heads} does not divide the {ch} channels of an attention level")
+        self.heads = num_heads
+        self.norm = nn.GroupNorm(_groups(ch), ch)
+        self.qkv = nn.Conv2d(ch, 3 * ch, 1)
+        self.proj = _zero(nn.Conv2d(ch, ch, 1))
+
+    def forward(self, x, emb=None, size=None):
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).transpose(-1, -2).unbind(1)
+        out = F.scaled_dot_product_attention(q, k, v)  # (b, heads, hw, c/heads)
+        return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
+
+
+@configurable
+class UNet(nn.Module):
+    """`net(x, c_noise, cond)`: image to image. Level i works at resolution image/2^i with channels*channel_mult[i].
+
+    `patch_size` p folds p x p pixels into channels first (lossless), cutting the cost a pixel by about p^2.
+    Slots for later features: `num_classes` (label embedding, with index num_classes meaning 'no label'),
+    `cond_channels` (an image concatenated to the input) and `out_channels` (2x in_channels for learned variance).
+    """
+
+    def __init__(self, in_channels: int = 1, out_channels: Optional[int] = None, channels: int = 32,
+                 channel_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 1,
+                 attention_levels: Sequence[int] = (), num_heads: int = 4, dropout: float = 0.0,
+                 resample: str = "conv", time_embedding: str = "sinusoidal",
+                 num_classes: Optional[int] = None, cond_channels: int = 0, patch_size: int = 1):
+        super().__init__()
+        if patch_size < 1:
+            raise ValueError(f"patch_size: expected a positive integer, got {patch_size}")
+        self.patch_size = patch_size  # pixel-unshuffle p x p patches into channels: p^2 less work a pixel
+        if resample not in ("conv", "biggan"):
+            raise ValueError(f"resample: expected 'conv' or 'biggan', got {resample!r}")
+        out_channels = out_channels or in_channels
+        emb_dim = 4 * channels
+        self.time_embed = nn.Sequential(make_embedding(time_embedding, channels), nn.Linear(channels, emb_dim),
+                                        nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.num_classes = num_classes
+        self.label_embed = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
+        self.conv_in = nn.Conv2d((in_channels + cond_channels) * patch_size**2, channels, 3, padding=1)
+
+        def resampler(ch, direction):
+            if resample == "biggan":
+                return ResBlock(ch, ch, emb_dim, dropout, resample=direction)
+            return Resample(ch, direction)
+
+        self.down = nn.ModuleList()
+        self._resamples_down: list[bool] = []  # which down groups halve the resolution
+        skips, ch = [channels], channels
+        for level, mult in enumerate(channel_mult):
+            for _ in range(num_res_blocks):
+                layer = [ResBlock(ch, channels * mult, emb_dim, dropout)]
+                ch = channels * mult
+                if level in attention_levels:
+                    layer.append(Attention(ch, num_heads))
+                self.down.append(nn.ModuleList(layer))
+                self._resamples_down.append(False)
+                skips.append(ch)
+            if level < len(channel_mult) - 1:
+                self.down.append(nn.ModuleList([resampler(ch, "down")]))
+                self._resamples_down.append(True)
+                skips.append(ch)
+        mid = [ResBlock(ch, ch, emb_dim, dropout)]
+        mid += [Attention(ch, num_heads), ResBlock(ch, ch, emb_dim, dropout)] if attention_levels else []
+        self.mid = nn.ModuleList(mid)
+        self.up = nn.ModuleList()
+        self._resamples_up: list[bool] = []
+        for level, mult in reversed(list(enumerate(channel_mult))):
+            for i in range(num_res_blocks + 1):
+                layer = [ResBlock(ch + skips.pop(), channels * mult, emb_dim, dropout)]
+                ch = channels * mult
+                if level in attention_levels:
+                    layer.append(Attention(ch, num_heads))
+                if level > 0 and i == num_res_blocks:
+                    layer.append(resampler(ch, "up"))
+                self.up.append(nn.ModuleList(layer))
+                self._resamples_up.append(level > 0 and i == num_res_blocks)
+        self.norm_out = nn.GroupNorm(_groups(ch), ch)
+        self.conv_out = _zero(nn.Conv2d(ch, out_channels * patch_size**2, 3, padding=1))
+
+    @staticmethod
+    def _run(layers, h, emb, size=None):
+        for layer in layers:
+            h = layer(h, emb, size)
+        return h
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond=None) -> torch.Tensor:
+        labels, concat = split_cond(cond)
+        emb = self.time_embed(c_noise.reshape(-1).expand(x.shape[0]) if c_noise.numel() == 1 else c_noise)
+        if self.label_embed is not None:
+            if labels is None:
+                labels = torch.full((x.shape[0],), self.num_classes, device=x.device, dtype=torch.long)
+            emb = emb + self.label_embed(labels)
+        if concat is not None:
+            x = torch.cat([x, concat], dim=1)
+        if self.patch_size > 1:
+            if x.shape[-1] % self.patch_size or x.shape[-2] % self.patch_size:
+                raise ValueError(f"patch_size: image size {tuple(x.shape[-2:])} is not divisible by {self.patch_size}")
+            x = F.pixel_unshuffle(x, self.patch_size)
+        h = self.conv_in(x)
+        hs, sizes = [h], []
+        for layers, halves in zip(self.down, self._resamples_down):
+            if halves:
+                sizes.append(h.shape[-2:])
+            h = self._run(layers, h, emb)
+            hs.append(h)
+        h = self._run(self.mid, h, emb)
+        for layers, doubles in zip(self.up, self._resamples_up):
+            h = torch.cat([h, hs.pop()], dim=1)
+            h = self._run(layers, h, emb, sizes.pop() if doubles else None)
+        out = self.conv_out(F.silu(self.norm_out(h)))
+        return F.pixel_shuffle(out, self.patch_size) if self.patch_size > 1 else out

@@ -1,0 +1,130 @@
+"""Noise processes x_t = alpha(t) x_0 + sigma(t) eps, with their formulas in float64."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+from .config import configurable
+from .schedules import make_betas, rescale_zero_terminal_snr
+from .utils import Generator, append_dims, randn
+
+
+class NoiseProcess(ABC):
+    """A Gaussian forward process; subclasses give alpha(t), sigma(t) and the inverse of the log-SNR."""
+
+    t_min: float  # the data end: sigma(t_min) = 0
+    t_max: float  # the noise end, where sampling starts
+
+    @abstractmethod
+    def alpha(self, t: torch.Tensor) -> torch.Tensor:
+        """Signal scale alpha(t), float64."""
+
+    @abstractmethod
+    def sigma(self, t: torch.Tensor) -> torch.Tensor:
+        """Noise scale sigma(t), float64."""
+
+    @abstractmethod
+    def t_from_log_snr(self, lam: torch.Tensor) -> torch.Tensor:
+        """Inverse of lambda(t) = log(alpha^2 / sigma^2)."""
+
+    def log_snr(self, t: torch.Tensor) -> torch.Tensor:
+        """Log signal-to-noise ratio lambda(t) = 2 log(alpha(t) / sigma(t))."""
+        return 2 * (self.alpha(t).log() - self.sigma(t).log())
+
+    def noise_level(self, t: torch.Tensor) -> torch.Tensor:
+        """sigma(t)/alpha(t): the noise level of x_t/alpha(t) = x_0 + (sigma/alpha) eps (EDM/VE coordinates)."""
+        return self.sigma(t) / self.alpha(t)
+
+    def t_from_noise_level(self, level: torch.Tensor) -> torch.Tensor:
+        """Inverse of noise_level: lambda = -2 log(sigma/alpha)."""
+        return self.t_from_log_snr(-2 * torch.as_tensor(level, dtype=torch.float64).log())
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Closed-form q(x_t | x_0) (Ho et al. 2020, eq. 4): x_t = alpha(t) x_0 + sigma(t) eps."""
+        a = append_dims(self.alpha(t), x0.ndim).to(x0.dtype)
+        s = append_dims(self.sigma(t), x0.ndim).to(x0.dtype)
+        return a * x0 + s * eps
+
+    def posterior(self, x_t: torch.Tensor, x0: torch.Tensor, t: torch.Tensor, s: torch.Tensor):
+        """q(x_s | x_t, x_0) for s < t: mean and variance (Ho et al. 2020 eq. 6-7; Kingma et al. 2021 eq. 32-33).
+
+        With alpha_{t|s} = alpha_t/alpha_s and sigma^2_{t|s} = sigma_t^2 - alpha_{t|s}^2 sigma_s^2:
+        mean = alpha_{t|s} sigma_s^2/sigma_t^2 x_t + alpha_s sigma^2_{t|s}/sigma_t^2 x_0,
+        var = sigma^2_{t|s} sigma_s^2 / sigma_t^2 (beta-tilde for consecutive DDPM steps).
+        """
+        a_t, s_t, a_s, s_s = self.alpha(t), self.sigma(t), self.alpha(s), self.sigma(s)
+        a_ts = a_t / a_s
+        var_ts = self.transition_variance(t, s)
+        c_xt = a_ts * s_s**2 / s_t**2
+        c_x0 = a_s * var_ts / s_t**2
+        var = var_ts * s_s**2 / s_t**2
+        n = x_t.ndim
+        mean = append_dims(c_xt, n).to(x_t.dtype) * x_t + append_dims(c_x0, n).to(x_t.dtype) * x0
+        return mean, var
+
+    def transition_variance(self, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """sigma^2_{t|s} = sigma_t^2 - (alpha_t/alpha_s)^2 sigma_s^2, the variance of q(x_t | x_s) (beta_t for one step)."""
+        return self.sigma(t) ** 2 - (self.alpha(t) / self.alpha(s)) ** 2 * self.sigma(s) ** 2
+
+    def prior_sample(self, shape, generator: Generator = None, *, device=None, dtype=torch.float32):
+        """A draw from the prior N(0, sigma(t_max)^2 I) (alpha(t_max) x_0 is taken as negligible)."""
+        scale = float(self.sigma(torch.tensor(self.t_max, dtype=torch.float64)))
+        return scale * randn(shape, generator, device=device, dtype=dtype)
+
+
+@configurable
+class DiscreteVP(NoiseProcess):
+    """DDPM's discrete variance-preserving process (Ho et al. 2020) on steps t = 0..T-1, with t = -1 the data.
+
+    alpha-bar_t = prod_{s<=t} (1 - beta_s), alpha(t) = sqrt(alpha-bar_t), sigma(t) = sqrt(1 - alpha-bar_t).
+    Between integer steps alpha-bar is interpolated linearly, which keeps it monotone and exactly invertible.
+    """
+
+    def __init__(self, schedule: str = "linear", T: int = 1000, betas=None, zero_terminal_snr: bool = False):
+        b = make_betas(schedule, T, betas)
+        if zero_terminal_snr:
+            b = rescale_zero_terminal_snr(b)
+        self.betas = b
+        self.T = len(b)
+        self.alphas = 1 - b
+        self.alpha_bar = torch.cumprod(self.alphas, 0)
+        self.zero_terminal_snr = zero_terminal_snr
+        self._ab_ext = torch.cat([torch.ones(1, dtype=torch.float64), self.alpha_bar])  # index t+1
+        self._tables: dict = {}
+        self.t_min, self.t_max = -1.0, float(self.T - 1)
+
+    def _table(self, device) -> torch.Tensor:
+        key = str(device)
+        if key not in self._tables:
+            self._tables[key] = self._ab_ext.to(device)
+        return self._tables[key]
+
+    def alpha_bar_at(self, t: torch.Tensor) -> torch.Tensor:
+        """alpha-bar(t) for real t in [-1, T-1], linear between integer steps; alpha-bar(-1) = 1."""
+        t = torch.as_tensor(t, dtype=torch.float64)
+        table = self._table(t.device)
+        u = (t + 1).clamp(0, self.T)
+        i = u.floor().long().clamp(max=self.T - 1)
+        w = u - i
+        return table[i] * (1 - w) + table[i + 1] * w
+
+    def alpha(self, t):
+        return self.alpha_bar_at(t).sqrt()
+
+    def sigma(self, t):
+        return (1 - self.alpha_bar_at(t)).clamp(min=0).sqrt()
+
+    def t_from_alpha_bar(self, ab: torch.Tensor) -> torch.Tensor:
+        """Inverse of alpha_bar_at (values outside the table are clamped to its ends)."""
+        ab = torch.as_tensor(ab, dtype=torch.float64)
+        table = self._table(ab.device).flip(0)  # increasing: alpha-bar at t = T-1, ..., -1
+        ab = ab.clamp(float(table[0]), 1.0)
+        j = torch.searchsorted(table, ab.contiguous(), right=True).clamp(1, self.T)
+        lo, hi = table[j - 1], table[j]
+        w = torch.where(hi > lo, (ab - lo) / (hi - lo), torch.zeros_like(ab))
+        u_rev = (j - 1) + w  # position in the flipped table
+        return (self.T - u_rev) - 1
+
+    def t_from_log_snr(self, lam):
+        return self.t_from_alpha_bar(torch.sigmoid(torch.as_tensor(lam, dtype=torch.float64)))

@@ -1,0 +1,136 @@
+"""A run configuration (YAML or flags) and what it builds: data, denoiser, loss, trainer, sampling."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from .config import build
+from .data import ArrayDataset, load_dataset
+from .denoiser import Denoiser
+from .images import save_picture, save_row_strip
+from .losses import SimpleLoss
+from .nets import MLP, UNet
+from .process import DiscreteVP
+from .samplers import SAMPLERS
+from .steps import sampling_times
+from .train import TrainConfig, Trainer, find_checkpoint, load_config, load_weights
+from .utils import sample_generators
+
+
+@dataclass
+class RunConfig:
+    """One training run: every field can come from YAML and be overridden by flags."""
+    data: str = "mnist"
+    image_size: Optional[int] = None
+    channels: Optional[int] = None
+    class_cond: bool = False
+    net: dict = field(default_factory=dict)          # UNet or MLP arguments
+    process: dict = field(default_factory=dict)      # DiscreteVP arguments
+    prediction: str = "eps"
+    sigma_data: float = 0.5
+    clip_x0: Optional[float] = None
+    loss: dict = field(default_factory=dict)         # SimpleLoss arguments
+    train: dict = field(default_factory=dict)        # TrainConfig fields
+    sample: dict = field(default_factory=lambda: {"steps": 100, "n": 64, "variance": "beta_tilde", "seed": 0})
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"config: unknown keys {sorted(unknown)}; expected some of {sorted(known)}")
+        base = cls()
+        merged = {}
+        for f in fields(cls):
+            default = getattr(base, f.name)
+            value = d.get(f.name, default)
+            if isinstance(default, dict) and isinstance(value, dict):
+                value = {**default, **value}
+            merged[f.name] = value
+        return cls(**merged)
+
+    def as_dict(self) -> dict:
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+
+
+def build_dataset(rc: RunConfig) -> ArrayDataset:
+    return load_dataset(rc.data, image_size=rc.image_size, channels=rc.channels)
+
+
+def build_denoiser(rc: RunConfig, ds: ArrayDataset) -> Denoiser:
+    """The network (U-Net for images, MLP for vectors) inside a denoiser."""
+    num_classes = ds.num_classes if rc.class_cond else None
+    if rc.class_cond and not num_classes:
+        raise ValueError(f"class_cond: the data set {ds.name!r} has no labels")
+    if ds.is_image:
+        net = UNet(in_channels=ds.x.shape[1], num_classes=num_classes, **rc.net)
+    else:
+        net = MLP(dim=ds.x.shape[1], num_classes=num_classes, **rc.net)
+    return Denoiser(net, DiscreteVP(**rc.process), rc.prediction, rc.sigma_data, rc.clip_x0)
+
+
+@torch.no_grad()
+def generate(denoiser: Denoiser, n: int, shape, *, seed: int = 0, steps: int = 100, sampler: str = "ddpm",
+             spacing: str = "uniform", variance: str = "beta_tilde", labels=None, callback=None,
+             progress: bool = False) -> torch.Tensor:
+    """n samples, sample i seeded by (seed, i) so it does not depend on n."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler: expected one of {sorted(SAMPLERS)}, got {sampler!r}")
+    device = next(denoiser.parameters()).device
+    gens = sample_generators(seed, n)
+    x_T = denoiser.process.prior_sample((n, *shape), gens, device=device)
+    times = sampling_times(denoiser.process, steps, spacing)
+    denoiser.eval()
+    return SAMPLERS[sampler](denoiser, x_T, times, variance=variance, cond=labels, generator=gens,
+                             callback=callback, progress=progress)
+
+
+def forward_process_picture(ds: ArrayDataset, process, path, n: int = 8, columns: int = 10, seed: int = 0):
+    """x_t for a few data points at evenly spaced t: the forward process q(x_t | x_0)."""
+    g = torch.Generator().manual_seed(seed)
+    x0 = ds.x[torch.randperm(len(ds), generator=g)[: (n if ds.is_image else 2000)]]
+    ts = torch.linspace(-1, process.t_max, columns, dtype=torch.float64)
+    frames = [process.q_sample(x0, t.expand(len(x0)), torch.randn(x0.shape, generator=g)) for t in ts]
+    return save_row_strip(frames, path, scale=2 if ds.is_image else 1)
+
+
+def train_run(rc: RunConfig, out: Path, resume: bool = True) -> Path:
+    """Train per the config into run folder `out`; returns the run folder."""
+    ds = build_dataset(rc)
+    denoiser = build_denoiser(rc, ds)
+    loss = SimpleLoss(**rc.loss)
+    tc = TrainConfig(**{"use_labels": rc.class_cond, **rc.train})
+    out = Path(out)
+    config = {"denoiser": denoiser.config(), "loss": loss.config(), "run": rc.as_dict(),
+              "data": {"name": ds.name, "shape": list(ds.x.shape[1:]), "num_classes": ds.num_classes}}
+    shape = tuple(ds.x.shape[1:])
+    sample = rc.sample
+
+    def sample_fn(ema_model, step):
+        n = sample.get("n", 64) if ds.is_image else 2000
+        labels = (torch.arange(n) % ds.num_classes).to(next(ema_model.parameters()).device) if rc.class_cond else None
+        x = generate(ema_model, n, shape, seed=sample.get("seed", 0), steps=sample.get("steps", 100),
+                     variance=sample.get("variance", "beta_tilde"), labels=labels)
+        save_picture(x, out / "samples" / f"step-{step:07d}.png", scale=2 if ds.is_image else 1)
+
+    trainer = Trainer(denoiser, loss, ds, out, tc, config=config, sample_fn=sample_fn)
+    if trainer.rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        forward_process_picture(ds, denoiser.process, out / "forward_process.png")
+    if resume and trainer.resume():
+        print(f"resuming {out} at step {trainer.step}")
+    trainer.train()
+    return out
+
+
+def load_denoiser(path, ema: bool = True, device: str = "cpu") -> tuple[Denoiser, dict]:
+    """A trained denoiser and its config from a checkpoint or run folder."""
+    folder = find_checkpoint(path)
+    config = load_config(folder)
+    denoiser = build(config["denoiser"])
+    denoiser.load_state_dict(load_weights(folder, ema=ema))
+    return denoiser.to(device).eval(), config

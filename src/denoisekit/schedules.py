@@ -1,0 +1,49 @@
+"""Beta schedules of the discrete VP (DDPM) process, as float64 tensors."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def linear_betas(T: int = 1000, beta_1: float = 1e-4, beta_T: float = 0.02) -> torch.Tensor:
+    """Ho et al. 2020: betas linear from beta_1 to beta_T, scaled by 1000/T as in Nichol & Dhariwal 2021."""
+    scale = 1000.0 / T
+    return torch.linspace(scale * beta_1, scale * beta_T, T, dtype=torch.float64)
+
+
+def cosine_alpha_bar(t: torch.Tensor, T: int, s: float = 0.008) -> torch.Tensor:
+    """Nichol & Dhariwal 2021, eq. 17: alpha-bar(t) = f(t)/f(0), f(t) = cos^2(((t/T + s)/(1 + s)) pi/2)."""
+    f = lambda u: torch.cos((u / T + s) / (1 + s) * math.pi / 2) ** 2
+    return f(t.to(torch.float64)) / f(torch.zeros((), dtype=torch.float64))
+
+
+def cosine_betas(T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
+    """Betas of the cosine schedule: beta_t = 1 - alpha-bar(t)/alpha-bar(t-1), clipped at max_beta."""
+    t = torch.arange(T + 1, dtype=torch.float64)
+    ab = cosine_alpha_bar(t, T, s)
+    return (1 - ab[1:] / ab[:-1]).clamp(max=max_beta)
+
+
+def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
+    """Lin et al. 2023, Alg. 1: shift and scale sqrt(alpha-bar) so the last step has SNR 0 and the first is kept."""
+    sqrt_ab = torch.cumprod(1 - betas.to(torch.float64), 0).sqrt()
+    first, last = sqrt_ab[0].clone(), sqrt_ab[-1].clone()
+    sqrt_ab = (sqrt_ab - last) * first / (first - last)
+    ab = sqrt_ab**2
+    alphas = torch.cat([ab[:1], ab[1:] / ab[:-1]])
+    return 1 - alphas
+
+
+def make_betas(schedule: str = "linear", T: int = 1000, betas=None) -> torch.Tensor:
+    """Betas by name ('linear', 'cosine') or user-given ('custom' with `betas`)."""
+    if schedule == "custom" or betas is not None:
+        b = torch.as_tensor(betas, dtype=torch.float64)
+        if b.ndim != 1 or len(b) < 2 or not bool(((b > 0) & (b <= 1)).all()):
+            raise ValueError("betas: expected a 1-D sequence of at least 2 values in (0, 1]")
+        return b
+    if schedule == "linear":
+        return linear_betas(T)
+    if schedule == "cosine":
+        return cosine_betas(T)
+    raise ValueError(f"schedule: expected 'linear', 'cosine' or 'custom', got {schedule!r}")

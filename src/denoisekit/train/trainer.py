@@ -1,0 +1,252 @@
+"""A training loop that knows no diffusion math: data order, optimizer, EMA, checkpoints, logging, DDP."""
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Literal, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..utils import sample_generators
+from .checkpoint import find_checkpoint, load_state, load_weights, save_checkpoint
+from .distributed import barrier, init_distributed
+from .ema import EMA
+
+
+@dataclass
+class TrainConfig:
+    """Everything about optimisation; nothing about diffusion."""
+    steps: int = 1000
+    batch_size: int = 64               # global batch, split over the ranks
+    lr: float = 2e-4
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    betas: tuple = (0.9, 0.999)
+    grad_clip: Optional[float] = 1.0
+    ema_decay: float = 0.999
+    ema_warmup: bool = True
+    seed: int = 0
+    use_labels: bool = False           # pass the data set's labels to the loss as `cond`
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    sample_every: int = 0              # 0: only at the end
+    amp: bool = False                  # bfloat16 autocast on CUDA
+    compile: bool = False              # torch.compile the model
+    device: str = "auto"
+    tensorboard: bool = True
+    progress: bool = True
+
+    def __post_init__(self):
+        for name, kind in (("steps", int), ("batch_size", int), ("warmup_steps", int), ("log_every", int),
+                           ("checkpoint_every", int), ("sample_every", int), ("seed", int), ("lr", float),
+                           ("weight_decay", float), ("ema_decay", float)):
+            try:  # YAML reads '1e-3' as a string
+                setattr(self, name, kind(float(getattr(self, name))) if kind is int else kind(getattr(self, name)))
+            except (TypeError, ValueError):
+                raise ValueError(f"{name}: expected a number, got {getattr(self, name)!r}") from None
+        if self.grad_clip is not None:
+            self.grad_clip = float(self.grad_clip)
+        for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr: expected a positive number, got {self.lr}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule: expected 'constant' or 'cosine', got {self.lr_schedule!r}")
+        self.betas = tuple(self.betas)
+
+
+class _LossModule(nn.Module):
+    """model + loss as one module, so DistributedDataParallel sees the forward pass."""
+
+    def __init__(self, model, loss_fn):
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+
+    def forward(self, x, cond, generators):
+        return self.loss_fn(self.model, x, cond, generators).mean()
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up over warmup_steps, then constant, or cosine decay to 0 over the remaining steps."""
+    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
+    if cfg.lr_schedule == "cosine":
+        progress = min(1.0, max(0, step + 1 - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+        return cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * progress))
+    return cfg.lr * warm
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    """`Trainer(model, loss_fn, dataset, run_dir, cfg).train()`; loss_fn(model, x, cond, generators) -> per-example loss.
+
+    Data order and per-example noise are functions of (seed, step, example index) alone, so resuming continues
+    exactly, and N ranks with batch B/N see the same examples and noise as one process with batch B.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: Callable, dataset, run_dir, cfg: TrainConfig,
+                 config: Optional[dict] = None, sample_fn: Optional[Callable] = None):
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.rank, self.world = init_distributed(self.device)
+        if cfg.batch_size % self.world:
+            raise ValueError(f"batch_size: {cfg.batch_size} is not divisible by the {self.world} ranks")
+        if len(dataset) < cfg.batch_size:
+            raise ValueError(f"batch_size: {cfg.batch_size} is larger than the data set ({len(dataset)} examples)")
+        self.local_batch = cfg.batch_size // self.world
+        self.run_dir = Path(run_dir)
+        self.model = model.to(self.device)
+        self.loss_fn = loss_fn
+        self.data_x = dataset.x
+        self.data_y = dataset.y if cfg.use_labels else None
+        if cfg.use_labels and dataset.y is None:
+            raise ValueError("use_labels: the data set has no labels")
+        self.config = config or {}
+        self.sample_fn = sample_fn
+        torch.manual_seed(cfg.seed + self.rank)
+        self.ema = EMA(self.model, cfg.ema_decay, cfg.ema_warmup)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas,
+                                     weight_decay=cfg.weight_decay)
+        self.step = 0
+        module = _LossModule(self.model, loss_fn)
+        if cfg.compile:
+            module = torch.compile(module)
+        if self.world > 1:
+            module = nn.parallel.DistributedDataParallel(module, device_ids=[self.device.index]
+                                                         if self.device.type == "cuda" else None)
+        self.module = module
+
+    # --- data order -------------------------------------------------------------------------------------------
+    def batch_indices(self, step: int) -> torch.Tensor:
+        """This rank's example indices at `step`: a fresh permutation each epoch, seeded by (seed, epoch)."""
+        n, b = len(self.data_x), self.cfg.batch_size
+        per_epoch = n // b
+        epoch, k = divmod(step, per_epoch)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.cfg.seed * 100003 + epoch))
+        start = k * b + self.rank * self.local_batch
+        return perm[start:start + self.local_batch]
+
+    def _generators(self, step: int):
+        offset = step * self.cfg.batch_size + self.rank * self.local_batch
+        return sample_generators(self.cfg.seed + 1, self.local_batch, offset)
+
+    # --- checkpoints ------------------------------------------------------------------------------------------
+    def save(self) -> Optional[Path]:
+        if self.rank != 0:
+            return None
+        state = {"step": self.step, "optimizer": self.opt.state_dict(), "ema_updates": self.ema.updates,
+                 "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+                 "train_config": asdict(self.cfg)}
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        config = {**self.config, "train": asdict(self.cfg)}
+        return save_checkpoint(self.run_dir / "checkpoints" / f"step-{self.step:07d}", self.model,
+                               self.ema.model, config, state)
+
+    def resume(self, path=None) -> bool:
+        """Continue from the latest checkpoint of this run (or `path`); returns whether one was found."""
+        try:
+            folder = find_checkpoint(path or self.run_dir)
+        except FileNotFoundError:
+            if path is not None:
+                raise
+            return False
+        self.model.load_state_dict(load_weights(folder, ema=False))
+        self.ema.model.load_state_dict(load_weights(folder, ema=True))
+        state = load_state(folder)
+        self.opt.load_state_dict(state["optimizer"])
+        self.step, self.ema.updates = state["step"], state["ema_updates"]
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        return True
+
+    # --- loop -------------------------------------------------------------------------------------------------
+    def _loggers(self):
+        if self.rank != 0:
+            return None, None
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / "metrics.csv"
+        new = not path.exists()
+        f = open(path, "a", newline="")
+        writer = csv.writer(f)
+        if new:
+            writer.writerow(["step", "loss", "lr", "grad_norm", "images_per_s"])
+        tb = None
+        if self.cfg.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+            except Exception:  # tensorboard not installed: CSV only
+                tb = None
+        return (f, writer), tb
+
+    def train_step(self) -> tuple[float, float]:
+        """One optimizer step; returns (loss, gradient norm before clipping)."""
+        idx = self.batch_indices(self.step)
+        x = self.data_x[idx].to(self.device, non_blocking=True)
+        cond = self.data_y[idx].to(self.device) if self.data_y is not None else None
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(self.cfg, self.step)
+        self.model.train()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp and self.device.type == "cuda"):
+            loss = self.module(x, cond, self._generators(self.step))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = self.cfg.grad_clip if self.cfg.grad_clip is not None else float("inf")
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        self.opt.step()
+        self.ema.update(self.model)
+        self.step += 1
+        return loss.detach(), grad_norm.detach()
+
+    def train(self, until: Optional[int] = None) -> nn.Module:
+        """Run until cfg.steps (or stop early at step `until`, as an interruption would); returns the EMA model."""
+        cfg = self.cfg
+        last = min(cfg.steps, until) if until is not None else cfg.steps
+        csv_log, tb = self._loggers()
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress or self.rank != 0, desc="training")
+        losses, t0, n0 = [], time.perf_counter(), self.step
+        try:
+            while self.step < last:
+                loss, grad_norm = self.train_step()
+                losses.append(loss)
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    mean_loss = float(torch.stack(losses).mean())
+                    ips = (self.step - n0) * cfg.batch_size / (time.perf_counter() - t0)
+                    losses, t0, n0 = [], time.perf_counter(), self.step
+                    bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{ips:.0f}")
+                    if csv_log is not None:
+                        csv_log[1].writerow([self.step, mean_loss, lr_at(cfg, self.step - 1), float(grad_norm), ips])
+                        csv_log[0].flush()
+                    if tb is not None:
+                        tb.add_scalar("loss", mean_loss, self.step)
+                        tb.add_scalar("lr", lr_at(cfg, self.step - 1), self.step)
+                        tb.add_scalar("images_per_s", ips, self.step)
+                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                    self.save()
+                    barrier(self.world)
+                if self.sample_fn is not None and self.rank == 0 and (
+                        (cfg.sample_every and self.step % cfg.sample_every == 0) or self.step == cfg.steps):
+                    self.sample_fn(self.ema.model, self.step)
+        finally:
+            bar.close()
+            if csv_log is not None:
+                csv_log[0].close()
+            if tb is not None:
+                tb.close()
+        return self.ema.model

@@ -1,0 +1,18 @@
+"""Train a few steps (alone, or as one rank under torchrun) and save the weights: used by test_train.py."""
+import sys
+
+import torch
+
+from denoisekit import Denoiser, DiscreteVP, SimpleLoss, TrainConfig, Trainer, make_toy
+from denoisekit.nets import MLP
+
+out, batch = sys.argv[1], int(sys.argv[2])
+torch.manual_seed(0)
+denoiser = Denoiser(MLP(hidden=32), DiscreteVP(), "eps")
+cfg = TrainConfig(steps=4, batch_size=batch, lr=1e-2, warmup_steps=0, progress=False, tensorboard=False,
+                  checkpoint_every=100, ema_decay=0.5)
+trainer = Trainer(denoiser, SimpleLoss(), make_toy("moons", 512), out, cfg)
+trainer.train()
+if trainer.rank == 0:
+    torch.save({"model": denoiser.state_dict(), "ema": trainer.ema.model.state_dict(), "world": trainer.world},
+               f"{out}/weights.pt")
