@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH := torch==2.13.0
-STAMP := $(VENV)/.installed
+BASE := $(VENV)/.installed-base
+TESTDEPS := $(VENV)/.installed-test
 
 .PHONY: demo test install bench clean
 
@@ -12,19 +13,25 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # Install the pinned CPU torch first, so the open range in pyproject never pulls a CUDA build.
-$(STAMP): $(PY) pyproject.toml
+$(BASE): $(PY) pyproject.toml
 	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e . $(TORCH)
+	touch $(BASE)
+
+# Test-only extras (diffusers, for parity tests), with torch held at the pin.
+$(TESTDEPS): $(BASE)
 	$(PIP) install -q -e '.[test]' $(TORCH)
-	touch $(STAMP)
+	touch $(TESTDEPS)
 
-install: $(STAMP)
+install: $(BASE)
 
-test: $(STAMP)
+test: $(TESTDEPS)
 	$(PY) -m pytest -q
 
-demo: $(STAMP)
-	$(VENV)/bin/denoisekit train --config configs/demo.yaml --out runs/demo --no-resume
-	$(VENV)/bin/denoisekit sample runs/demo --n 64 --steps 100 --out runs/demo/samples.png \
+demo: $(BASE)
+	rm -rf runs/demo
+	$(VENV)/bin/denoisekit train --config configs/demo.yaml --out runs/demo
+	$(VENV)/bin/denoisekit sample runs/demo --n 64 --steps 250 --out runs/demo/samples.png \
 		--strip runs/demo/reverse_process.png --gif runs/demo/reverse_process.gif
 	@echo ""
 	@echo "Pictures:"
@@ -33,8 +40,9 @@ demo: $(STAMP)
 	@echo "  reverse process:  runs/demo/reverse_process.png (and .gif)"
 	@echo "  training curve:   runs/demo/metrics.csv; checkpoints in runs/demo/checkpoints/"
 
-bench: $(STAMP)
-	$(PIP) install -q -e '.[test,bench]' $(TORCH) torchvision==0.28.0
+bench: $(TESTDEPS)
+	$(PIP) install -q -e '.[test,bench]' $(TORCH)
+	$(PIP) install -q --no-deps denoising-diffusion-pytorch pytorch-fid
 	$(PY) benchmarks/train_throughput.py
 
 clean:

@@ -24,11 +24,11 @@ def test_mlp_learns_two_moons(tmp_path):
     held_out = make_toy("moons", 2000, seed=1).x
     torch.manual_seed(0)
     denoiser = Denoiser(MLP(hidden=128, depth=3, time_embedding="fourier"), DiscreteVP(), "edm")
-    untrained = generate(denoiser, 2000, (2,), steps=50, seed=3)
+    untrained = generate(denoiser, 2000, (2,), steps=250, seed=3)
     cfg = TrainConfig(steps=1200, batch_size=256, lr=2e-3, warmup_steps=50, progress=False, tensorboard=False,
                       checkpoint_every=10**6)
     ema = Trainer(denoiser, SimpleLoss(t_sampling="lognormal"), data, tmp_path, cfg).train()
-    samples = generate(ema, 2000, (2,), steps=50, seed=3)
+    samples = generate(ema, 2000, (2,), steps=250, seed=3)
     elapsed = time.time() - start
     floor = sliced_wasserstein(make_toy("moons", 2000, seed=2).x, held_out)  # data against data
     swd, frac = sliced_wasserstein(samples, held_out), on_data_fraction(samples, held_out)

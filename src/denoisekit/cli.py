@@ -61,6 +61,8 @@ def cmd_sample(args) -> int:
     from .images import save_gif, save_picture, save_row_strip
     from .recipe import generate, load_denoiser
     denoiser, config = load_denoiser(args.checkpoint, ema=not args.raw, device=args.device)
+    if "data" not in config:
+        raise ValueError(f"checkpoint: {args.checkpoint} records no data shape; it was not made by 'denoisekit train'")
     shape = tuple(config["data"]["shape"])
     labels = None
     if args.label is not None:
@@ -96,17 +98,19 @@ def cmd_sample(args) -> int:
 
 
 def cmd_info(args) -> int:
+    from .config import build
     from .train import find_checkpoint, load_config
-    from .train.checkpoint import load_state, load_weights
+    from .train.checkpoint import load_state
     folder = find_checkpoint(args.checkpoint)
     config = load_config(folder)
-    weights = load_weights(folder, ema=False)
+    if "model" not in config:
+        raise ValueError(f"checkpoint: {folder} records no model configuration")
     state = load_state(folder) or {}
-    n_params = sum(v.numel() for k, v in weights.items() if not k.endswith(("freqs", "w")))
+    n_params = sum(p.numel() for p in build(config["model"]).parameters())
     info = {"checkpoint": str(folder), "step": state.get("step"), "parameters": n_params,
             "has_ema": (folder / "ema.safetensors").exists(), "data": config.get("data"),
-            "prediction": config["denoiser"].get("prediction"), "process": config["denoiser"].get("process"),
-            "network": config["denoiser"].get("net"), "loss": config.get("loss"), "train": config.get("train")}
+            "prediction": config["model"].get("prediction"), "process": config["model"].get("process"),
+            "network": config["model"].get("net"), "loss": config.get("loss"), "train": config.get("train")}
     print(json.dumps(info, indent=2))
     return 0
 

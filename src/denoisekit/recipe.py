@@ -105,7 +105,7 @@ def train_run(rc: RunConfig, out: Path, resume: bool = True) -> Path:
     loss = SimpleLoss(**rc.loss)
     tc = TrainConfig(**{"use_labels": rc.class_cond, **rc.train})
     out = Path(out)
-    config = {"denoiser": denoiser.config(), "loss": loss.config(), "run": rc.as_dict(),
+    config = {"loss": loss.config(), "run": rc.as_dict(),
               "data": {"name": ds.name, "shape": list(ds.x.shape[1:]), "num_classes": ds.num_classes}}
     shape = tuple(ds.x.shape[1:])
     sample = rc.sample
@@ -131,6 +131,8 @@ def load_denoiser(path, ema: bool = True, device: str = "cpu") -> tuple[Denoiser
     """A trained denoiser and its config from a checkpoint or run folder."""
     folder = find_checkpoint(path)
     config = load_config(folder)
-    denoiser = build(config["denoiser"])
+    if "model" not in config:
+        raise ValueError(f"checkpoint: {folder} records no model configuration to rebuild from")
+    denoiser = build(config["model"])
     denoiser.load_state_dict(load_weights(folder, ema=ema))
     return denoiser.to(device).eval(), config

@@ -49,3 +49,22 @@ def split_cond(cond):
     if isinstance(cond, dict):
         return cond.get("label"), cond.get("concat")
     return cond, None
+
+
+class ConditionEmbedding(nn.Module):
+    """The conditioning vector: embedded noise level, plus a label embedding (index num_classes = 'no label')."""
+
+    def __init__(self, kind: str, base_dim: int, emb_dim: int, num_classes=None, final_linear: bool = True):
+        super().__init__()
+        layers = [make_embedding(kind, base_dim), nn.Linear(base_dim, emb_dim), nn.SiLU()]
+        self.noise = nn.Sequential(*layers, *([nn.Linear(emb_dim, emb_dim)] if final_linear else []))
+        self.num_classes = num_classes
+        self.label = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
+
+    def forward(self, c_noise: torch.Tensor, labels, batch: int) -> torch.Tensor:
+        emb = self.noise(c_noise.reshape(-1).expand(batch) if c_noise.numel() == 1 else c_noise)
+        if self.label is not None:
+            if labels is None:
+                labels = torch.full((batch,), self.num_classes, device=emb.device, dtype=torch.long)
+            emb = emb + self.label(labels)
+        return emb

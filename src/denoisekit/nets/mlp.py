@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import configurable
-from .embeddings import make_embedding, split_cond
+from .embeddings import ConditionEmbedding, split_cond
 
 
 @configurable
@@ -18,9 +18,7 @@ class MLP(nn.Module):
     def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 3, time_embedding: str = "sinusoidal",
                  num_classes: Optional[int] = None, out_dim: Optional[int] = None):
         super().__init__()
-        self.embed = nn.Sequential(make_embedding(time_embedding, hidden), nn.Linear(hidden, hidden), nn.SiLU())
-        self.num_classes = num_classes
-        self.label_embed = nn.Embedding(num_classes + 1, hidden) if num_classes else None
+        self.embed = ConditionEmbedding(time_embedding, hidden, hidden, num_classes, final_linear=False)
         self.inp = nn.Linear(dim, hidden)
         self.blocks = nn.ModuleList([nn.Linear(hidden, hidden) for _ in range(depth)])
         self.emb_proj = nn.ModuleList([nn.Linear(hidden, hidden) for _ in range(depth)])
@@ -28,11 +26,7 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond=None) -> torch.Tensor:
         labels, _ = split_cond(cond)
-        emb = self.embed(c_noise.reshape(-1).expand(x.shape[0]) if c_noise.numel() == 1 else c_noise)
-        if self.label_embed is not None:
-            if labels is None:
-                labels = torch.full((x.shape[0],), self.num_classes, device=x.device, dtype=torch.long)
-            emb = emb + self.label_embed(labels)
+        emb = self.embed(c_noise, labels, x.shape[0])
         h = self.inp(x)
         for block, proj in zip(self.blocks, self.emb_proj):
             h = h + block(F.silu(h + proj(emb)))

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import configurable
-from .embeddings import make_embedding, split_cond
+from .embeddings import ConditionEmbedding, split_cond
 
 
 def _groups(ch: int, max_groups: int = 32) -> int:
@@ -114,10 +114,7 @@ class UNet(nn.Module):
             raise ValueError(f"resample: expected 'conv' or 'biggan', got {resample!r}")
         out_channels = out_channels or in_channels
         emb_dim = 4 * channels
-        self.time_embed = nn.Sequential(make_embedding(time_embedding, channels), nn.Linear(channels, emb_dim),
-                                        nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.num_classes = num_classes
-        self.label_embed = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
+        self.embed = ConditionEmbedding(time_embedding, channels, emb_dim, num_classes)
         self.conv_in = nn.Conv2d((in_channels + cond_channels) * patch_size**2, channels, 3, padding=1)
 
         def resampler(ch, direction):
@@ -167,11 +164,7 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond=None) -> torch.Tensor:
         labels, concat = split_cond(cond)
-        emb = self.time_embed(c_noise.reshape(-1).expand(x.shape[0]) if c_noise.numel() == 1 else c_noise)
-        if self.label_embed is not None:
-            if labels is None:
-                labels = torch.full((x.shape[0],), self.num_classes, device=x.device, dtype=torch.long)
-            emb = emb + self.label_embed(labels)
+        emb = self.embed(c_noise, labels, x.shape[0])
         if concat is not None:
             x = torch.cat([x, concat], dim=1)
         if self.patch_size > 1:

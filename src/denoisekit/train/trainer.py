@@ -152,6 +152,8 @@ class Trainer:
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
         config = {**self.config, "train": asdict(self.cfg)}
+        if hasattr(self.model, "config"):  # rebuildable with denoisekit.config.build(config["model"])
+            config["model"] = self.model.config()
         return save_checkpoint(self.run_dir / "checkpoints" / f"step-{self.step:07d}", self.model,
                                self.ema.model, config, state)
 
@@ -180,8 +182,8 @@ class Trainer:
             return None, None
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / "metrics.csv"
-        new = not path.exists()
-        f = open(path, "a", newline="")
+        new = self.step == 0 or not path.exists()  # a fresh run starts a fresh log; a resumed one appends
+        f = open(path, "w" if new else "a", newline="")
         writer = csv.writer(f)
         if new:
             writer.writerow(["step", "loss", "lr", "grad_norm", "images_per_s"])
