@@ -61,6 +61,14 @@ def test_posterior_matches_gaussian_conditioning(t, s):
     assert float(var) == pytest.approx(var_ref, rel=1e-8, abs=1e-15)
 
 
+def test_tables_agree_with_the_functions():
+    p = DiscreteVP("cosine")
+    t = torch.arange(1000, dtype=torch.float64)
+    assert p.sigmas.dtype == torch.float64 and p.log_snrs.dtype == torch.float64
+    assert torch.allclose(p.sigmas, p.sigma(t)) and torch.allclose(p.log_snrs, p.log_snr(t))
+    assert torch.allclose(p.alpha(t) ** 2 + p.sigma(t) ** 2, torch.ones(1000, dtype=torch.float64))
+
+
 def test_consecutive_steps_give_ddpm_beta_and_beta_tilde():
     p = DiscreteVP()
     t = torch.arange(1, 1000, dtype=torch.float64)

@@ -89,6 +89,8 @@ class DiscreteVP(NoiseProcess):
         self.T = len(b)
         self.alphas = 1 - b
         self.alpha_bar = torch.cumprod(self.alphas, 0)
+        self.sigmas = (1 - self.alpha_bar).sqrt()                         # sigma_t at t = 0..T-1
+        self.log_snrs = self.alpha_bar.log() - (1 - self.alpha_bar).log()  # lambda_t (-inf at zero terminal SNR)
         self.zero_terminal_snr = zero_terminal_snr
         self._ab_ext = torch.cat([torch.ones(1, dtype=torch.float64), self.alpha_bar])  # index t+1
         self._tables: dict = {}
