@@ -13,12 +13,20 @@ def test_train_sample_info(tmp_path, capsys):
     cfg = tmp_path / "run.yaml"
     cfg.write_text(yaml.safe_dump({"data": "digits", "prediction": "edm", "loss": {"t_sampling": "lognormal"},
                                    "net": {"channels": 8, "channel_mult": [1, 2]},
-                                   "train": {"steps": 4, "batch_size": 8, "progress": False, "checkpoint_every": 2},
+                                   "train": {"steps": 4, "batch_size": 8, "progress": False, "checkpoint_every": 2,
+                                             "sample_every": 2, "log_every": 2},
                                    "sample": {"steps": 3, "n": 4}}))
     run = tmp_path / "run"
     assert main(["train", "--config", str(cfg), "--out", str(run), "--set", "train.lr=1e-3"]) == 0
-    for f in ("run.yaml", "forward_process.png", "metrics.csv", "samples/step-0000004.png", "checkpoints/latest"):
+    for f in ("run.yaml", "forward_process.png", "metrics.csv", "samples/step-0000002.png",
+              "samples/step-0000004.png", "checkpoints/latest"):
         assert (run / f).exists(), f
+    assert [r.split(",")[0] for r in (run / "metrics.csv").read_text().splitlines()] == ["step", "2", "4"]
+    try:
+        import tensorboard  # noqa: F401  (an optional extra: scalars go to TensorBoard when it is installed)
+        assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    except ImportError:
+        pass
     assert yaml.safe_load((run / "run.yaml").read_text())["train"]["lr"] == 1e-3
     # resuming a finished run trains no further steps
     assert main(["train", "--config", str(cfg), "--out", str(run), "--steps", "6"]) == 0

@@ -89,7 +89,8 @@ def cmd_sample(args) -> int:
         atomic_save(args.npz, lambda p: np.savez(open(p, "wb"), x=arr))
         print(f"arrays: {args.npz}")
     if args.gif:
-        print(f"reverse process GIF: {save_gif(frames, args.gif, scale=scale)}")
+        k = min(16, args.n) if is_image else args.n
+        print(f"reverse process GIF: {save_gif([f[:k] for f in frames], args.gif, scale=scale)}")
     if args.strip:
         k = min(8, args.n) if is_image else args.n
         cols = [f[:k] for f in frames[:: max(1, len(frames) // 10)]] + [frames[-1][:k]]

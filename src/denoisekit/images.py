@@ -20,6 +20,9 @@ def atomic_save(path, save) -> Path:
     os.close(fd)
     try:
         save(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; give them the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
