@@ -1,5 +1,4 @@
 """The denoiser wrapper and the L_simple loss."""
-import math
 
 import pytest
 import torch
