@@ -25,7 +25,7 @@ def ddpm_step(denoiser, x: torch.Tensor, t, s, noise: Optional[torch.Tensor], *,
     if variance == "beta":
         var = process.transition_variance(t, s)
     var = torch.where(process.sigma(s) > 0, var, torch.zeros_like(var))  # the last step adds no noise
-    if noise is None or not bool((var > 0).any()):
+    if noise is None:
         return mean, pred
     return mean + append_dims(var.sqrt(), x.ndim).to(x.dtype) * noise, pred
 
