@@ -99,15 +99,13 @@ def cmd_sample(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from .config import build
-    from .train import find_checkpoint, load_config
+    from .recipe import load_denoiser
+    from .train import find_checkpoint
     from .train.checkpoint import load_state
     folder = find_checkpoint(args.checkpoint)
-    config = load_config(folder)
-    if "model" not in config:
-        raise ValueError(f"checkpoint: {folder} records no model configuration")
+    denoiser, config = load_denoiser(folder, ema=False)
     state = load_state(folder) or {}
-    n_params = sum(p.numel() for p in build(config["model"]).parameters())
+    n_params = sum(p.numel() for p in denoiser.parameters())
     info = {"checkpoint": str(folder), "step": state.get("step"), "parameters": n_params,
             "has_ema": (folder / "ema.safetensors").exists(), "data": config.get("data"),
             "prediction": config["model"].get("prediction"), "process": config["model"].get("process"),
