@@ -1,4 +1,4 @@
-"""The command line: `denoisekit train | sample | info`."""
+"""The command line: `denoisekit train | sample | eval | info`."""
 from __future__ import annotations
 
 import argparse
@@ -98,6 +98,43 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+
+    from .data import load_dataset
+    from .eval import Evaluator, format_report, load_samples
+    from .eval.inception import HOW_TO
+    from .images import atomic_save
+    from .train.checkpoint import CONFIG
+    path = Path(args.samples)
+    if not path.exists():
+        raise FileNotFoundError(f"samples: no such file or folder {path}")
+    data = args.data
+    if path.is_dir() and ((path / CONFIG).exists() or (path / "checkpoints").exists()):
+        from .recipe import balanced_labels, generate, load_denoiser
+        denoiser, config = load_denoiser(path, ema=not args.raw, device=args.device)
+        data = data or config.get("run", {}).get("data")
+        num_classes = config["data"].get("num_classes") if config.get("run", {}).get("class_cond") else None
+        labels = balanced_labels(args.n, num_classes, args.device)
+        samples = generate(denoiser, args.n, tuple(config["data"]["shape"]), seed=args.seed, steps=args.steps,
+                           sampler=args.sampler, spacing=args.spacing, variance=args.variance, labels=labels,
+                           progress=True).cpu()
+    else:
+        samples = load_samples(path)
+    if not data:
+        raise ValueError("--data: name the data set the samples should be compared with (e.g. --data mnist)")
+    ds = load_dataset(data, image_size=args.image_size)
+    evaluator = Evaluator(ds, device=args.device, inception_weights=args.inception_weights, k=args.k,
+                          cache_root=args.cache_dir)
+    metrics = {"samples": str(path), **evaluator.evaluate(samples)}
+    print(format_report(metrics))
+    if ds.is_image and "inception_fid" not in metrics:
+        print(f"(no Inception FID: {HOW_TO})")
+    if args.json:
+        atomic_save(args.json, lambda p: Path(p).write_text(json.dumps(metrics, indent=2)))
+        print(f"metrics: {args.json}")
+    return 0
+
+
 def cmd_info(args) -> int:
     from .recipe import load_denoiser
     from .train import find_checkpoint
@@ -150,6 +187,26 @@ def main(argv=None) -> int:
     s.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA weights")
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=cmd_sample)
+
+    e = sub.add_parser("eval", help="score samples against a data set (Frechet distance, precision/recall, ...)")
+    e.add_argument("samples", help="a .npz/.npy of samples, a folder of images, or a checkpoint/run folder to sample")
+    e.add_argument("--data", help="the data set to compare with (default: the one a checkpoint was trained on)")
+    e.add_argument("--image-size", type=int, dest="image_size", help="resize the data set's images to this size")
+    e.add_argument("--inception-weights", dest="inception_weights",
+                   help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth, for the standard Inception FID")
+    e.add_argument("--k", type=int, default=3, help="neighbours for the precision/recall manifolds")
+    e.add_argument("--json", help="also write the metrics as JSON")
+    e.add_argument("--cache-dir", dest="cache_dir", help="where reference classifiers are cached "
+                   "(default $DENOISEKIT_CACHE or ~/.cache/denoisekit)")
+    e.add_argument("--n", type=int, default=1000, help="samples to draw from a checkpoint")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--sampler", default="ddpm")
+    e.add_argument("--steps", type=int, default=100)
+    e.add_argument("--spacing", default="uniform", choices=["uniform", "leading", "trailing", "quadratic"])
+    e.add_argument("--variance", default="beta_tilde", choices=["beta_tilde", "beta"])
+    e.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA weights")
+    e.add_argument("--device", default="cpu")
+    e.set_defaults(func=cmd_eval)
 
     i = sub.add_parser("info", help="what a checkpoint holds")
     i.add_argument("checkpoint")

@@ -36,6 +36,7 @@ class RunConfig:
     loss: dict = field(default_factory=dict)         # SimpleLoss arguments
     train: dict = field(default_factory=dict)        # TrainConfig fields
     sample: dict = field(default_factory=lambda: {"steps": 100, "n": 64, "variance": "beta_tilde", "seed": 0})
+    eval: dict = field(default_factory=lambda: {"n": 500, "steps": 50, "variance": "beta_tilde", "seed": 12345})
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
@@ -89,6 +90,11 @@ def generate(denoiser: Denoiser, n: int, shape, *, seed: int = 0, steps: int = 1
                              callback=callback, progress=progress)
 
 
+def balanced_labels(n: int, num_classes: Optional[int], device) -> Optional[torch.Tensor]:
+    """Labels 0, 1, ..., K-1, 0, 1, ... for a class-conditional model; None without classes."""
+    return torch.arange(n, device=device) % num_classes if num_classes else None
+
+
 def forward_process_picture(ds: ArrayDataset, process, path, n: int = 8, columns: int = 10, seed: int = 0):
     """x_t for a few data points at evenly spaced t: the forward process q(x_t | x_0)."""
     g = torch.Generator().manual_seed(seed)
@@ -112,12 +118,25 @@ def train_run(rc: RunConfig, out: Path, resume: bool = True) -> Path:
 
     def sample_fn(ema_model, step):
         n = sample.get("n", 64) if ds.is_image else 2000
-        labels = (torch.arange(n) % ds.num_classes).to(next(ema_model.parameters()).device) if rc.class_cond else None
+        labels = balanced_labels(n, ds.num_classes if rc.class_cond else None, next(ema_model.parameters()).device)
         x = generate(ema_model, n, shape, seed=sample.get("seed", 0), steps=sample.get("steps", 100),
                      variance=sample.get("variance", "beta_tilde"), labels=labels)
         save_picture(x, out / "samples" / f"step-{step:07d}.png", scale=2 if ds.is_image else 1)
 
-    trainer = Trainer(denoiser, loss, ds, out, tc, config=config, sample_fn=sample_fn)
+    evaluator = []  # built at the first evaluation, so runs that never evaluate never train a classifier
+
+    def eval_fn(ema_model, step):
+        from .eval import Evaluator
+        if not evaluator:
+            evaluator.append(Evaluator(ds, device=next(ema_model.parameters()).device, progress=tc.progress))
+        e = rc.eval
+        n = e.get("n", 500)
+        labels = balanced_labels(n, ds.num_classes if rc.class_cond else None, next(ema_model.parameters()).device)
+        x = generate(ema_model, n, shape, seed=e.get("seed", 12345), steps=e.get("steps", 50),
+                     sampler=e.get("sampler", "ddpm"), variance=e.get("variance", "beta_tilde"), labels=labels)
+        return evaluator[0].evaluate(x.cpu())
+
+    trainer = Trainer(denoiser, loss, ds, out, tc, config=config, sample_fn=sample_fn, eval_fn=eval_fn)
     if trainer.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         forward_process_picture(ds, denoiser.process, out / "forward_process.png")

@@ -37,6 +37,7 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_every: int = 1000
     sample_every: int = 0              # 0: only at the end
+    eval_every: int = 0                # 0: never; else call eval_fn every this many steps and at the end
     amp: bool = False                  # bfloat16 autocast on CUDA
     compile: bool = False              # torch.compile the model
     device: str = "auto"
@@ -45,7 +46,7 @@ class TrainConfig:
 
     def __post_init__(self):
         for name, kind in (("steps", int), ("batch_size", int), ("warmup_steps", int), ("log_every", int),
-                           ("checkpoint_every", int), ("sample_every", int), ("seed", int), ("lr", float),
+                           ("checkpoint_every", int), ("sample_every", int), ("eval_every", int), ("seed", int), ("lr", float),
                            ("weight_decay", float), ("ema_decay", float)):
             try:  # YAML reads '1e-3' as a string
                 setattr(self, name, kind(float(getattr(self, name))) if kind is int else kind(getattr(self, name)))
@@ -97,7 +98,8 @@ class Trainer:
     """
 
     def __init__(self, model: nn.Module, loss_fn: Callable, dataset, run_dir, cfg: TrainConfig,
-                 config: Optional[dict] = None, sample_fn: Optional[Callable] = None):
+                 config: Optional[dict] = None, sample_fn: Optional[Callable] = None,
+                 eval_fn: Optional[Callable] = None):
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.rank, self.world = init_distributed(self.device)
@@ -115,6 +117,7 @@ class Trainer:
             raise ValueError("use_labels: the data set has no labels")
         self.config = config or {}
         self.sample_fn = sample_fn
+        self.eval_fn = eval_fn  # eval_fn(ema_model, step) -> {name: number}, written to eval.csv and TensorBoard
         torch.manual_seed(cfg.seed + self.rank)
         self.ema = EMA(self.model, cfg.ema_decay, cfg.ema_warmup)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas,
@@ -175,6 +178,24 @@ class Trainer:
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         return True
+
+    def run_eval(self, tb=None) -> Optional[dict]:
+        """Call eval_fn on the EMA model; append its numbers to eval.csv and the TensorBoard scalars under eval/."""
+        if self.eval_fn is None or self.rank != 0:
+            return None
+        metrics = {k: float(v) for k, v in self.eval_fn(self.ema.model, self.step).items()
+                   if isinstance(v, (int, float))}
+        path = self.run_dir / "eval.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(["step", *metrics])
+            writer.writerow([self.step, *metrics.values()])
+        if tb is not None:
+            for k, v in metrics.items():
+                tb.add_scalar(f"eval/{k}", v, self.step)
+        return metrics
 
     # --- loop -------------------------------------------------------------------------------------------------
     def _loggers(self):
@@ -245,6 +266,8 @@ class Trainer:
                 if self.sample_fn is not None and self.rank == 0 and (
                         (cfg.sample_every and self.step % cfg.sample_every == 0) or self.step == cfg.steps):
                     self.sample_fn(self.ema.model, self.step)
+                if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
+                    self.run_eval(tb)
         finally:
             bar.close()
             if csv_log is not None:

@@ -1,0 +1,87 @@
+"""The FID Inception: loads pytorch-fid's weight layout, refuses other files, matches pytorch-fid where installed."""
+import pytest
+import torch
+
+from denoisekit.data import ArrayDataset
+from denoisekit.eval import Evaluator, FIDInception, load_fid_inception
+from denoisekit.eval.inception import inception_features
+
+
+def _random_weights_file(path, seed=0):
+    """A file laid out like pt_inception-2015-12-05: our keys plus the 1008-way fc layer, no BN counters.
+    Batch-norm statistics are calibrated on random images, so that signals survive the random layers."""
+    torch.manual_seed(seed)
+    net = FIDInception()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None  # cumulative average
+    with torch.no_grad():
+        net.train()(torch.rand(8, 3, 32, 32) * 2 - 1)
+    net.eval()
+    state = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+    state["fc.weight"], state["fc.bias"] = torch.randn(1008, 2048), torch.zeros(1008)
+    torch.save(state, path)
+    return net
+
+
+def test_loads_the_pytorch_fid_layout_and_gives_2048_features(tmp_path):
+    _random_weights_file(tmp_path / "w.pth")
+    net = load_fid_inception(tmp_path / "w.pth")
+    x = torch.rand(3, 1, 28, 28) * 2 - 1
+    f = inception_features(net, x)
+    assert f.shape == (3, 2048) and torch.isfinite(f).all() and (f >= 0).all()   # pooled ReLU outputs
+    assert torch.allclose(f, inception_features(net, x.expand(-1, 3, -1, -1)))  # grey = three equal channels
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="does not hold the FID Inception.*pytorch-fid"):
+        load_fid_inception(tmp_path / "bad.pth")
+
+
+def test_evaluator_reports_inception_fid_with_local_weights(tmp_path):
+    _random_weights_file(tmp_path / "w.pth")
+    g = torch.Generator().manual_seed(0)
+    ds = ArrayDataset(torch.rand(24, 1, 16, 16, generator=g) * 2 - 1, torch.arange(24) % 2, 2, "tiny")
+    ev = Evaluator(ds, cache_root=tmp_path / "cache", inception_weights=str(tmp_path / "w.pth"), progress=False)
+    same = ev.evaluate(ds.x)["inception_fid"]
+    other = ev.evaluate(-ds.x)["inception_fid"]
+    assert same < 1e-3 < other
+    assert list((tmp_path / "cache" / "inception").glob("*.pt"))  # reference statistics cached
+    with pytest.raises(FileNotFoundError, match="--inception-weights"):
+        Evaluator(ds, cache_root=tmp_path / "cache", inception_weights=str(tmp_path / "none.pth"))
+
+
+def test_matches_pytorch_fid_inception():
+    """Same weights, same images: our features equal pytorch-fid's (needs pytorch-fid and torchvision)."""
+    fid = pytest.importorskip("pytorch_fid.inception", exc_type=ImportError)
+    torch.manual_seed(0)
+    theirs = fid.fid_inception_v3.__globals__["_inception_v3"](num_classes=1008, aux_logits=False, weights=None)
+    for name, c, kw in (("Mixed_5b", 192, 32), ("Mixed_5c", 256, 64), ("Mixed_5d", 288, 64)):
+        setattr(theirs, name, fid.FIDInceptionA(c, pool_features=kw))
+    for name, c7 in (("Mixed_6b", 128), ("Mixed_6c", 160), ("Mixed_6d", 160), ("Mixed_6e", 192)):
+        setattr(theirs, name, fid.FIDInceptionC(768, channels_7x7=c7))
+    theirs.Mixed_7b, theirs.Mixed_7c = fid.FIDInceptionE_1(1280), fid.FIDInceptionE_2(2048)
+    for m in theirs.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None  # calibrate batch-norm statistics so signals survive the random layers
+    with torch.no_grad():
+        theirs.train()(torch.rand(8, 3, 299, 299) * 2 - 1)
+    theirs.eval()
+    ours = FIDInception()
+    missing, unexpected = ours.load_state_dict(theirs.state_dict(), strict=False)
+    assert not missing and all(k.startswith("fc.") for k in unexpected)
+    model = fid.InceptionV3.__new__(fid.InceptionV3)
+    torch.nn.Module.__init__(model)
+    model.resize_input, model.normalize_input, model.output_blocks, model.last_needed_block = True, True, [3], 3
+    model.blocks = torch.nn.ModuleList([
+        torch.nn.Sequential(theirs.Conv2d_1a_3x3, theirs.Conv2d_2a_3x3, theirs.Conv2d_2b_3x3,
+                            torch.nn.MaxPool2d(3, 2)),
+        torch.nn.Sequential(theirs.Conv2d_3b_1x1, theirs.Conv2d_4a_3x3, torch.nn.MaxPool2d(3, 2)),
+        torch.nn.Sequential(theirs.Mixed_5b, theirs.Mixed_5c, theirs.Mixed_5d, theirs.Mixed_6a, theirs.Mixed_6b,
+                            theirs.Mixed_6c, theirs.Mixed_6d, theirs.Mixed_6e),
+        torch.nn.Sequential(theirs.Mixed_7a, theirs.Mixed_7b, theirs.Mixed_7c, torch.nn.AdaptiveAvgPool2d(1))])
+    model.eval(), ours.eval()
+    x01 = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = model(x01)[0].flatten(1)
+        got = ours(x01 * 2 - 1)
+    assert want.std(0).mean() > 1e-3 * want.abs().mean()  # the features depend on the image
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-5 * float(want.abs().max())), float((got - want).abs().max())
