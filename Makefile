@@ -44,6 +44,8 @@ bench: $(TESTDEPS)
 	$(PIP) install -q -e '.[test,bench]' $(TORCH)
 	$(PIP) install -q --no-deps denoising-diffusion-pytorch pytorch-fid
 	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/vs_ddpm_pytorch.py; status=$$?; \
+	$(PY) benchmarks/quality_vs_nfe.py --run runs/vs_ddpm_pytorch && $(PY) benchmarks/report.py && exit $$status
 
 clean:
 	rm -rf $(VENV) runs

@@ -16,7 +16,7 @@ import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import write_result  # noqa: E402
+from common import stub_torchvision_if_broken, write_result  # noqa: E402
 
 from denoisekit.data import ArrayDataset  # noqa: E402
 from denoisekit.losses import SimpleLoss  # noqa: E402
@@ -25,10 +25,10 @@ from denoisekit.recipe import RunConfig, build_denoiser  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def ours(batch: int):
+def ours(batch: int, device: str = "cpu"):
     rc = RunConfig.from_dict(yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text()))
     ds = ArrayDataset(torch.zeros(batch, 1, 28, 28), name="mnist-shape")
-    denoiser = build_denoiser(rc, ds)
+    denoiser = build_denoiser(rc, ds).to(device)
     loss = SimpleLoss(**rc.loss)
     opt = torch.optim.AdamW(denoiser.parameters(), lr=1e-4)
 
@@ -38,30 +38,15 @@ def ours(batch: int):
         value.backward()
         opt.step()
 
-    forward = lambda x: denoiser.net_output(x, torch.full((x.shape[0],), 500.0))
+    forward = lambda x: denoiser.net_output(x, torch.full((x.shape[0],), 500.0, device=x.device))
     return denoiser.net, step, forward
 
 
-def _stub_torchvision_if_broken() -> bool:
-    """denoising-diffusion-pytorch imports torchvision for its data pipeline, image saving and FID code, none of
-    which a training step touches. No CPU build of the torchvision that matches torch 2.13 exists on the package
-    index here, so when it cannot be imported we put inert stand-ins in sys.modules (the U-Net is unaffected)."""
-    try:
-        import torchvision  # noqa: F401
-        return False
-    except Exception:
-        from unittest import mock
-        for name in ("torchvision", "torchvision.transforms", "torchvision.transforms.functional", "torchvision.utils",
-                     "torchvision.models", "torchvision.datasets", "torchvision.io", "torchvision.ops"):
-            sys.modules[name] = mock.MagicMock(name=name)
-        return True
-
-
-def theirs(batch: int):
-    _stub_torchvision_if_broken()
+def theirs(batch: int, device: str = "cpu"):
+    stub_torchvision_if_broken()
     from denoising_diffusion_pytorch import GaussianDiffusion, Unet
     net = Unet(dim=32, dim_mults=(1, 2, 4), channels=1)
-    diffusion = GaussianDiffusion(net, image_size=28, timesteps=1000)
+    diffusion = GaussianDiffusion(net, image_size=28, timesteps=1000).to(device)
     opt = torch.optim.Adam(diffusion.parameters(), lr=1e-4)
 
     def step(x):
@@ -70,12 +55,12 @@ def theirs(batch: int):
         value.backward()
         opt.step()
 
-    forward = lambda x: net(x, torch.full((x.shape[0],), 500, dtype=torch.long))
+    forward = lambda x: net(x, torch.full((x.shape[0],), 500, dtype=torch.long, device=x.device))
     return net, step, forward
 
 
-def flops_per_image(forward, batch: int) -> float:
-    x = torch.randn(batch, 1, 28, 28)
+def flops_per_image(forward, batch: int, device: str = "cpu") -> float:
+    x = torch.randn(batch, 1, 28, 28, device=device)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         forward(x)
     return counter.get_total_flops() / batch
@@ -87,25 +72,34 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=8, help="timed steps a round")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--require", type=float, default=3.0, help="minimum speed-up of ours over theirs")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (results then go to train_throughput_cuda.json)")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast for both (CUDA)")
     args = p.parse_args()
+    dev = args.device
+    sync = torch.cuda.synchronize if dev.startswith("cuda") else (lambda: None)
     torch.manual_seed(0)
-    models = {"denoisekit (demo model)": ours(args.batch), "denoising-diffusion-pytorch Unet(32,(1,2,4))":
-              theirs(args.batch)}
-    x = torch.rand(args.batch, 1, 28, 28) * 2 - 1
+    models = {"denoisekit (demo model)": ours(args.batch, dev), "denoising-diffusion-pytorch Unet(32,(1,2,4))":
+              theirs(args.batch, dev)}
+    x = torch.rand(args.batch, 1, 28, 28, device=dev) * 2 - 1
+    autocast = torch.autocast(dev.split(":")[0], dtype=torch.bfloat16, enabled=args.amp)
     rates = {name: [] for name in models}
     for name, (_, step, _) in models.items():
-        for _ in range(2):  # warm-up
-            step(x)
+        for _ in range(2 if dev == "cpu" else 10):  # warm-up
+            with autocast:
+                step(x)
     for _ in range(args.rounds):
         for name, (_, step, _) in models.items():
+            sync()
             t0 = time.perf_counter()
             for _ in range(args.steps):
-                step(x)
+                with autocast:
+                    step(x)
+            sync()
             rates[name].append(args.batch * args.steps / (time.perf_counter() - t0))
     rows = []
     for name, (net, _, forward) in models.items():
         rows.append({"model": name, "parameters": sum(p.numel() for p in net.parameters()),
-                     "forward_gflops_per_image": flops_per_image(forward, 4) / 1e9,
+                     "forward_gflops_per_image": flops_per_image(forward, 4, dev) / 1e9,
                      "train_images_per_s": statistics.median(rates[name]), "rounds": rates[name]})
     ratio = rows[0]["train_images_per_s"] / rows[1]["train_images_per_s"]
     print(f"{'model':48s} {'params':>10s} {'GFLOP/img':>10s} {'train img/s':>12s}")
@@ -113,8 +107,10 @@ def main() -> int:
         print(f"{r['model']:48s} {r['parameters']:>10,d} {r['forward_gflops_per_image']:>10.3f} "
               f"{r['train_images_per_s']:>12.1f}")
     print(f"speed-up: {ratio:.2f}x (required {args.require}x)")
-    path = write_result("train_throughput", {"batch": args.batch, "rows": rows, "speedup": ratio,
-                                             "required": args.require})
+    name = "train_throughput" if dev == "cpu" else "train_throughput_cuda" + ("_bf16" if args.amp else "")
+    path = write_result(name, {"batch": args.batch, "device": dev, "amp": args.amp, "rows": rows, "speedup": ratio,
+                               "required": args.require,
+                               "gpu": torch.cuda.get_device_name() if dev != "cpu" else None})
     print(f"wrote {path}")
     return 0 if ratio >= args.require else 1
 

@@ -10,7 +10,7 @@ out, batch = sys.argv[1], int(sys.argv[2])
 torch.manual_seed(0)
 denoiser = Denoiser(MLP(hidden=32), DiscreteVP(), "eps")
 cfg = TrainConfig(steps=4, batch_size=batch, lr=1e-2, warmup_steps=0, progress=False, tensorboard=False,
-                  checkpoint_every=100, ema_decay=0.5)
+                  checkpoint_every=100, ema_decay=0.5, device="cpu")  # gloo: ranks share no GPU
 trainer = Trainer(denoiser, SimpleLoss(), make_toy("moons", 512), out, cfg)
 trainer.train()
 if trainer.rank == 0:

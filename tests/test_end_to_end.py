@@ -4,18 +4,8 @@ import time
 import torch
 
 from denoisekit import Denoiser, DiscreteVP, SimpleLoss, TrainConfig, Trainer, generate, make_toy
+from denoisekit.eval import on_data_fraction, sliced_wasserstein
 from denoisekit.nets import MLP
-
-
-def sliced_wasserstein(a, b, projections=256, seed=0):
-    theta = torch.randn(a.shape[1], projections, generator=torch.Generator().manual_seed(seed))
-    theta = theta / theta.norm(dim=0)
-    return float((((a @ theta).sort(0).values - (b @ theta).sort(0).values) ** 2).mean().sqrt())
-
-
-def on_data_fraction(samples, data, radius=0.05):
-    """Precision-like: the share of samples within `radius` of some data point."""
-    return float((torch.cdist(samples, data).min(1).values < radius).float().mean())
 
 
 def test_mlp_learns_two_moons(tmp_path):

@@ -23,7 +23,7 @@ def _trainer(run_dir, steps, dropout_net=False):
     else:
         net, ds = MLP(hidden=32), make_toy("moons", 256)
     cfg = TrainConfig(steps=steps, batch_size=16, lr=5e-3, warmup_steps=3, lr_schedule="cosine", progress=False,
-                      tensorboard=False, checkpoint_every=5, ema_decay=0.9)
+                      tensorboard=False, checkpoint_every=5, ema_decay=0.9, device="cpu")  # bitwise: CPU kernels
     return Trainer(Denoiser(net, DiscreteVP(), "v"), SimpleLoss(min_snr_gamma=5), ds, run_dir, cfg)
 
 

@@ -6,7 +6,7 @@ import torch
 
 def gaussian_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and unbiased covariance of (N, D) features, in float64."""
-    f = torch.as_tensor(features).reshape(len(features), -1).double()
+    f = torch.as_tensor(features).detach().cpu().reshape(len(features), -1).double()
     if len(f) < 2:
         raise ValueError(f"features: need at least 2 rows to fit a covariance, got {len(f)}")
     mu = f.mean(0)
@@ -22,7 +22,7 @@ def _sqrt_psd(a: torch.Tensor) -> torch.Tensor:
 
 def frechet_distance(mu1, cov1, mu2, cov2) -> float:
     """d^2 = |mu1 - mu2|^2 + tr(C1 + C2 - 2 (C1^1/2 C2 C1^1/2)^1/2), the squared 2-Wasserstein distance of Gaussians."""
-    mu1, mu2, cov1, cov2 = (torch.as_tensor(a).double() for a in (mu1, mu2, cov1, cov2))
+    mu1, mu2, cov1, cov2 = (torch.as_tensor(a).detach().cpu().double() for a in (mu1, mu2, cov1, cov2))
     if mu1.shape != mu2.shape or cov1.shape != cov2.shape:
         raise ValueError(f"frechet_distance: feature sizes differ ({tuple(mu1.shape)} vs {tuple(mu2.shape)})")
     s1 = _sqrt_psd(cov1)

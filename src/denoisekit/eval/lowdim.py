@@ -6,6 +6,10 @@ from typing import Optional, Sequence
 import torch
 
 
+def _cpu64(x) -> torch.Tensor:
+    return torch.as_tensor(x).detach().cpu().double()
+
+
 def wasserstein_1d_squared(pa: torch.Tensor, pb: torch.Tensor) -> torch.Tensor:
     """W_2^2 between 1-D empirical measures, column by column: the integral over u in (0, 1] of
     (F_a^-1(u) - F_b^-1(u))^2, exact for any two sample sizes (the quantile functions are step functions)."""
@@ -22,7 +26,7 @@ def wasserstein_1d_squared(pa: torch.Tensor, pb: torch.Tensor) -> torch.Tensor:
 
 def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, projections: int = 256, seed: int = 0) -> float:
     """SW_2 (Bonneel et al. 2015): sqrt of the mean over random unit directions of W_2^2 of the 1-D projections."""
-    a, b = torch.as_tensor(a).double(), torch.as_tensor(b).double()
+    a, b = _cpu64(a), _cpu64(b)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"sliced_wasserstein: expected two (N, D) arrays of the same D, "
                          f"got {tuple(a.shape)} and {tuple(b.shape)}")
@@ -33,7 +37,7 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, projections: int = 256,
 
 def median_bandwidth(a: torch.Tensor, b: torch.Tensor) -> float:
     """The median pairwise distance of the pooled samples, the usual RBF bandwidth heuristic."""
-    pooled = torch.cat([a, b])[:2000].double()
+    pooled = torch.cat([a[:1000], b[:1000]]).double()
     d = torch.pdist(pooled)
     return float(d.median())
 
@@ -42,7 +46,7 @@ def mmd(a: torch.Tensor, b: torch.Tensor, bandwidths: Optional[Sequence[float]] 
     """Unbiased MMD^2 (Gretton et al. 2012, Eq. 3) with a sum of RBF kernels k(x,y) = exp(-|x-y|^2 / (2 h^2)).
 
     Default bandwidths: the median heuristic times (0.25, 0.5, 1, 2, 4)."""
-    a, b = torch.as_tensor(a).double(), torch.as_tensor(b).double()
+    a, b = _cpu64(a), _cpu64(b)
     m, n = len(a), len(b)
     if m < 2 or n < 2:
         raise ValueError(f"mmd: need at least 2 samples on each side, got {m} and {n}")
@@ -62,7 +66,7 @@ def mmd(a: torch.Tensor, b: torch.Tensor, bandwidths: Optional[Sequence[float]] 
 
 def on_data_fraction(samples: torch.Tensor, data: torch.Tensor, radius: float = 0.05) -> float:
     """The share of samples within `radius` of some data point (a fixed-radius precision)."""
-    samples, data = torch.as_tensor(samples).float(), torch.as_tensor(data).float()
+    samples, data = _cpu64(samples).float(), _cpu64(data).float()
     hits = torch.cat([torch.cdist(samples[i:i + 2048], data).min(1).values < radius
                       for i in range(0, len(samples), 2048)])
     return float(hits.float().mean())

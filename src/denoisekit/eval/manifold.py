@@ -29,8 +29,8 @@ def coverage_by(manifold: torch.Tensor, radii: torch.Tensor, queries: torch.Tens
 
 def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tuple[float, float]:
     """precision: fake samples on the real manifold; recall: real samples on the fake manifold."""
-    real = torch.as_tensor(real).reshape(len(real), -1).float()
-    fake = torch.as_tensor(fake).reshape(len(fake), -1).float()
+    real = torch.as_tensor(real).detach().cpu().reshape(len(real), -1).float()
+    fake = torch.as_tensor(fake).detach().cpu().reshape(len(fake), -1).float()
     precision = coverage_by(real, knn_radii(real, k), fake)
     recall = coverage_by(fake, knn_radii(fake, k), real)
     return precision, recall

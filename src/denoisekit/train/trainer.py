@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -85,9 +86,15 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 
 
 def resolve_device(name: str) -> torch.device:
+    """'auto' is CUDA when present; under torchrun each rank takes the GPU of its LOCAL_RANK."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
 
 
 class Trainer:

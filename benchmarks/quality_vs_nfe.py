@@ -1,0 +1,104 @@
+"""Frechet distance (reference-classifier features) against network evaluations per sample, for every sampler the
+library has, on one trained MNIST-5k model. Re-run it as samplers are added: it iterates the sampler registry.
+
+Writes benchmarks/results/quality_vs_nfe.json and docs/figures/quality_vs_nfe.png.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import write_result  # noqa: E402
+
+from denoisekit.data import load_dataset  # noqa: E402
+from denoisekit.eval import Evaluator  # noqa: E402
+from denoisekit.recipe import RunConfig, generate, load_denoiser, train_run  # noqa: E402
+from denoisekit.samplers import SAMPLERS  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The settings worth comparing for each sampler; a sampler not listed here runs once with its defaults.
+VARIANTS = {
+    "ddpm": {"ddpm, sigma^2 = beta-tilde": {"variance": "beta_tilde"},
+             "ddpm, sigma^2 = beta": {"variance": "beta"}},
+}
+
+
+def variants() -> dict:
+    out = {}
+    for name in SAMPLERS:
+        for label, options in VARIANTS.get(name, {name: {}}).items():
+            out[label] = {"sampler": name, **options}
+    return out
+
+
+def plot(results: list, floor: float, path: Path, title: str) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from denoisekit.images import atomic_save
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for label in dict.fromkeys(r["label"] for r in results):
+        pts = sorted((r["nfe"], r["fd"]) for r in results if r["label"] == label)
+        ax.plot(*zip(*pts), marker="o", label=label)
+    ax.axhline(floor, color="grey", linestyle="--", label="two halves of the data")
+    ax.set_xscale("log"), ax.set_yscale("log")
+    ax.set_xlabel("network evaluations per sample (NFE)"), ax.set_ylabel("Frechet distance (classifier features)")
+    ax.set_title(title, fontsize=9), ax.grid(True, which="both", alpha=0.3), ax.legend(fontsize=8)
+    fig.tight_layout()
+    saved = atomic_save(path, lambda p: fig.savefig(p, format="png"))
+    plt.close(fig)
+    return saved
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", default=str(ROOT / "runs" / "demo"), help="a trained run folder (trained with "
+                   "configs/demo.yaml first if it does not exist)")
+    p.add_argument("--nfe", default="10,20,50,100,250", help="comma-separated NFE values")
+    p.add_argument("--n", type=int, default=500, help="samples per point")
+    p.add_argument("--spacing", default="trailing")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--figure", default=str(ROOT / "docs" / "figures" / "quality_vs_nfe.png"))
+    args = p.parse_args()
+    run = Path(args.run)
+    if not (run / "checkpoints").exists():
+        import yaml
+        print(f"no trained model at {run}: training the demo configuration there first")
+        train_run(RunConfig.from_dict(yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())), run)
+    denoiser, config = load_denoiser(run, device=args.device)
+    ds = load_dataset(config["run"]["data"])
+    evaluator = Evaluator(ds, device=args.device)
+    shape = tuple(config["data"]["shape"])
+    nfes = [int(v) for v in args.nfe.split(",")]
+    results = []
+    for label, options in variants().items():
+        for nfe in nfes:
+            t0 = time.perf_counter()
+            x = generate(denoiser, args.n, shape, seed=0, steps=nfe, spacing=args.spacing, **options)
+            seconds = time.perf_counter() - t0
+            m = evaluator.evaluate(x.cpu())
+            results.append({"label": label, **options, "nfe": nfe, "spacing": args.spacing, "fd": m["fd"],
+                            "precision": m["precision"], "recall": m["recall"],
+                            "classifier_score": m["classifier_score"], "sample_seconds": seconds})
+            print(f"{label:32s} NFE {nfe:>5d}  FD {m['fd']:8.4f}  precision {m['precision']:.3f}  "
+                  f"recall {m['recall']:.3f}  ({seconds:.0f}s)", flush=True)
+    floor = evaluator.info["fd_data_halves"]
+    title = f"MNIST-5k, {run.name} model, {args.n} samples per point, {args.spacing} spacing"
+    fig = plot(results, floor, Path(args.figure), title)
+    gpu = torch.cuda.get_device_name() if args.device.startswith("cuda") else None
+    path = write_result("quality_vs_nfe", {"run": str(run), "n": args.n, "device": args.device, "gpu": gpu,
+                                           "results": results,
+                                           "evaluator": evaluator.info, "figure": str(fig.relative_to(ROOT))})
+    print(f"wrote {path} and {fig}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""denoisekit vs denoising-diffusion-pytorch on MNIST-5k: the same wall-clock training budget on this machine, each
+sampled with the same number of network evaluations, scored by the same evaluator.
+
+- denoisekit: the `make demo` configuration (configs/demo.yaml); its cosine learning-rate schedule is fitted to the
+  budget from a short timing of its step; sampled with ancestral DDPM.
+- denoising-diffusion-pytorch: Unet(dim=32, dim_mults=(1, 2, 4)) in GaussianDiffusion with its defaults (v-prediction,
+  sigmoid schedule, 1000 steps), trained as its Trainer does (Adam lr 1e-4, betas (0.9, 0.99), grad-norm clip 1, EMA
+  0.995 every 10 steps) at batch 32 (ours too), without its horizontal flips (wrong for digits); sampled with its
+  DDIM (sampling_timesteps = NFE, eta 0).
+Training alternates between the two in rounds, so machine noise hits both alike; each model's clock counts only its
+own rounds. Writes benchmarks/results/vs_ddpm_pytorch.json and docs/figures/vs_ddpm_pytorch.png; exits 1 when our
+Frechet distance is above --require times theirs.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import stub_torchvision_if_broken, write_result  # noqa: E402
+
+from denoisekit.data import load_dataset  # noqa: E402
+from denoisekit.eval import Evaluator  # noqa: E402
+from denoisekit.images import atomic_save, image_grid  # noqa: E402
+from denoisekit.losses import SimpleLoss  # noqa: E402
+from denoisekit.recipe import RunConfig, build_denoiser, generate  # noqa: E402
+from denoisekit.train import TrainConfig, Trainer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Ours:
+    name = "denoisekit"
+
+    def __init__(self, ds, run_dir: Path, budget: float, batch: int):
+        self.rc = RunConfig.from_dict(yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text()))
+        self.ds, self.run_dir, self.batch = ds, run_dir, batch
+        seconds_per_step = self._time_steps(20)
+        self.total_steps = int(0.97 * budget / seconds_per_step)
+        train = {**self.rc.train, "steps": self.total_steps, "batch_size": batch, "checkpoint_every": 10 ** 9,
+                 "tensorboard": False, "progress": False, "log_every": 100}
+        self.trainer = self._trainer(train)
+        self.rc.train = train
+        self.params = sum(p.numel() for p in self.trainer.model.parameters())
+
+    def _trainer(self, train: dict) -> Trainer:
+        denoiser = build_denoiser(self.rc, self.ds)
+        config = {"run": self.rc.as_dict(), "loss": SimpleLoss(**self.rc.loss).config(),
+                  "data": {"name": self.ds.name, "shape": list(self.ds.x.shape[1:]), "num_classes": self.ds.num_classes}}
+        return Trainer(denoiser, SimpleLoss(**self.rc.loss), self.ds, self.run_dir, TrainConfig(**train), config=config)
+
+    def _time_steps(self, n: int) -> float:
+        """Seconds per training step, timed on a throw-away copy (not counted in the budget)."""
+        probe = self._trainer({**self.rc.train, "batch_size": self.batch, "steps": n + 3, "progress": False,
+                               "tensorboard": False, "checkpoint_every": 10 ** 9})
+        probe.train_step(), probe.train_step(), probe.train_step()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            probe.train_step()
+        return (time.perf_counter() - t0) / n
+
+    @property
+    def done(self) -> bool:
+        return self.trainer.step >= self.total_steps
+
+    def train_for(self, seconds: float) -> int:
+        t0, steps = time.perf_counter(), 0
+        while time.perf_counter() - t0 < seconds and not self.done:
+            self.trainer.train_step()
+            steps += 1
+        return steps
+
+    def finish(self):
+        self.trainer.save()
+
+    def sample(self, n: int, nfe: int, seed: int) -> torch.Tensor:
+        return generate(self.trainer.ema.model, n, (1, 28, 28), seed=seed, steps=nfe, spacing=self.spacing,
+                        variance="beta_tilde", progress=True)
+
+
+class Theirs:
+    name = "denoising-diffusion-pytorch"
+
+    def __init__(self, ds, batch: int, nfe: int, seed: int = 0):
+        stub_torchvision_if_broken()
+        from denoising_diffusion_pytorch import GaussianDiffusion, Unet
+        from ema_pytorch import EMA
+        torch.manual_seed(seed)
+        net = Unet(dim=32, dim_mults=(1, 2, 4), channels=1)
+        self.diffusion = GaussianDiffusion(net, image_size=28, timesteps=1000, sampling_timesteps=nfe)
+        self.ema = EMA(self.diffusion, beta=0.995, update_every=10)
+        self.opt = torch.optim.Adam(self.diffusion.parameters(), lr=1e-4, betas=(0.9, 0.99))
+        self.x01 = (ds.x + 1) / 2                     # their GaussianDiffusion takes images in [0, 1]
+        self.batch, self.g, self.step = batch, torch.Generator().manual_seed(seed), 0
+        self.params = sum(p.numel() for p in net.parameters())
+        self.done = False
+
+    def train_for(self, seconds: float) -> int:
+        t0, steps = time.perf_counter(), 0
+        self.diffusion.train()
+        while time.perf_counter() - t0 < seconds:
+            idx = torch.randint(0, len(self.x01), (self.batch,), generator=self.g)
+            loss = self.diffusion(self.x01[idx])
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.diffusion.parameters(), 1.0)
+            self.opt.step()
+            self.ema.update()
+            steps += 1
+        self.step += steps
+        return steps
+
+    def finish(self):
+        pass
+
+    def sample(self, n: int, nfe: int, seed: int) -> torch.Tensor:
+        torch.manual_seed(seed)
+        model = self.ema.ema_model.eval()
+        out = [model.sample(batch_size=min(250, n - i)) for i in range(0, n, 250)]
+        return torch.cat(out) * 2 - 1
+
+
+def side_by_side(grids: dict, path: Path) -> Path:
+    """Two labelled sample grids next to each other."""
+    ims = {k: image_grid(v[:64], nrow=8, scale=3) for k, v in grids.items()}
+    w = sum(im.width for im in ims.values()) + 20 * (len(ims) + 1)
+    h = max(im.height for im in ims.values()) + 40
+    canvas = Image.new("L", (w, h), 255)
+    draw, x = ImageDraw.Draw(canvas), 20
+    for label, im in ims.items():
+        draw.text((x, 10), label, fill=0)
+        canvas.paste(im, (x, 30))
+        x += im.width + 20
+    return atomic_save(path, lambda p: canvas.save(p, format="PNG"))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--budget", type=float, default=600, help="training seconds for each library")
+    p.add_argument("--round", type=float, default=30, help="seconds of one alternating training round")
+    p.add_argument("--nfe", type=int, default=20, help="network evaluations per sample")
+    p.add_argument("--n", type=int, default=1000, help="samples scored for each")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--spacing", default="trailing", help="our DDPM step spacing")
+    p.add_argument("--out", default=str(ROOT / "runs" / "vs_ddpm_pytorch"), help="our run folder (the checkpoint)")
+    p.add_argument("--figure", default=str(ROOT / "docs" / "figures" / "vs_ddpm_pytorch.png"))
+    p.add_argument("--require", type=float, default=0.1, help="largest allowed ratio of our FD to theirs")
+    args = p.parse_args()
+    ds = load_dataset("mnist")
+    evaluator = Evaluator(ds)                                  # trains or loads the reference classifier first
+    ours = Ours(ds, Path(args.out), args.budget, args.batch)
+    ours.spacing = args.spacing
+    theirs = Theirs(ds, args.batch, args.nfe)
+    runs = [ours, theirs]
+    used = {r.name: 0.0 for r in runs}
+    steps = {r.name: 0 for r in runs}
+    while any(used[r.name] < args.budget and not r.done for r in runs):
+        for r in runs:
+            left = args.budget - used[r.name]
+            if left > 0 and not r.done:
+                t0 = time.perf_counter()
+                steps[r.name] += r.train_for(min(args.round, left))
+                used[r.name] += time.perf_counter() - t0
+        print("  ".join(f"{k}: {steps[k]} steps in {used[k]:.0f}s" for k in used), flush=True)
+    ours.finish()
+    rows, samples = [], {}
+    for r in runs:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            x = r.sample(args.n, args.nfe, seed=0).cpu().clamp(-1, 1)
+        sample_s = time.perf_counter() - t0
+        samples[r.name] = x
+        m = evaluator.evaluate(x)
+        rows.append({"library": r.name, "parameters": r.params, "train_seconds": used[r.name],
+                     "train_steps": steps[r.name], "train_images_per_s": steps[r.name] * args.batch / used[r.name],
+                     "nfe": args.nfe, "sample_seconds": sample_s, **{k: m[k] for k in (
+                         "fd", "precision", "recall", "classifier_score", "class_tv", "class_histogram")}})
+    ratio = rows[0]["fd"] / rows[1]["fd"]
+    print(f"\n{'library':30s} {'params':>9s} {'steps':>6s} {'img/s':>7s} {'FD':>8s} {'prec':>6s} {'recall':>6s} "
+          f"{'CS':>6s}")
+    for r in rows:
+        print(f"{r['library']:30s} {r['parameters']:>9,d} {r['train_steps']:>6d} {r['train_images_per_s']:>7.1f} "
+              f"{r['fd']:>8.3f} {r['precision']:>6.3f} {r['recall']:>6.3f} {r['classifier_score']:>6.2f}")
+    print(f"FD ratio ours/theirs: {ratio:.3f} (required <= {args.require}); data halves FD "
+          f"{evaluator.info['fd_data_halves']:.3f}; classifier accuracy {evaluator.info['classifier_accuracy']:.4f}")
+    fig = side_by_side({f"{r['library']}: FD {r['fd']:.2f}": samples[r["library"]] for r in rows}, Path(args.figure))
+    path = write_result("vs_ddpm_pytorch", {
+        "budget_s": args.budget, "nfe": args.nfe, "n": args.n, "batch": args.batch, "our_spacing": args.spacing,
+        "rows": rows, "fd_ratio": ratio, "required": args.require, "figure": str(fig.relative_to(ROOT)),
+        "evaluator": {k: evaluator.info[k] for k in ("classifier_accuracy", "fd_data_halves", "classifier_score_data")},
+        "our_run": str(Path(args.out))})
+    print(f"wrote {path} and {fig}")
+    return 0 if ratio <= args.require else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
