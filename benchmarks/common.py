@@ -42,6 +42,15 @@ def stub_torchvision_if_broken() -> bool:
         return True
 
 
+def display_path(path) -> str:
+    """A path relative to the repository when it lies inside it, else absolute."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(RESULTS.parents[1]))
+    except ValueError:
+        return str(path)
+
+
 def write_result(name: str, data: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

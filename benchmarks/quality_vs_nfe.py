@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import write_result  # noqa: E402
+from common import display_path, write_result  # noqa: E402
 
 from denoisekit.data import load_dataset  # noqa: E402
 from denoisekit.eval import Evaluator  # noqa: E402
@@ -95,7 +95,7 @@ def main() -> int:
     gpu = torch.cuda.get_device_name() if args.device.startswith("cuda") else None
     path = write_result("quality_vs_nfe", {"run": str(run), "n": args.n, "device": args.device, "gpu": gpu,
                                            "results": results,
-                                           "evaluator": evaluator.info, "figure": str(fig.relative_to(ROOT))})
+                                           "evaluator": evaluator.info, "figure": display_path(fig)})
     print(f"wrote {path} and {fig}")
     return 0
 

@@ -18,12 +18,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import stub_torchvision_if_broken, write_result  # noqa: E402
+from common import display_path, stub_torchvision_if_broken, write_result  # noqa: E402
 
 from denoisekit.data import load_dataset  # noqa: E402
 from denoisekit.eval import Evaluator  # noqa: E402
@@ -176,6 +177,8 @@ def main() -> int:
             x = r.sample(args.n, args.nfe, seed=0).cpu().clamp(-1, 1)
         sample_s = time.perf_counter() - t0
         samples[r.name] = x
+        npz = Path(args.out) / f"samples_{r.name}.npz"   # rescore later: denoisekit eval NPZ --data mnist
+        atomic_save(npz, lambda f: np.savez(open(f, "wb"), x=x.numpy()))
         m = evaluator.evaluate(x)
         rows.append({"library": r.name, "parameters": r.params, "train_seconds": used[r.name],
                      "train_steps": steps[r.name], "train_images_per_s": steps[r.name] * args.batch / used[r.name],
@@ -192,7 +195,7 @@ def main() -> int:
     fig = side_by_side({f"{r['library']}: FD {r['fd']:.2f}": samples[r["library"]] for r in rows}, Path(args.figure))
     path = write_result("vs_ddpm_pytorch", {
         "budget_s": args.budget, "nfe": args.nfe, "n": args.n, "batch": args.batch, "our_spacing": args.spacing,
-        "rows": rows, "fd_ratio": ratio, "required": args.require, "figure": str(fig.relative_to(ROOT)),
+        "rows": rows, "fd_ratio": ratio, "required": args.require, "figure": display_path(fig),
         "evaluator": {k: evaluator.info[k] for k in ("classifier_accuracy", "fd_data_halves", "classifier_score_data")},
         "our_run": str(Path(args.out))})
     print(f"wrote {path} and {fig}")

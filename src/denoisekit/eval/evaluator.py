@@ -99,6 +99,9 @@ class Evaluator:
                "precision": precision, "recall": recall, "classifier_score": classifier_score(logits),
                "class_histogram": [round(float(h), 4) for h in hist],
                "class_tv": float((hist - self.class_freq).abs().sum() / 2)}
+        if n < 500:
+            out["warning"] = (f"only {n} samples: precision/recall (k-NN radii widen as points thin out) and the "
+                              f"Frechet distance (biased upwards by about 1/n) are unreliable below ~500")
         if self.inception is not None:
             out["inception_fid"] = frechet_distance(*gaussian_stats(inception_features(self.inception, samples)),
                                                     *self.inception_real_stats)
