@@ -30,7 +30,7 @@ from denoisekit.data import load_dataset  # noqa: E402
 from denoisekit.eval import Evaluator  # noqa: E402
 from denoisekit.images import atomic_save, image_grid  # noqa: E402
 from denoisekit.losses import SimpleLoss  # noqa: E402
-from denoisekit.recipe import RunConfig, build_denoiser, generate  # noqa: E402
+from denoisekit.recipe import RunConfig, build_denoiser, generate, run_record  # noqa: E402
 from denoisekit.train import TrainConfig, Trainer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,10 +51,9 @@ class Ours:
         self.params = sum(p.numel() for p in self.trainer.model.parameters())
 
     def _trainer(self, train: dict) -> Trainer:
-        denoiser = build_denoiser(self.rc, self.ds)
-        config = {"run": self.rc.as_dict(), "loss": SimpleLoss(**self.rc.loss).config(),
-                  "data": {"name": self.ds.name, "shape": list(self.ds.x.shape[1:]), "num_classes": self.ds.num_classes}}
-        return Trainer(denoiser, SimpleLoss(**self.rc.loss), self.ds, self.run_dir, TrainConfig(**train), config=config)
+        loss = SimpleLoss(**self.rc.loss)
+        return Trainer(build_denoiser(self.rc, self.ds), loss, self.ds, self.run_dir, TrainConfig(**train),
+                       config=run_record(self.rc, self.ds, loss))
 
     def _time_steps(self, n: int) -> float:
         """Seconds per training step, timed on a throw-away copy (not counted in the budget)."""

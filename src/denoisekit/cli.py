@@ -98,18 +98,25 @@ def cmd_sample(args) -> int:
     return 0
 
 
-def cmd_eval(args) -> int:
+def _is_checkpoint(path: Path) -> bool:
+    from .train import find_checkpoint
+    try:
+        find_checkpoint(path)
+        return True
+    except FileNotFoundError:
+        return False
 
+
+def cmd_eval(args) -> int:
     from .data import load_dataset
     from .eval import Evaluator, format_report, load_samples
     from .eval.inception import HOW_TO
     from .images import atomic_save
-    from .train.checkpoint import CONFIG
     path = Path(args.samples)
     if not path.exists():
         raise FileNotFoundError(f"samples: no such file or folder {path}")
     data = args.data
-    if path.is_dir() and ((path / CONFIG).exists() or (path / "checkpoints").exists()):
+    if path.is_dir() and _is_checkpoint(path):
         from .recipe import balanced_labels, generate, load_denoiser
         denoiser, config = load_denoiser(path, ema=not args.raw, device=args.device)
         data = data or config.get("run", {}).get("data")

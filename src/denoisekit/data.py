@@ -82,8 +82,9 @@ def load_mnist5k() -> ArrayDataset:
     return ArrayDataset(x, torch.from_numpy(a[:, -1].astype(np.int64)), 10, "mnist")
 
 
-def _to_nchw(a: np.ndarray, source: str) -> torch.Tensor:
-    """Images as float (N, C, H, W) in [-1, 1] from uint8 0..255 or floats in [0, 1] or [-1, 1]."""
+def _to_nchw(a: np.ndarray, source: str, clamp: bool = False) -> torch.Tensor:
+    """Images as float (N, C, H, W) in [-1, 1] from uint8 0..255 or floats in [0, 1] or [-1, 1] (or beyond, when
+    `clamp`: generated samples overshoot a little)."""
     if a.ndim == 3:
         a = a[:, None]
     elif a.ndim == 4 and a.shape[-1] in (1, 3, 4) and a.shape[1] not in (1, 3, 4):
@@ -93,25 +94,29 @@ def _to_nchw(a: np.ndarray, source: str) -> torch.Tensor:
     if a.dtype == np.uint8:
         return _scale_uint8(np.ascontiguousarray(a))
     a = a.astype(np.float32)
+    if not np.isfinite(a).all():
+        raise ValueError(f"data: {source} holds NaN or infinite values")
     lo, hi = float(a.min()), float(a.max())
     if lo >= 0 and hi <= 1:
         return torch.from_numpy(a * 2 - 1)
     if lo >= -1 and hi <= 1:
         return torch.from_numpy(a)
+    if clamp:
+        return torch.from_numpy(a).clamp(-1, 1)
     raise ValueError(f"data: {source}: float values span [{lo:.3g}, {hi:.3g}]; expected [0, 1], [-1, 1] or uint8")
 
 
-def load_npz(path: Path) -> ArrayDataset:
-    """Arrays from a .npz: images under 'x', 'images' or the first array; labels under 'y' or 'labels'."""
+def load_npz(path: Path, clamp: bool = False) -> ArrayDataset:
+    """Arrays from a .npz: images under 'x', 'images', 'samples' or the first array; labels under 'y' or 'labels'."""
     try:
         f = np.load(path)
     except Exception as e:
         raise ValueError(f"data: cannot read {path}: {e}") from None
     keys = list(f.keys())
-    xk = next((k for k in ("x", "images", "arr_0") if k in keys), keys[0] if keys else None)
+    xk = next((k for k in ("x", "images", "samples", "arr_0") if k in keys), keys[0] if keys else None)
     if xk is None:
         raise ValueError(f"data: {path} holds no arrays")
-    x = _to_nchw(f[xk], str(path))
+    x = _to_nchw(f[xk], str(path), clamp)
     yk = next((k for k in ("y", "labels") if k in keys), None)
     y = torch.from_numpy(f[yk].astype(np.int64)) if yk else None
     if y is not None and len(y) != len(x):

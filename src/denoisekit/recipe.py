@@ -104,6 +104,12 @@ def forward_process_picture(ds: ArrayDataset, process, path, n: int = 8, columns
     return save_row_strip(frames, path, scale=2 if ds.is_image else 1)
 
 
+def run_record(rc: RunConfig, ds: ArrayDataset, loss: SimpleLoss) -> dict:
+    """What a checkpoint records beside the model: the run config, the loss and the data's name and shape."""
+    return {"loss": loss.config(), "run": rc.as_dict(),
+            "data": {"name": ds.name, "shape": list(ds.x.shape[1:]), "num_classes": ds.num_classes}}
+
+
 def train_run(rc: RunConfig, out: Path, resume: bool = True) -> Path:
     """Train per the config into run folder `out`; returns the run folder."""
     ds = build_dataset(rc)
@@ -111,16 +117,18 @@ def train_run(rc: RunConfig, out: Path, resume: bool = True) -> Path:
     loss = SimpleLoss(**rc.loss)
     tc = TrainConfig(**{"use_labels": rc.class_cond, **rc.train})
     out = Path(out)
-    config = {"loss": loss.config(), "run": rc.as_dict(),
-              "data": {"name": ds.name, "shape": list(ds.x.shape[1:]), "num_classes": ds.num_classes}}
+    config = run_record(rc, ds, loss)
     shape = tuple(ds.x.shape[1:])
-    sample = rc.sample
+
+    def draw(ema_model, options: dict, n: int, seed: int, steps: int) -> torch.Tensor:
+        """Samples for a picture or an evaluation, with balanced labels for a class-conditional model."""
+        labels = balanced_labels(n, ds.num_classes if rc.class_cond else None, next(ema_model.parameters()).device)
+        return generate(ema_model, n, shape, seed=options.get("seed", seed), steps=options.get("steps", steps),
+                        sampler=options.get("sampler", "ddpm"), variance=options.get("variance", "beta_tilde"),
+                        labels=labels)
 
     def sample_fn(ema_model, step):
-        n = sample.get("n", 64) if ds.is_image else 2000
-        labels = balanced_labels(n, ds.num_classes if rc.class_cond else None, next(ema_model.parameters()).device)
-        x = generate(ema_model, n, shape, seed=sample.get("seed", 0), steps=sample.get("steps", 100),
-                     variance=sample.get("variance", "beta_tilde"), labels=labels)
+        x = draw(ema_model, rc.sample, rc.sample.get("n", 64) if ds.is_image else 2000, seed=0, steps=100)
         save_picture(x, out / "samples" / f"step-{step:07d}.png", scale=2 if ds.is_image else 1)
 
     evaluator = []  # built at the first evaluation, so runs that never evaluate never train a classifier
@@ -129,12 +137,7 @@ def train_run(rc: RunConfig, out: Path, resume: bool = True) -> Path:
         from .eval import Evaluator
         if not evaluator:
             evaluator.append(Evaluator(ds, device=next(ema_model.parameters()).device, progress=tc.progress))
-        e = rc.eval
-        n = e.get("n", 500)
-        labels = balanced_labels(n, ds.num_classes if rc.class_cond else None, next(ema_model.parameters()).device)
-        x = generate(ema_model, n, shape, seed=e.get("seed", 12345), steps=e.get("steps", 50),
-                     sampler=e.get("sampler", "ddpm"), variance=e.get("variance", "beta_tilde"), labels=labels)
-        return evaluator[0].evaluate(x.cpu())
+        return evaluator[0].evaluate(draw(ema_model, rc.eval, rc.eval.get("n", 500), seed=12345, steps=50).cpu())
 
     trainer = Trainer(denoiser, loss, ds, out, tc, config=config, sample_fn=sample_fn, eval_fn=eval_fn)
     if trainer.rank == 0:

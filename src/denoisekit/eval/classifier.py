@@ -24,8 +24,10 @@ from tqdm.auto import tqdm
 RECIPE_VERSION = "cnn-v1"   # change when the architecture or training recipe changes: old caches are then ignored
 
 
-def cache_dir() -> Path:
-    """$DENOISEKIT_CACHE, else $XDG_CACHE_HOME/denoisekit, else ~/.cache/denoisekit."""
+def cache_dir(root=None) -> Path:
+    """`root` if given, else $DENOISEKIT_CACHE, else $XDG_CACHE_HOME/denoisekit, else ~/.cache/denoisekit."""
+    if root:
+        return Path(root)
     if os.environ.get("DENOISEKIT_CACHE"):
         return Path(os.environ["DENOISEKIT_CACHE"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -165,7 +167,7 @@ def reference_classifier(dataset, *, cache: bool = True, root: Optional[Path] = 
     if not dataset.is_image:
         raise ValueError(f"data: {dataset.name!r} is not image data; low-dimensional data is scored by SWD and MMD")
     key = data_hash(dataset.x, dataset.y)
-    folder = (Path(root) if root else cache_dir()) / "classifiers" / f"{dataset.name or 'data'}-{key[:16]}-s{seed}"
+    folder = cache_dir(root) / "classifiers" / f"{dataset.name or 'data'}-{key[:16]}-s{seed}"
     if cache and (folder / "model.safetensors").exists():
         meta = json.loads((folder / "meta.json").read_text())
         with torch.random.fork_rng(devices=[]):

@@ -7,7 +7,8 @@ from typing import Optional
 
 import torch
 
-from .classifier import data_hash, reference_classifier, cache_dir
+from ..images import atomic_save
+from .classifier import cache_dir, data_hash, reference_classifier, split_indices
 from .frechet import frechet_distance, gaussian_stats
 from .inception import inception_features, inception_weights_path, load_fid_inception
 from .lowdim import mmd, sliced_wasserstein
@@ -21,11 +22,6 @@ def classifier_score(logits: torch.Tensor) -> float:
     return float(torch.exp((logp.exp() * (logp - log_py)).sum(1).mean()))
 
 
-def _halves(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return perm[: n // 2], perm[n // 2: 2 * (n // 2)]
-
-
 class Evaluator:
     """`Evaluator(dataset).evaluate(samples)` -> a dict of metrics; the reference side is computed once."""
 
@@ -33,7 +29,7 @@ class Evaluator:
                  inception_weights: Optional[str] = None, k: int = 3, seed: int = 0, progress: bool = True):
         self.dataset, self.k, self.seed, self.device = dataset, k, seed, torch.device(device)
         self.info: dict = {"data": dataset.name, "data_size": len(dataset)}
-        a, b = _halves(len(dataset), seed)
+        a, b = split_indices(len(dataset), held_out=0.5, seed=seed)  # two disjoint halves of the data
         if not dataset.is_image:
             self.classifier = None
             self.reference = dataset.x.double()
@@ -59,15 +55,12 @@ class Evaluator:
     def _inception_reference(self, cache: bool, cache_root, weights: Path):
         """Inception statistics of the data set, cached beside the classifier (they take minutes on a CPU)."""
         key = data_hash(self.dataset.x, self.dataset.y if self.dataset.y is not None else torch.zeros(0))
-        f = (Path(cache_root) if cache_root else cache_dir()) / "inception" / f"{key[:16]}-{weights.stat().st_size}.pt"
+        f = cache_dir(cache_root) / "inception" / f"{key[:16]}-{weights.stat().st_size}.pt"
         if cache and f.exists():
             return torch.load(f, weights_only=True)
         stats = gaussian_stats(inception_features(self.inception, self.dataset.x))
         if cache:
-            f.parent.mkdir(parents=True, exist_ok=True)
-            tmp = f.with_suffix(".tmp")
-            torch.save(stats, tmp)
-            tmp.replace(f)
+            atomic_save(f, lambda p: torch.save(stats, p))
         return stats
 
     def _check(self, samples: torch.Tensor) -> torch.Tensor:
