@@ -6,10 +6,26 @@ import json
 import os
 import platform
 from pathlib import Path
+from typing import Optional
 
 import torch
 
 RESULTS = Path(__file__).parent / "results"
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+
+
+def merged(base: dict, over: dict) -> dict:
+    """A config with `over` applied: dict sections are updated key by key, other values replaced."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = {**base.get(k, {}), **v} if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
+def demo_config(overrides: Optional[dict] = None) -> dict:
+    """configs/demo.yaml as a dict, with optional overrides."""
+    import yaml
+    return merged(yaml.safe_load(DEMO_CONFIG.read_text()), overrides or {})
 
 
 def machine() -> dict:

@@ -14,10 +14,9 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import write_result  # noqa: E402
+from common import demo_config, merged, write_result  # noqa: E402
 
 from denoisekit.data import load_dataset  # noqa: E402
 from denoisekit.eval import Evaluator  # noqa: E402
@@ -38,13 +37,6 @@ VARIANTS = {
 }
 
 
-def merged(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = {**base.get(k, {}), **v} if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-    return out
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=2126, help="training steps (2,126: what 10 CPU minutes gave)")
@@ -54,7 +46,7 @@ def main() -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--only", help="comma-separated variant names")
     args = p.parse_args()
-    base = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    base = demo_config()
     ds = load_dataset("mnist")
     evaluator = Evaluator(ds, device=args.device)
     nfes = [int(v) for v in args.nfe.split(",")]

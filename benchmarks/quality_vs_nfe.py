@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import display_path, write_result  # noqa: E402
+from common import demo_config, display_path, write_result  # noqa: E402
 
 from denoisekit.data import load_dataset  # noqa: E402
 from denoisekit.eval import Evaluator  # noqa: E402
@@ -69,9 +69,8 @@ def main() -> int:
     args = p.parse_args()
     run = Path(args.run)
     if not (run / "checkpoints").exists():
-        import yaml
         print(f"no trained model at {run}: training the demo configuration there first")
-        train_run(RunConfig.from_dict(yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())), run)
+        train_run(RunConfig.from_dict(demo_config()), run)
     denoiser, config = load_denoiser(run, device=args.device)
     ds = load_dataset(config["run"]["data"])
     evaluator = Evaluator(ds, device=args.device)
@@ -94,7 +93,7 @@ def main() -> int:
     fig = plot(results, floor, Path(args.figure), title)
     gpu = torch.cuda.get_device_name() if args.device.startswith("cuda") else None
     path = write_result("quality_vs_nfe", {"run": str(run), "n": args.n, "device": args.device, "gpu": gpu,
-                                           "results": results,
+                                           "results": results, "net": config["run"]["net"],
                                            "evaluator": evaluator.info, "figure": display_path(fig)})
     print(f"wrote {path} and {fig}")
     return 0

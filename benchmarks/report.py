@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from common import demo_config  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -23,13 +26,27 @@ def _machine(d: dict) -> str:
 
 
 def throughput_section(d: dict, title: str) -> list[str]:
-    rows = d["rows"]
+    rows = [dict(r) for r in d["rows"]]
+    earlier = d.get("our_net") != demo_config()["net"]  # measured before configs/demo.yaml changed its network
+    if earlier:
+        rows[0]["model"] = "denoisekit (an earlier demo net" + (f": {_net(d['our_net'])})" if d.get("our_net") else ")")
     out = [f"**{title}** ({_machine(d)}; batch {d['batch']}{', bf16 autocast' if d.get('amp') else ''}):", "",
            "| model | parameters | forward GFLOP / image | training images / s |", "|---|---:|---:|---:|"]
     out += [f"| {r['model']} | {r['parameters']:,} | {r['forward_gflops_per_image']:.3f} | "
             f"{r['train_images_per_s']:,.1f} |" for r in rows]
-    out += ["", f"Speed-up of the demo model: **{d['speedup']:.1f}x**.", ""]
+    which = "that earlier net (not yet re-measured with the current demo net)" if earlier else "the demo model"
+    out += ["", f"Speed-up of {which}: **{d['speedup']:.1f}x**.", ""]
     return out
+
+
+def _net(net: dict) -> str:
+    """A U-Net config in words: channels x (mults), patch size, attention levels."""
+    words = f"{net.get('channels')} x ({', '.join(map(str, net.get('channel_mult', [])))})"
+    if net.get("patch_size", 1) > 1:
+        words += f", {net['patch_size']}x{net['patch_size']} patches"
+    if net.get("attention_levels"):
+        words += f", attention at levels {list(net['attention_levels'])}"
+    return words
 
 
 def vs_section(d: dict, figure_prefix: str) -> list[str]:
@@ -56,7 +73,10 @@ def nfe_section(d: dict, figure_prefix: str) -> list[str]:
     nfes = sorted({r["nfe"] for r in res})
     labels = list(dict.fromkeys(r["label"] for r in res))
     table = {(r["label"], r["nfe"]): r["fd"] for r in res}
-    out = [f"**Quality against network evaluations** ({_machine(d)}; model `{Path(d['run']).name}`, {d['n']} samples "
+    net = _net(d["net"]) if d.get("net") else "an earlier demo net"
+    if d.get("net") is None or d["net"] != demo_config()["net"]:
+        net += ", not the current demo net"
+    out = [f"**Quality against network evaluations** ({_machine(d)}; model `{Path(d['run']).name}` ({net}), {d['n']} samples "
            f"a point, {res[0]['spacing']} spacing; Frechet distance in classifier features, lower is better; two "
            f"halves of the data: {d['evaluator']['fd_data_halves']:.3f}):", "",
            "| sampler | " + " | ".join(f"NFE {n}" for n in nfes) + " |", "|---|" + "---:|" * len(nfes)]
@@ -67,11 +87,23 @@ def nfe_section(d: dict, figure_prefix: str) -> list[str]:
     return out
 
 
+def sweep_section(d: dict) -> list[str]:
+    out = [f"**U-Nets at equal wall clock** ({_machine(d)}; `benchmarks/architecture_sweep.py`: each trained on "
+           f"MNIST-5k for {d['budget_s']:.0f} s as in the comparison above, {d['n']} samples with {d['nfe']} ancestral "
+           f"steps):", "", "| network | parameters | steps | training images / s | Frechet distance | precision | recall |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    out += [f"| {r['variant']} | {r['parameters']:,} | {r['steps']:,} | {r['train_images_per_s']:.1f} | {r['fd']:.3f} | "
+            f"{r['precision']:.3f} | {r['recall']:.3f} |" for r in d["rows"]]
+    return out + [""]
+
+
 def sections(figure_prefix: str) -> list[str]:
     out = []
-    vs, nfe = _load("vs_ddpm_pytorch"), _load("quality_vs_nfe")
+    vs, nfe, sweep = _load("vs_ddpm_pytorch"), _load("quality_vs_nfe"), _load("architecture_sweep")
     if vs:
         out += vs_section(vs, figure_prefix)
+    if sweep:
+        out += sweep_section(sweep)
     if nfe:
         out += nfe_section(nfe, figure_prefix)
     for name, title in (("train_throughput", "Training throughput, CPU"),

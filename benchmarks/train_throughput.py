@@ -12,21 +12,18 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import stub_torchvision_if_broken, write_result  # noqa: E402
+from common import demo_config, stub_torchvision_if_broken, write_result  # noqa: E402
 
 from denoisekit.data import ArrayDataset  # noqa: E402
 from denoisekit.losses import SimpleLoss  # noqa: E402
 from denoisekit.recipe import RunConfig, build_denoiser  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def ours(batch: int, device: str = "cpu"):
-    rc = RunConfig.from_dict(yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text()))
+    rc = RunConfig.from_dict(demo_config())
     ds = ArrayDataset(torch.zeros(batch, 1, 28, 28), name="mnist-shape")
     denoiser = build_denoiser(rc, ds).to(device)
     loss = SimpleLoss(**rc.loss)
@@ -109,6 +106,7 @@ def main() -> int:
     print(f"speed-up: {ratio:.2f}x (required {args.require}x)")
     name = "train_throughput" if dev == "cpu" else "train_throughput_cuda" + ("_bf16" if args.amp else "")
     path = write_result(name, {"batch": args.batch, "device": dev, "amp": args.amp, "rows": rows, "speedup": ratio,
+                               "our_net": demo_config()["net"],
                                "required": args.require,
                                "gpu": torch.cuda.get_device_name() if dev != "cpu" else None})
     print(f"wrote {path}")

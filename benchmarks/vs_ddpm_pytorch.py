@@ -17,14 +17,14 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
-import yaml
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import display_path, stub_torchvision_if_broken, write_result  # noqa: E402
+from common import demo_config, display_path, stub_torchvision_if_broken, write_result  # noqa: E402
 
 from denoisekit.data import load_dataset  # noqa: E402
 from denoisekit.eval import Evaluator  # noqa: E402
@@ -39,8 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 class Ours:
     name = "denoisekit"
 
-    def __init__(self, ds, run_dir: Path, budget: float, batch: int):
-        self.rc = RunConfig.from_dict(yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text()))
+    def __init__(self, ds, run_dir: Path, budget: float, batch: int, overrides: Optional[dict] = None):
+        self.rc = RunConfig.from_dict(demo_config(overrides))
         self.ds, self.run_dir, self.batch = ds, run_dir, batch
         seconds_per_step = self._time_steps(20)
         self.total_steps = int(0.97 * budget / seconds_per_step)

@@ -109,3 +109,21 @@ def test_loss_bad_arguments():
         SimpleLoss(t_sampling="beta")
     with pytest.raises(ValueError, match="min_snr_gamma"):
         SimpleLoss(min_snr_gamma=-1)
+
+
+def test_recipe_warns_when_eps_prediction_meets_a_vanishing_alpha():
+    """Cosine betas end at alpha = 5e-5: x0 from an eps prediction is then unbounded unless clipped (it ruined a
+    20-step sampler in a measured run), so the recipe says so; the linear schedule (alpha = 6e-3) does not warn."""
+    import warnings
+
+    from denoisekit.data import ArrayDataset
+    from denoisekit.recipe import RunConfig, build_denoiser
+    ds = ArrayDataset(torch.zeros(2, 1, 8, 8), name="shape")
+    net = {"channels": 8, "channel_mult": [1]}
+    with pytest.warns(UserWarning, match="clip_x0"):
+        build_denoiser(RunConfig(net=net, process={"schedule": "cosine"}), ds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_denoiser(RunConfig(net=net, process={"schedule": "cosine"}, clip_x0=1.0), ds)
+        build_denoiser(RunConfig(net=net, process={"schedule": "linear"}), ds)
+        build_denoiser(RunConfig(net=net, process={"schedule": "cosine"}, prediction="v"), ds)
