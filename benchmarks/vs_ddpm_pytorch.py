@@ -2,7 +2,8 @@
 sampled with the same number of network evaluations, scored by the same evaluator.
 
 - denoisekit: the `make demo` configuration (configs/demo.yaml); its cosine learning-rate schedule is fitted to the
-  budget from a short timing of its step; sampled with ancestral DDPM.
+  budget from a short timing of its step and re-fitted to the measured rate after every round; sampled with
+  ancestral DDPM.
 - denoising-diffusion-pytorch: Unet(dim=32, dim_mults=(1, 2, 4)) in GaussianDiffusion with its defaults (v-prediction,
   sigmoid schedule, 1000 steps), trained as its Trainer does (Adam lr 1e-4, betas (0.9, 0.99), grad-norm clip 1, EMA
   0.995 every 10 steps) at batch 32 (ours too), without its horizontal flips (wrong for digits); sampled with its
@@ -41,7 +42,7 @@ class Ours:
 
     def __init__(self, ds, run_dir: Path, budget: float, batch: int, overrides: Optional[dict] = None):
         self.rc = RunConfig.from_dict(demo_config(overrides))
-        self.ds, self.run_dir, self.batch = ds, run_dir, batch
+        self.ds, self.run_dir, self.batch, self.budget, self.used = ds, run_dir, batch, budget, 0.0
         seconds_per_step = self._time_steps(20)
         self.total_steps = int(0.97 * budget / seconds_per_step)
         train = {**self.rc.train, "steps": self.total_steps, "batch_size": batch, "checkpoint_every": 10 ** 9,
@@ -74,7 +75,21 @@ class Ours:
         while time.perf_counter() - t0 < seconds and not self.done:
             self.trainer.train_step()
             steps += 1
+        self.used += time.perf_counter() - t0
+        self._refit()
         return steps
+
+    def _refit(self):
+        """Re-plan the step count from the rate measured so far, so the cosine schedule ends with the budget.
+
+        The plan from the probe can be off by 10% on a shared machine; the schedule's length then moves by a few
+        per cent a round, early, while the learning rate is still near its peak."""
+        left = self.budget - self.used
+        if left <= 0 or self.trainer.step < 50:
+            return
+        rate = self.trainer.step / self.used
+        self.total_steps = max(self.trainer.step + 1, self.trainer.step + int(0.99 * left * rate))
+        self.trainer.cfg.steps = self.total_steps
 
     def finish(self):
         self.trainer.save()
