@@ -27,9 +27,9 @@ def _machine(d: dict) -> str:
 
 def throughput_section(d: dict, title: str) -> list[str]:
     rows = [dict(r) for r in d["rows"]]
-    earlier = d.get("our_net") != demo_config()["net"]  # measured before configs/demo.yaml changed its network
+    earlier = not _is_demo_net(d.get("our_net"))  # measured before configs/demo.yaml changed its network
     if earlier:
-        rows[0]["model"] = "denoisekit (an earlier demo net" + (f": {_net(d['our_net'])})" if d.get("our_net") else ")")
+        rows[0]["model"] = f"denoisekit ({_net(d.get('our_net'))})"
     out = [f"**{title}** ({_machine(d)}; batch {d['batch']}{', bf16 autocast' if d.get('amp') else ''}):", "",
            "| model | parameters | forward GFLOP / image | training images / s |", "|---|---:|---:|---:|"]
     out += [f"| {r['model']} | {r['parameters']:,} | {r['forward_gflops_per_image']:.3f} | "
@@ -39,8 +39,15 @@ def throughput_section(d: dict, title: str) -> list[str]:
     return out
 
 
-def _net(net: dict) -> str:
-    """A U-Net config in words: channels x (mults), patch size, attention levels."""
+def _is_demo_net(net) -> bool:
+    """Whether a recorded network config is the one configs/demo.yaml builds now."""
+    return net == demo_config()["net"]
+
+
+def _net(net) -> str:
+    """A recorded U-Net config in words (channels x (mults), patches, attention), or 'an earlier demo net'."""
+    if not net:
+        return "an earlier demo net"
     words = f"{net.get('channels')} x ({', '.join(map(str, net.get('channel_mult', [])))})"
     if net.get("patch_size", 1) > 1:
         words += f", {net['patch_size']}x{net['patch_size']} patches"
@@ -73,9 +80,7 @@ def nfe_section(d: dict, figure_prefix: str) -> list[str]:
     nfes = sorted({r["nfe"] for r in res})
     labels = list(dict.fromkeys(r["label"] for r in res))
     table = {(r["label"], r["nfe"]): r["fd"] for r in res}
-    net = _net(d["net"]) if d.get("net") else "an earlier demo net"
-    if d.get("net") is None or d["net"] != demo_config()["net"]:
-        net += ", not the current demo net"
+    net = _net(d.get("net")) + ("" if _is_demo_net(d.get("net")) else ", not the current demo net")
     out = [f"**Quality against network evaluations** ({_machine(d)}; model `{Path(d['run']).name}` ({net}), {d['n']} samples "
            f"a point, {res[0]['spacing']} spacing; Frechet distance in classifier features, lower is better; two "
            f"halves of the data: {d['evaluator']['fd_data_halves']:.3f}):", "",

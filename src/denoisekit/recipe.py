@@ -75,10 +75,9 @@ def build_denoiser(rc: RunConfig, ds: ArrayDataset) -> Denoiser:
     process = DiscreteVP(**rc.process)
     alpha_end = float(process.alpha(torch.tensor(process.t_max, dtype=torch.float64)))
     if ds.is_image and rc.prediction == "eps" and rc.clip_x0 is None and alpha_end < 1e-3:
-        warnings.warn(f"clip_x0: the {rc.process.get('schedule', 'linear')} schedule ends at alpha = "
-                      f"{alpha_end:.1e}, where x0 = (x_t - sigma eps) / alpha from an eps "
-                      f"prediction is unbounded; set clip_x0: 1.0 (as improved-diffusion's samplers do) for images in "
-                      f"[-1, 1]", stacklevel=2)
+        warnings.warn(f"clip_x0: the noise schedule ends at alpha = {alpha_end:.1e}, where x0 = (x_t - sigma eps) / "
+                      f"alpha from an eps prediction is unbounded; set clip_x0: 1.0 (as improved-diffusion's samplers "
+                      f"do) for images in [-1, 1]", stacklevel=2)
     return Denoiser(net, process, rc.prediction, rc.sigma_data, rc.clip_x0)
 
 
