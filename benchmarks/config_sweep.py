@@ -65,7 +65,7 @@ def main() -> int:
         row = {"variant": name, "overrides": VARIANTS[name], "steps": cfg["train"]["steps"],
                "train_seconds": time.perf_counter() - t0}
         for nfe in nfes:
-            x = generate(denoiser, args.n, (1, 28, 28), seed=0, steps=nfe, spacing=args.spacing)
+            x = generate(denoiser, args.n, (1, 28, 28), seed=0, steps=nfe, schedule=args.spacing)
             m = evaluator.evaluate(x.cpu())
             row[f"fd_{nfe}"], row[f"precision_{nfe}"], row[f"recall_{nfe}"] = m["fd"], m["precision"], m["recall"]
         rows.append(row)

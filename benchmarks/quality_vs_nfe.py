@@ -80,7 +80,7 @@ def main() -> int:
     for label, options in variants().items():
         for nfe in nfes:
             t0 = time.perf_counter()
-            x = generate(denoiser, args.n, shape, seed=0, steps=nfe, spacing=args.spacing, **options)
+            x = generate(denoiser, args.n, shape, seed=0, steps=nfe, schedule=args.spacing, **options)
             seconds = time.perf_counter() - t0
             m = evaluator.evaluate(x.cpu())
             results.append({"label": label, **options, "nfe": nfe, "spacing": args.spacing, "fd": m["fd"],

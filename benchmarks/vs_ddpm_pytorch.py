@@ -95,7 +95,7 @@ class Ours:
         self.trainer.save()
 
     def sample(self, n: int, nfe: int, seed: int) -> torch.Tensor:
-        return generate(self.trainer.ema.model, n, (1, 28, 28), seed=seed, steps=nfe, spacing=self.spacing,
+        return generate(self.trainer.ema.model, n, (1, 28, 28), seed=seed, steps=nfe, schedule=self.spacing,
                         variance="beta_tilde", progress=True)
 
 

@@ -27,6 +27,51 @@ def _set_path(d: dict, dotted: str, value: Any) -> None:
     d[keys[-1]] = value
 
 
+def sampling_options(args) -> dict:
+    """Sampler options from the named flags (--eta, --churn, --variance) and any --opt KEY=VALUE."""
+    options = {}
+    for flag, key in (("eta", "eta"), ("churn", "s_churn"), ("variance", "variance")):
+        if getattr(args, flag, None) is not None:
+            options[key] = getattr(args, flag)
+    for item in getattr(args, "opt", None) or []:
+        if "=" not in item:
+            raise ValueError(f"--opt: expected KEY=VALUE (e.g. eta=0.5), got {item!r}")
+        k, v = item.split("=", 1)
+        options[k] = _parse_value(v)
+    return options
+
+
+def _add_sampling_flags(s, default_steps: int = 100) -> None:
+    from .samplers import SAMPLERS
+    from .steps import SCHEDULES
+    s.add_argument("--sampler", default="ddpm", help=f"one of {', '.join(SAMPLERS)} (default ddpm)")
+    s.add_argument("--steps", type=int, default=default_steps, help="sampling steps (network evaluations for "
+                   "one-step-per-evaluation samplers)")
+    s.add_argument("--schedule", help=f"step schedule: {', '.join(SCHEDULES)} (default: the sampler's own)")
+    s.add_argument("--eta", type=_eta, help="DDIM's eta in [0, 1], or sigma_hat; SDE-DPM-Solver++'s eta")
+    s.add_argument("--churn", type=float, help="EDM's S_churn for euler and heun")
+    s.add_argument("--variance", choices=["beta_tilde", "beta"], help="DDPM's sigma^2 (default beta_tilde)")
+    s.add_argument("--opt", action="append", metavar="KEY=VALUE", help="any other sampler option, e.g. order=2")
+
+
+def _eta(text: str):
+    return text if text == "sigma_hat" else float(text)
+
+
+def _check_sampling_args(args) -> dict:
+    """Validate sampler, schedule, steps and options before any work; returns the options."""
+    from .samplers import check_options, get_sampler
+    from .steps import SCHEDULES
+    get_sampler(args.sampler)
+    if args.schedule is not None and args.schedule not in SCHEDULES:
+        raise ValueError(f"--schedule: expected one of {', '.join(SCHEDULES)}; got {args.schedule!r}")
+    if args.steps < 1:
+        raise ValueError(f"--steps: expected a positive number of steps, got {args.steps}")
+    options = sampling_options(args)
+    check_options(args.sampler, options)
+    return options
+
+
 def cmd_train(args) -> int:
     from .recipe import RunConfig, train_run
     raw: dict = {}
@@ -60,6 +105,7 @@ def cmd_sample(args) -> int:
 
     from .images import save_gif, save_picture, save_row_strip
     from .recipe import generate, load_denoiser
+    options = _check_sampling_args(args)
     denoiser, config = load_denoiser(args.checkpoint, ema=not args.raw, device=args.device)
     if "data" not in config:
         raise ValueError(f"checkpoint: {args.checkpoint} records no data shape; it was not made by 'denoisekit train'")
@@ -76,9 +122,11 @@ def cmd_sample(args) -> int:
         if wants_frames and (i % every == 0 or i == args.steps - 1):
             frames.append(x.cpu())
 
+    stats: dict = {}
     with torch.no_grad():
         x = generate(denoiser, args.n, shape, seed=args.seed, steps=args.steps, sampler=args.sampler,
-                     spacing=args.spacing, variance=args.variance, labels=labels, callback=callback, progress=True)
+                     schedule=args.schedule, labels=labels, callback=callback, progress=True, stats=stats, **options)
+    print(f"sampler {args.sampler}: {stats['nfe']} network evaluations")
     is_image = len(shape) == 3
     scale = args.scale or (2 if is_image and shape[-1] <= 32 else 1)
     out = save_picture(x, args.out, scale=scale)
@@ -118,13 +166,14 @@ def cmd_eval(args) -> int:
     data = args.data
     if path.is_dir() and _is_checkpoint(path):
         from .recipe import balanced_labels, generate, load_denoiser
+        options = _check_sampling_args(args)
         denoiser, config = load_denoiser(path, ema=not args.raw, device=args.device)
         data = data or config.get("run", {}).get("data")
         num_classes = config["data"].get("num_classes") if config.get("run", {}).get("class_cond") else None
         labels = balanced_labels(args.n, num_classes, args.device)
         samples = generate(denoiser, args.n, tuple(config["data"]["shape"]), seed=args.seed, steps=args.steps,
-                           sampler=args.sampler, spacing=args.spacing, variance=args.variance, labels=labels,
-                           progress=True).cpu()
+                           sampler=args.sampler, schedule=args.schedule, labels=labels, progress=True,
+                           **options).cpu()
     else:
         samples = load_samples(path)
     if not data:
@@ -139,6 +188,67 @@ def cmd_eval(args) -> int:
     if args.json:
         atomic_save(args.json, lambda p: Path(p).write_text(json.dumps(metrics, indent=2)))
         print(f"metrics: {args.json}")
+    return 0
+
+
+def _image_model(args):
+    """A trained image model and its (C, H, W), for the commands that take image files."""
+    from .recipe import load_denoiser
+    if args.steps < 1:
+        raise ValueError(f"--steps: expected a positive number of steps, got {args.steps}")
+    if args.iters < 1:
+        raise ValueError(f"--iters: expected a positive number of fixed-point iterations, got {args.iters}")
+    denoiser, config = load_denoiser(args.checkpoint, ema=not args.raw, device=args.device)
+    shape = tuple(config.get("data", {}).get("shape", ()))
+    if len(shape) != 3:
+        raise ValueError(f"checkpoint: {args.checkpoint} is not an image model (data shape {list(shape)})")
+    return denoiser, shape
+
+
+def cmd_invert(args) -> int:
+    import numpy as np
+    import torch
+
+    from .data import load_image_file
+    from .images import atomic_save, save_picture
+    from .samplers import ddim_invert, ddim_sample
+    from .steps import sampling_times
+    for name in ("out", "reconstruction"):
+        target = getattr(args, name)
+        if target and Path(target).is_dir():
+            raise ValueError(f"--{name}: {target} is a folder; expected a file path")
+    denoiser, shape = _image_model(args)
+    x0 = torch.cat([load_image_file(p, shape) for p in args.images]).to(args.device)
+    times = sampling_times(denoiser.process, args.steps, args.schedule)
+    z = ddim_invert(denoiser, x0, times.flip(0), iters=args.iters, progress=True)
+    arr = z.cpu().numpy()
+    atomic_save(args.out, lambda p: np.savez(open(p, "wb"), x_T=arr, times=times.numpy()))
+    print(f"encoded noise x_T: {args.out}")
+    if args.reconstruction:
+        x = ddim_sample(denoiser, z, times, progress=True)
+        err = float((x - x0).norm() / x0.norm())
+        save_picture(torch.cat([x0, x]), args.reconstruction, nrow=len(x0), scale=2 if shape[-1] <= 32 else 1)
+        print(f"reconstruction (top: input, bottom: decoded): {args.reconstruction}; relative error {err:.2e}")
+    return 0
+
+
+def cmd_interpolate(args) -> int:
+    import torch
+
+    from .data import load_image_file
+    from .images import save_picture
+    from .samplers import ddim_interpolate
+    from .steps import sampling_times
+    if args.frames < 2:
+        raise ValueError(f"--frames: expected at least 2 frames, got {args.frames}")
+    if Path(args.out).is_dir():
+        raise ValueError(f"--out: {args.out} is a folder; expected a file path")
+    denoiser, shape = _image_model(args)
+    x_a, x_b = (load_image_file(p, shape).to(args.device) for p in (args.a, args.b))
+    times = sampling_times(denoiser.process, args.steps, args.schedule)
+    frames = ddim_interpolate(denoiser, x_a, x_b, times, args.frames, iters=args.iters, progress=True)
+    out = save_picture(frames[:, 0], args.out, nrow=args.frames, scale=2 if shape[-1] <= 32 else 1)
+    print(f"interpolation ({args.frames} frames, slerp between the DDIM-encoded noises): {out}")
     return 0
 
 
@@ -181,10 +291,7 @@ def main(argv=None) -> int:
     s.add_argument("checkpoint", help="a checkpoint folder or a run folder")
     s.add_argument("--n", type=int, default=64)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--sampler", default="ddpm")
-    s.add_argument("--steps", type=int, default=100)
-    s.add_argument("--spacing", default="uniform", choices=["uniform", "leading", "trailing", "quadratic"])
-    s.add_argument("--variance", default="beta_tilde", choices=["beta_tilde", "beta"])
+    _add_sampling_flags(s)
     s.add_argument("--label", type=int, help="class label for a class-conditional model")
     s.add_argument("--out", default="samples.png")
     s.add_argument("--gif", help="also write a GIF of the reverse process")
@@ -207,13 +314,34 @@ def main(argv=None) -> int:
                    "(default $DENOISEKIT_CACHE or ~/.cache/denoisekit)")
     e.add_argument("--n", type=int, default=1000, help="samples to draw from a checkpoint")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--sampler", default="ddpm")
-    e.add_argument("--steps", type=int, default=100)
-    e.add_argument("--spacing", default="uniform", choices=["uniform", "leading", "trailing", "quadratic"])
-    e.add_argument("--variance", default="beta_tilde", choices=["beta_tilde", "beta"])
+    _add_sampling_flags(e)
     e.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA weights")
     e.add_argument("--device", default="cpu")
     e.set_defaults(func=cmd_eval)
+
+    def add_ddim_flags(c):
+        c.add_argument("checkpoint", help="a checkpoint folder or a run folder of an image model")
+        c.add_argument("--steps", type=int, default=100, help="DDIM steps (default 100)")
+        c.add_argument("--schedule", default="uniform", choices=["uniform", "leading", "trailing", "quadratic",
+                                                                 "logsnr", "karras"])
+        c.add_argument("--iters", type=int, default=3, help="fixed-point iterations per inversion step (default 3)")
+        c.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA weights")
+        c.add_argument("--device", default="cpu")
+
+    v = sub.add_parser("invert", help="encode images to noise x_T with deterministic DDIM (Song et al. 2021, 4.3)")
+    add_ddim_flags(v)
+    v.add_argument("images", nargs="+", help="image files (converted and resized to the model's images)")
+    v.add_argument("--out", default="inverted.npz", help="the encoded noises as an .npz (x_T, times)")
+    v.add_argument("--reconstruction", help="also decode the noises again and write input and result as a PNG")
+    v.set_defaults(func=cmd_invert)
+
+    q = sub.add_parser("interpolate", help="slerp between two images' DDIM-encoded noises and decode each frame")
+    add_ddim_flags(q)
+    q.add_argument("a", help="first image file")
+    q.add_argument("b", help="second image file")
+    q.add_argument("--frames", type=int, default=8)
+    q.add_argument("--out", default="interpolation.png")
+    q.set_defaults(func=cmd_interpolate)
 
     i = sub.add_parser("info", help="what a checkpoint holds")
     i.add_argument("checkpoint")

@@ -155,6 +155,20 @@ def _load_image(path: Path, size: Optional[int], mode: str) -> np.ndarray:
         raise ValueError(f"data: cannot read image {path}: {e}") from None
 
 
+def load_image_file(path, shape) -> torch.Tensor:
+    """One image file as a (1, C, H, W) tensor in [-1, 1], converted and resized to a model's (C, H, W)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image: no such file {path}")
+    c, h, w = shape
+    if h != w:
+        raise ValueError(f"image: the model's images are {h}x{w}; only square models take image files")
+    a = _load_image(path, h, "L" if c == 1 else "RGB")
+    if c not in (1, 3):
+        raise ValueError(f"image: the model has {c} channels; image files give 1 (grey) or 3 (RGB)")
+    return _scale_uint8(a.reshape(1, h, w, -1).transpose(0, 3, 1, 2).copy())
+
+
 def load_image_folder(root: Path, image_size: Optional[int] = None, channels: Optional[int] = None) -> ArrayDataset:
     """Every image below `root`; class labels from first-level subfolders when there are several."""
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+import inspect
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
@@ -37,15 +38,29 @@ class Denoiser(nn.Module):
         self.sigma_data = sigma_data
         self.clip_x0 = clip_x0
 
-    def _coefficients(self, x_t: torch.Tensor, t):
-        t = torch.as_tensor(t, dtype=torch.float64, device=x_t.device)
+    @classmethod
+    def from_function(cls, fn: Callable, process: NoiseProcess, prediction: str = "eps", **kwargs) -> "Denoiser":
+        """Wrap a plain callable `fn(x_t, t)` (or `fn(x_t, t, cond)`) that returns a `prediction`-type output.
+
+        It receives what a network would: (x_t, t) for eps / x0 / v / score, (c_in x_t, ln(sigma)/4) for 'edm'.
+        Analytic models (a Gaussian mixture's exact denoiser) and other libraries' networks then sample with every
+        sampler. The result is not saved with checkpoints: its config records the function only by name.
+        """
+        return cls(FunctionNet(fn), process, prediction, **kwargs)
+
+    def _coefficients(self, x_t: torch.Tensor, t, alpha=None, sigma=None):
+        """(t, alpha(t), sigma(t)), each broadcastable over the batch; alpha and sigma may come precomputed."""
+        t = torch.as_tensor(t, device=x_t.device)
+        if alpha is None or sigma is None:
+            t = t.to(torch.float64)
+            alpha, sigma = self.process.alpha(t), self.process.sigma(t)
         if t.ndim == 0:
             t = t.expand(x_t.shape[0])
-        return t, self.process.alpha(t), self.process.sigma(t)
+        return t, alpha, sigma
 
-    def net_output(self, x_t: torch.Tensor, t, cond: Any = None) -> torch.Tensor:
+    def net_output(self, x_t: torch.Tensor, t, cond: Any = None, *, alpha=None, sigma=None) -> torch.Tensor:
         """The raw network output at (x_t, t), in the coordinates of `self.prediction`."""
-        t, alpha, sigma = self._coefficients(x_t, t)
+        t, alpha, sigma = self._coefficients(x_t, t, alpha, sigma)
         x_in, c_noise = network_inputs(self.prediction, x_t, t, alpha, sigma, self.sigma_data)
         return self.net(x_in, c_noise, cond)
 
@@ -54,11 +69,30 @@ class Denoiser(nn.Module):
         t, alpha, sigma = self._coefficients(x_t, t)
         return from_x0_eps(self.prediction, x0, eps, x_t, alpha, sigma, self.sigma_data)
 
-    def forward(self, x_t: torch.Tensor, t, cond: Any = None) -> Prediction:
-        t, alpha, sigma = self._coefficients(x_t, t)
-        out = self.net_output(x_t, t, cond)
+    def forward(self, x_t: torch.Tensor, t, cond: Any = None, *, alpha=None, sigma=None) -> Prediction:
+        """Prediction(x0, eps) at (x_t, t); samplers pass alpha(t), sigma(t) precomputed to skip the table look-ups."""
+        t, alpha, sigma = self._coefficients(x_t, t, alpha, sigma)
+        out = self.net_output(x_t, t, cond, alpha=alpha, sigma=sigma)
         x0, eps = to_x0_eps(self.prediction, out, x_t, alpha, sigma, self.sigma_data)
         if self.clip_x0 is not None:
             x0 = x0.clamp(-self.clip_x0, self.clip_x0)
             _, eps = to_x0_eps("x0", x0, x_t, alpha, sigma)
         return Prediction(x0=x0, eps=eps)
+
+
+class FunctionNet(nn.Module):
+    """A plain callable `fn(x, t)` or `fn(x, t, cond)` in the place of a network (see `Denoiser.from_function`)."""
+
+    def __init__(self, fn: Callable):
+        super().__init__()
+        self.fn = fn
+        try:
+            self.takes_cond = len(inspect.signature(fn).parameters) >= 3
+        except (TypeError, ValueError):  # builtins and C functions without a signature
+            self.takes_cond = False
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Any = None) -> torch.Tensor:
+        return self.fn(x, t, cond) if self.takes_cond else self.fn(x, t)
+
+    def extra_repr(self) -> str:
+        return getattr(self.fn, "__qualname__", type(self.fn).__name__)

@@ -15,6 +15,15 @@ class NoiseProcess(ABC):
 
     t_min: float  # the data end: sigma(t_min) = 0
     t_max: float  # the noise end, where sampling starts
+    t_eps: float  # the smallest time the model was trained at (the last network time of a schedule)
+    grid_step: float = 0.0  # spacing of the times a discrete model was trained at (0: continuous)
+
+    def round_t(self, t: torch.Tensor) -> torch.Tensor:
+        """Quantise times to the trained grid (a discrete model) or leave them (a continuous one); NVlabs/edm's round_sigma."""
+        t = torch.as_tensor(t, dtype=torch.float64)
+        if self.grid_step == 0:
+            return t
+        return ((t - self.t_eps) / self.grid_step).round() * self.grid_step + self.t_eps
 
     @abstractmethod
     def alpha(self, t: torch.Tensor) -> torch.Tensor:
@@ -53,15 +62,16 @@ class NoiseProcess(ABC):
         mean = alpha_{t|s} sigma_s^2/sigma_t^2 x_t + alpha_s sigma^2_{t|s}/sigma_t^2 x_0,
         var = sigma^2_{t|s} sigma_s^2 / sigma_t^2 (beta-tilde for consecutive DDPM steps).
         """
-        a_t, s_t, a_s, s_s = self.alpha(t), self.sigma(t), self.alpha(s), self.sigma(s)
-        a_ts = a_t / a_s
-        var_ts = self.transition_variance(t, s)
-        c_xt = a_ts * s_s**2 / s_t**2
-        c_x0 = a_s * var_ts / s_t**2
-        var = var_ts * s_s**2 / s_t**2
+        c_xt, c_x0, var = self.posterior_coefficients(t, s)
         n = x_t.ndim
         mean = append_dims(c_xt, n).to(x_t.dtype) * x_t + append_dims(c_x0, n).to(x_t.dtype) * x0
         return mean, var
+
+    def posterior_coefficients(self, t: torch.Tensor, s: torch.Tensor):
+        """(c_xt, c_x0, var) with q(x_s | x_t, x_0) = N(c_xt x_t + c_x0 x_0, var), float64 (see `posterior`)."""
+        a_t, s_t, a_s, s_s = self.alpha(t), self.sigma(t), self.alpha(s), self.sigma(s)
+        var_ts = self.transition_variance(t, s)
+        return (a_t / a_s) * s_s**2 / s_t**2, a_s * var_ts / s_t**2, var_ts * s_s**2 / s_t**2
 
     def transition_variance(self, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """sigma^2_{t|s} = sigma_t^2 - (alpha_t/alpha_s)^2 sigma_s^2, the variance of q(x_t | x_s) (beta_t for one step)."""
@@ -94,7 +104,7 @@ class DiscreteVP(NoiseProcess):
         self.zero_terminal_snr = zero_terminal_snr
         self._ab_ext = torch.cat([torch.ones(1, dtype=torch.float64), self.alpha_bar])  # index t+1
         self._tables: dict = {}
-        self.t_min, self.t_max = -1.0, float(self.T - 1)
+        self.t_min, self.t_max, self.t_eps, self.grid_step = -1.0, float(self.T - 1), 0.0, 1.0
 
     def _table(self, device) -> torch.Tensor:
         key = str(device)

@@ -16,8 +16,8 @@ from .images import save_picture, save_row_strip
 from .losses import SimpleLoss
 from .nets import MLP, UNet
 from .process import DiscreteVP
-from .samplers import SAMPLERS
-from .steps import sampling_times
+from .samplers import check_options, get_sampler, sample
+from .steps import SCHEDULES
 from .train import TrainConfig, Trainer, find_checkpoint, load_config, load_weights
 from .utils import sample_generators
 
@@ -36,8 +36,10 @@ class RunConfig:
     clip_x0: Optional[float] = None
     loss: dict = field(default_factory=dict)         # SimpleLoss arguments
     train: dict = field(default_factory=dict)        # TrainConfig fields
-    sample: dict = field(default_factory=lambda: {"steps": 100, "n": 64, "variance": "beta_tilde", "seed": 0})
-    eval: dict = field(default_factory=lambda: {"n": 500, "steps": 50, "variance": "beta_tilde", "seed": 12345})
+    sample: dict = field(default_factory=lambda: {"sampler": "ddpm", "steps": 100, "schedule": None, "options": {},
+                                                  "n": 64, "seed": 0})
+    eval: dict = field(default_factory=lambda: {"sampler": "ddpm", "steps": 50, "schedule": None, "options": {},
+                                                "n": 500, "seed": 12345})
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
@@ -53,10 +55,31 @@ class RunConfig:
             if isinstance(default, dict) and isinstance(value, dict):
                 value = {**default, **value}
             merged[f.name] = value
-        return cls(**merged)
+        rc = cls(**merged)
+        for section in ("sample", "eval"):
+            check_sampling(getattr(rc, section), section)
+        return rc
 
     def as_dict(self) -> dict:
         return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+
+
+def check_sampling(section: dict, name: str) -> None:
+    """Validate a run config's sampling section (sampler, steps, schedule, options, n, seed) before any work."""
+    known = {"sampler", "steps", "schedule", "options", "n", "seed"}
+    unknown = set(section) - known
+    if unknown:
+        raise ValueError(f"{name}: unknown keys {sorted(unknown)}; expected some of {sorted(known)}")
+    get_sampler(section["sampler"])
+    for key in ("steps", "n"):
+        v = section[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name}.{key}: expected a positive integer, got {v!r}")
+    if section["schedule"] is not None and section["schedule"] not in SCHEDULES:
+        raise ValueError(f"{name}.schedule: expected one of {', '.join(SCHEDULES)}; got {section['schedule']!r}")
+    if not isinstance(section["options"], dict):
+        raise ValueError(f"{name}.options: expected a mapping of sampler options, got {section['options']!r}")
+    check_options(section["sampler"], section["options"])
 
 
 def build_dataset(rc: RunConfig) -> ArrayDataset:
@@ -83,18 +106,18 @@ def build_denoiser(rc: RunConfig, ds: ArrayDataset) -> Denoiser:
 
 @torch.no_grad()
 def generate(denoiser: Denoiser, n: int, shape, *, seed: int = 0, steps: int = 100, sampler: str = "ddpm",
-             spacing: str = "uniform", variance: str = "beta_tilde", labels=None, callback=None,
-             progress: bool = False) -> torch.Tensor:
-    """n samples, sample i seeded by (seed, i) so it does not depend on n."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler: expected one of {sorted(SAMPLERS)}, got {sampler!r}")
-    device = next(denoiser.parameters()).device
+             schedule: Optional[str] = None, labels=None, callback=None, progress: bool = False,
+             stats: Optional[dict] = None, **options) -> torch.Tensor:
+    """n samples through `denoisekit.sample`, sample i seeded by (seed, i) so it does not depend on n."""
+    get_sampler(sampler)
+    check_options(sampler, options)
+    param = next(iter(denoiser.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
     gens = sample_generators(seed, n)
     x_T = denoiser.process.prior_sample((n, *shape), gens, device=device)
-    times = sampling_times(denoiser.process, steps, spacing)
     denoiser.eval()
-    return SAMPLERS[sampler](denoiser, x_T, times, variance=variance, cond=labels, generator=gens,
-                             callback=callback, progress=progress)
+    return sample(denoiser, x_T, sampler, steps, schedule, cond=labels, generator=gens, callback=callback,
+                  progress=progress, stats=stats, **options)
 
 
 def balanced_labels(n: int, num_classes: Optional[int], device) -> Optional[torch.Tensor]:
@@ -127,15 +150,14 @@ def train_run(rc: RunConfig, out: Path, resume: bool = True) -> Path:
     config = run_record(rc, ds, loss)
     shape = tuple(ds.x.shape[1:])
 
-    def draw(ema_model, options: dict, n: int, seed: int, steps: int) -> torch.Tensor:
+    def draw(ema_model, options: dict, n: int) -> torch.Tensor:
         """Samples for a picture or an evaluation, with balanced labels for a class-conditional model."""
         labels = balanced_labels(n, ds.num_classes if rc.class_cond else None, next(ema_model.parameters()).device)
-        return generate(ema_model, n, shape, seed=options.get("seed", seed), steps=options.get("steps", steps),
-                        sampler=options.get("sampler", "ddpm"), variance=options.get("variance", "beta_tilde"),
-                        labels=labels)
+        return generate(ema_model, n, shape, seed=options["seed"], steps=options["steps"], sampler=options["sampler"],
+                        schedule=options["schedule"], labels=labels, **options["options"])
 
     def sample_fn(ema_model, step):
-        x = draw(ema_model, rc.sample, rc.sample.get("n", 64) if ds.is_image else 2000, seed=0, steps=100)
+        x = draw(ema_model, rc.sample, rc.sample["n"] if ds.is_image else 2000)
         save_picture(x, out / "samples" / f"step-{step:07d}.png", scale=2 if ds.is_image else 1)
 
     evaluator = []  # built at the first evaluation, so runs that never evaluate never train a classifier
@@ -144,7 +166,7 @@ def train_run(rc: RunConfig, out: Path, resume: bool = True) -> Path:
         from .eval import Evaluator
         if not evaluator:
             evaluator.append(Evaluator(ds, device=next(ema_model.parameters()).device, progress=tc.progress))
-        return evaluator[0].evaluate(draw(ema_model, rc.eval, rc.eval.get("n", 500), seed=12345, steps=50).cpu())
+        return evaluator[0].evaluate(draw(ema_model, rc.eval, rc.eval["n"]).cpu())
 
     trainer = Trainer(denoiser, loss, ds, out, tc, config=config, sample_fn=sample_fn, eval_fn=eval_fn)
     if trainer.rank == 0:

@@ -1,34 +1,76 @@
-"""Step schedules: the descending times a sampler visits, ending at the data (process.t_min)."""
+"""Step schedules: the descending times a sampler visits, from t_max down to the data (process.t_min).
+
+Each schedule is expressed in the process's own terms (time, noise level sigma/alpha or log-SNR) and mapped to
+times through the process's inverses, so it serves discrete and continuous processes alike. Every schedule has
+`steps` network times, from t_max to the smallest trained time t_eps, then t_min: the last step lands on the data.
+"""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
 from .process import NoiseProcess
 
-Spacing = Literal["uniform", "leading", "trailing", "quadratic"]
+Schedule = Literal["uniform", "linspace", "leading", "trailing", "quadratic", "logsnr", "karras"]
+SCHEDULES = get_args(Schedule) + ("auto",)  # 'auto' is fitted to a model: see samplers.auto
 
 
-def sampling_times(process: NoiseProcess, steps: int, spacing: Spacing = "uniform") -> torch.Tensor:
+def _check_steps(steps) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps: expected a positive integer, got {steps!r}")
+    return steps
+
+
+def _span(process: NoiseProcess) -> float:
+    """t_max - t_eps, plus one grid step for a discrete process: the number of trained steps when the grid is 1."""
+    return process.t_max - process.t_eps + process.grid_step
+
+
+def sampling_times(process: NoiseProcess, steps: int, schedule: str = "uniform", *, rho: float = 7.0) -> torch.Tensor:
     """`steps` network times from t_max down, then t_min (the data): a float64 tensor of length steps + 1.
 
-    'uniform' spans [t_max, 0] evenly (rounded to integer steps for a discrete process, like improved-diffusion's
-    respacing); 'leading' and 'trailing' are diffusers' spacings (Lin et al. 2023, Table 2); 'quadratic' is DDIM's.
+    uniform / linspace: evenly in t over [t_eps, t_max] (rounded to the trained grid; diffusers' 'linspace');
+    leading / trailing: diffusers' spacings (Lin et al. 2023, Table 2); quadratic: DDIM's (Song et al. 2021, App. D.2);
+    logsnr: evenly in log-SNR (Lu et al. 2022); karras: Karras et al. 2022, eq. 5, in the noise level sigma/alpha.
     """
-    T = int(round(process.t_max)) + 1
-    if not isinstance(steps, int) or not 1 <= steps <= T:
-        raise ValueError(f"steps: expected an integer in [1, {T}], got {steps!r}")
-    if spacing == "uniform":
-        t = torch.linspace(T - 1, 0, steps, dtype=torch.float64).round()
-    elif spacing == "leading":
-        t = (torch.arange(steps, dtype=torch.float64) * (T // steps)).flip(0)
-    elif spacing == "trailing":
-        t = (torch.arange(T, 0, -T / steps, dtype=torch.float64).round() - 1)
-    elif spacing == "quadratic":
-        t = (torch.linspace(0, (0.8 * T) ** 0.5, steps, dtype=torch.float64) ** 2).round().flip(0)
+    _check_steps(steps)
+    t_max, t_eps = torch.tensor(process.t_max, dtype=torch.float64), torch.tensor(process.t_eps, dtype=torch.float64)
+    u = torch.linspace(0, 1, steps, dtype=torch.float64)
+    if schedule in ("uniform", "linspace"):
+        t = process.round_t(t_max + (t_eps - t_max) * u)
+    elif schedule == "leading":
+        step = _span(process) / steps
+        step = float(int(step)) if process.grid_step else step  # diffusers' integer stride T // steps
+        t = process.round_t(t_eps + step * torch.arange(steps, dtype=torch.float64).flip(0))
+    elif schedule == "trailing":
+        g = process.grid_step  # diffusers: round(T - k T/steps) - 1
+        t = process.round_t(t_max + g - _span(process) / steps * torch.arange(steps, dtype=torch.float64)) - g
+    elif schedule == "quadratic":
+        t = process.round_t(t_eps + 0.8 * _span(process) * u.flip(0) ** 2)
+    elif schedule == "logsnr":
+        lam = process.log_snr(torch.stack([t_max, t_eps]))
+        t = process.t_from_log_snr(lam[0] + (lam[1] - lam[0]) * u)
+    elif schedule == "karras":
+        if not rho > 0:
+            raise ValueError(f"rho: expected a positive number, got {rho!r}")
+        lo, hi = process.noise_level(torch.stack([t_eps, t_max]))
+        level = (hi ** (1 / rho) + u * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho
+        t = process.t_from_noise_level(level)
+    elif schedule == "auto":
+        raise ValueError("schedule: 'auto' is fitted to a model; use denoisekit.sample(..., schedule='auto') or "
+                         "samplers.auto_schedule")
     else:
-        raise ValueError(f"spacing: expected one of uniform, leading, trailing, quadratic; got {spacing!r}")
-    if len(torch.unique(t)) != steps:
-        raise ValueError(f"steps: {steps} {spacing} steps of a {T}-step process repeat a time; use fewer steps")
+        raise ValueError(f"schedule: expected one of {', '.join(SCHEDULES)}; got {schedule!r}")
+    t = t.clamp(process.t_eps, process.t_max)
+    if steps > 1 and not bool((t[1:] < t[:-1]).all()):
+        raise ValueError(f"steps: {steps} {schedule} steps of this process repeat a time; use fewer steps or "
+                         f"another schedule")
     return torch.cat([t, torch.tensor([process.t_min], dtype=torch.float64)])
+
+
+def times_from_levels(process: NoiseProcess, levels: torch.Tensor) -> torch.Tensor:
+    """Times for a descending list of noise levels sigma/alpha ending at 0 (k-diffusion-style sigmas)."""
+    levels = torch.as_tensor(levels, dtype=torch.float64)
+    t = process.t_from_noise_level(levels.clamp(min=1e-300))
+    return torch.where(levels > 0, t, torch.full_like(t, process.t_min))

@@ -4,49 +4,58 @@ from __future__ import annotations
 from typing import Callable, Literal, Optional
 
 import torch
-from tqdm.auto import tqdm
 
-from ..utils import Generator, append_dims, randn
+from ..utils import Generator, append_dims
+from .base import Grid, check_times, noise_like, steps_of
 
 Variance = Literal["beta_tilde", "beta"]
 
 
-def ddpm_step(denoiser, x: torch.Tensor, t, s, noise: Optional[torch.Tensor], *,
-              variance: Variance = "beta_tilde", cond=None):
-    """x_s ~ p(x_s | x_t) = N(mu-tilde(x_t, x0_hat), sigma^2): sigma^2 = beta-tilde (posterior) or beta (transition)."""
+def ddpm_coefficients(process, t: torch.Tensor, s: torch.Tensor, variance: Variance = "beta_tilde"):
+    """(c_xt, c_x0, std): x_s = c_xt x_t + c_x0 x0_hat + std z, with std^2 = beta-tilde (posterior) or beta (transition).
+
+    The last step (sigma(s) = 0) adds no noise.
+    """
     if variance not in ("beta_tilde", "beta"):
         raise ValueError(f"variance: expected 'beta_tilde' or 'beta', got {variance!r}")
-    process = denoiser.process
+    c_xt, c_x0, var = process.posterior_coefficients(t, s)
+    if variance == "beta":
+        var = process.transition_variance(t, s)
+    return c_xt, c_x0, torch.where(process.sigma(s) > 0, var, torch.zeros_like(var)).clamp(min=0).sqrt()
+
+
+def ddpm_step(denoiser, x: torch.Tensor, t, s, noise: Optional[torch.Tensor], *,
+              variance: Variance = "beta_tilde", cond=None):
+    """x_s ~ p(x_s | x_t) = N(mu-tilde(x_t, x0_hat), sigma^2): one step of Algorithm 2, from t to s < t."""
     b = x.shape[0]
     t = torch.as_tensor(t, dtype=torch.float64, device=x.device).expand(b)
     s = torch.as_tensor(s, dtype=torch.float64, device=x.device).expand(b)
     pred = denoiser(x, t, cond)
-    mean, var = process.posterior(x, pred.x0, t, s)
-    if variance == "beta":
-        var = process.transition_variance(t, s)
-    var = torch.where(process.sigma(s) > 0, var, torch.zeros_like(var))  # the last step adds no noise
-    if noise is None:
-        return mean, pred
-    return mean + append_dims(var.sqrt(), x.ndim).to(x.dtype) * noise, pred
+    c_xt, c_x0, std = (append_dims(c, x.ndim).to(x.dtype) for c in ddpm_coefficients(denoiser.process, t, s, variance))
+    mean = c_xt * x + c_x0 * pred.x0
+    return (mean if noise is None else mean + std * noise), pred
 
 
 @torch.no_grad()
 def ddpm_sample(denoiser, x_T: torch.Tensor, times: torch.Tensor, *, variance: Variance = "beta_tilde",
                 cond=None, generator: Generator = None, callback: Optional[Callable] = None,
                 progress: bool = False) -> torch.Tensor:
-    """Run ancestral steps t_i -> t_{i+1} over `times` (descending, ending at the data); returns x at times[-1].
+    """Ancestral sampling (Ho et al. 2020, Alg. 2) over descending `times`; on a sub-sequence this is respacing.
 
+    `variance`: sigma^2 = beta-tilde (the posterior's) or beta (the transition's; DDIM's sigma-hat on a sub-sequence).
     `generator` is one torch.Generator or one per sample (then each sample is independent of the batch size);
     `callback(i, t, x, pred)` is called after each step.
     """
-    times = torch.as_tensor(times, dtype=torch.float64)
-    if times.ndim != 1 or len(times) < 2 or not bool((times[1:] < times[:-1]).all()):
-        raise ValueError("times: expected a strictly descending 1-D sequence of at least 2 times")
+    times = check_times(times)
+    c_xt, c_x0, std = (c.tolist() for c in ddpm_coefficients(denoiser.process, times[:-1], times[1:], variance))
+    grid = Grid(denoiser, times, x_T, cond)
     x = x_T
-    for i in tqdm(range(len(times) - 1), disable=not progress, desc="sampling", leave=False):
-        t, s = times[i], times[i + 1]
-        noise = randn(x.shape, generator, device=x.device, dtype=x.dtype) if float(s) > times[-1] else None
-        x, pred = ddpm_step(denoiser, x, t, s, noise, variance=variance, cond=cond)
+    for i in steps_of(grid, progress):
+        pred = grid.denoise_x(x, i)
+        x = x * c_xt[i]
+        x.add_(pred.x0, alpha=c_x0[i])
+        if std[i] > 0:
+            x.add_(noise_like(x, generator), alpha=std[i])
         if callback is not None:
-            callback(i, t, x, pred)
+            callback(i, grid.t[i], x, pred)
     return x
