@@ -1,40 +1,10 @@
-"""An analytic Gaussian mixture: its diffused score and posterior mean are closed-form, a model with no training."""
+"""The analytic Gaussian mixture as an eps-prediction network (the library's mixture gives x0 directly)."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-
-class GaussianMixture:
-    """p(x0) = sum_k w_k N(mu_k, tau_k^2 I) in float64."""
-
-    def __init__(self, weights, means, stds):
-        self.w = torch.as_tensor(weights, dtype=torch.float64)
-        self.mu = torch.as_tensor(means, dtype=torch.float64)
-        self.tau = torch.as_tensor(stds, dtype=torch.float64)
-
-    def sample(self, n, generator=None):
-        k = torch.multinomial(self.w, n, replacement=True, generator=generator)
-        eps = torch.randn(n, self.mu.shape[1], generator=generator, dtype=torch.float64)
-        return self.mu[k] + self.tau[k, None] * eps, k
-
-    def posterior_mean(self, x_t, alpha, sigma):
-        """E[x0 | x_t] for x_t = alpha x0 + sigma eps (Gaussian conditioning per component, Bayes over components)."""
-        x_t = x_t.double()
-        a, s = alpha.double()[:, None], sigma.double()[:, None]
-        var = a**2 * self.tau[None] ** 2 + s**2                                  # (B, K)
-        d = x_t.shape[1]
-        diff = x_t[:, None, :] - a[:, :, None] * self.mu[None]                    # (B, K, D)
-        logp = self.w.log()[None] - 0.5 * (diff**2).sum(-1) / var - 0.5 * d * var.log()
-        r = torch.softmax(logp, dim=1)                                            # responsibilities
-        gain = (a * self.tau[None] ** 2 / var)[:, :, None]
-        cond_mean = self.mu[None] + gain * diff                                   # E[x0 | x_t, k]
-        return (r[:, :, None] * cond_mean).sum(1)
-
-    def score(self, x_t, alpha, sigma):
-        """grad log p_t(x_t) = (alpha E[x0|x_t] - x_t) / sigma^2 (Tweedie)."""
-        x0 = self.posterior_mean(x_t, alpha, sigma)
-        return (alpha.double()[:, None] * x0 - x_t.double()) / sigma.double()[:, None] ** 2
+from denoisekit.analytic import GaussianMixture  # noqa: F401  (re-exported for the tests)
 
 
 class OracleEpsNet(nn.Module):

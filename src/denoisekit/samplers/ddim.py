@@ -58,20 +58,21 @@ def ddim_invert(denoiser, x_0: torch.Tensor, times: torch.Tensor, *, iters: int 
     """Deterministic encoding x_0 -> x_T over ascending `times` (Song et al. 2021, sec. 4.3): DDIM run upward.
 
     Each step solves for the x~' whose DDIM step down lands on the current x~, x~' = x~ + (s' - s) eps(x~', s'),
-    by `iters` fixed-point iterations (1 is the usual explicit inversion, which evaluates eps at the start point's
-    image); so sampling back over the same times reconstructs x_0 up to the fixed point's residual.
+    by `iters` fixed-point iterations started from the previous step's eps (iters = 1 is about the usual explicit
+    inversion); so sampling back over the same times reconstructs x_0 up to the fixed point's residual.
     """
     if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
         raise ValueError(f"iters: expected a positive integer, got {iters!r}")
     grid = Grid(denoiser, times, x_0, cond, descending=False)
     x = x_0 / grid.alphas[0]
+    eps = None  # the previous step's last eps: a free first guess for this step's fixed point
     for i in steps_of(grid, progress, "inverting"):
         ds = grid.levels[i + 1] - grid.levels[i]
-        x_next = x
+        x_next = x if eps is None else x + ds * eps
         for _ in range(iters):
             pred = grid.denoise(x_next, i + 1)
             x_next = x + ds * pred.eps
-        x = x_next
+        x, eps = x_next, pred.eps
         report(callback, grid, i, x, pred)
     return x * grid.alphas[-1]
 

@@ -20,8 +20,11 @@ def _phi(h: float) -> tuple[float, float, float]:
 def dpmpp_plan(grid: Grid, order: int):
     """Per-step (a, [b_0, b_1, b_2]) of DPM-Solver++(2M) (Alg. 2) or (3M), warming up with lower orders.
 
-    x~_{i+1} = (s_{i+1}/s_i) x~_i + (1 - s_{i+1}/s_i) x0_i + phi_2 d1 - phi_3 d2, with d1, d2 the divided
-    differences of past x0 predictions in lambda; the step to s = 0 is x~ = x0_i.
+    x~_{i+1} = (s_{i+1}/s_i) x~_i + (1 - s_{i+1}/s_i) x0_i + phi_2 d1 - phi_3 d2, with d1 ~ h x0' and d2 ~ h^2 x0''
+    the divided differences of past x0 predictions in lambda; the step to s = 0 is x~ = x0_i.
+
+    3M departs from the reference code (LuChengTHU/dpm-solver, k-diffusion, diffusers), whose d2 = (d1_0 - d1_1) /
+    (r0 + r1) estimates h^2 x0''/2 against the phi_3 weight of h^2 x0'': their 3M converges at order 2 (tested).
     """
     lam, plan = grid.lams, []
     for i in range(grid.n):
@@ -40,8 +43,9 @@ def dpmpp_plan(grid: Grid, order: int):
                 b = [one + phi_2 / r, -phi_2 / r, 0.0]
         elif k == 3:
             r0, r1 = (lam[i] - lam[i - 1]) / h, (lam[i - 1] - lam[i - 2]) / h
-            c0 = phi_2 * (1 + r0 / (r0 + r1)) - phi_3 / (r0 + r1)  # weight of d1_0 = (x0_i - x0_{i-1}) / r0
-            c1 = (phi_3 - phi_2 * r0) / (r0 + r1)                   # weight of d1_1 = (x0_{i-1} - x0_{i-2}) / r1
+            # d2 = 2 (d1_0 - d1_1)/(r0 + r1) estimates h^2 x0'': the factor 2 that makes the method third order
+            c0 = phi_2 * (1 + r0 / (r0 + r1)) - 2 * phi_3 / (r0 + r1)  # weight of d1_0 = (x0_i - x0_{i-1}) / r0
+            c1 = (2 * phi_3 - phi_2 * r0) / (r0 + r1)                   # weight of d1_1 = (x0_{i-1} - x0_{i-2}) / r1
             b = [one + c0 / r0, -c0 / r0 + c1 / r1, -c1 / r1]
         plan.append((a, b))
     return plan
@@ -58,7 +62,8 @@ def dpmpp_2m_sample(denoiser, x_T, times, *, cond=None, generator: Generator = N
 @torch.no_grad()
 def dpmpp_3m_sample(denoiser, x_T, times, *, cond=None, generator: Generator = None,
                     callback: Optional[Callable] = None, progress: bool = False):
-    """DPM-Solver++(3M) (Lu et al. 2022b, App. B): third-order multistep, one network evaluation per step."""
+    """DPM-Solver++(3M) (Lu et al. 2022b, App. B): third-order multistep, one network evaluation per step (with the
+    divided difference d2 scaled to estimate h^2 x0'', see `dpmpp_plan`)."""
     grid = Grid(denoiser, times, x_T, cond)
     return linear_multistep(grid, x_T, dpmpp_plan(grid, 3), callback=callback, progress=progress)
 

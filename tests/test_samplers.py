@@ -1,0 +1,269 @@
+"""The sampler family against the anchors (k-diffusion, diffusers), the analytic mixture and the theory."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from anchors import k_model, load_k_sampling
+from denoisekit import DiscreteVP, sample
+from denoisekit.analytic import GaussianMixture
+from denoisekit.samplers import SAMPLERS, ddim_interpolate, ddim_invert, rk45_sample, sampler_options
+from denoisekit.steps import SCHEDULES, sampling_times
+from denoisekit.utils import sample_generators
+
+PROCESS = DiscreteVP("linear", 1000)
+
+
+def smooth_mixture():
+    """A 3-D mixture with broad components: its ODE is smooth enough to show each solver's asymptotic order."""
+    return GaussianMixture([0.3, 0.7], [[-0.5, 0.2, 0.1], [0.4, -0.3, 0.0]], [0.3, 0.25])
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    return smooth_mixture().denoiser(PROCESS).double()
+
+
+def prior(n, d, seed=0):
+    return PROCESS.prior_sample((n, d), torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+# --- parity with the anchors, float64, the same model outputs ---------------------------------------------------
+
+@pytest.mark.parametrize("ours,theirs,kw", [
+    ("euler", "sample_euler", {}), ("heun", "sample_heun", {}), ("dpmpp_2m", "sample_dpmpp_2m", {}),
+    ("dpmpp_2s", "sample_dpmpp_2s_ancestral", {"eta": 0.0}), ("ddim", "sample_euler_ancestral", {"eta": 0.0})])
+def test_matches_k_diffusion(oracle, ours, theirs, kw):
+    ks = load_k_sampling()
+    if ks is None:
+        pytest.skip("k-diffusion (with torchsde) is not installed")
+    times = sampling_times(PROCESS, 12, "karras")
+    sigmas = PROCESS.noise_level(times)
+    x_T = prior(8, 3)
+    ref = getattr(ks, theirs)(k_model(oracle), x_T / PROCESS.alpha(times[0]), sigmas, disable=True, **kw)
+    assert torch.allclose(sample(oracle, x_T, ours, times=times), ref, atol=1e-10, rtol=0)
+
+
+def _diffusers_run(scheduler, oracle, x_T, steps):
+    """diffusers' loop with our float64 alpha-bar, so the comparison is of the algorithm, not of float32 tables."""
+    scheduler.alphas_cumprod = PROCESS.alpha_bar.clone()
+    scheduler.set_timesteps(steps)
+    if hasattr(scheduler, "sigmas") and scheduler.sigmas is not None:
+        full = ((1 - PROCESS.alpha_bar) / PROCESS.alpha_bar).sqrt().numpy()
+        s = np.interp(scheduler.timesteps.numpy(), np.arange(len(full)), full)
+        scheduler.sigmas = torch.from_numpy(np.concatenate([s, scheduler.sigmas[-1:].double().numpy()]))
+    x = x_T.clone()
+    for t in scheduler.timesteps:
+        x = scheduler.step(oracle(x, t.double()).eps, t, x).prev_sample
+    return x
+
+
+@pytest.mark.parametrize("cls,ours,kw,options", [
+    ("UniPCMultistepScheduler", "unipc", {"solver_order": 2}, {"order": 2}),
+    ("UniPCMultistepScheduler", "unipc", {"solver_order": 3}, {"order": 3}),
+    ("DPMSolverMultistepScheduler", "dpmpp_2m", {"solver_order": 2}, {}),
+    ("DEISMultistepScheduler", "deis", {"solver_order": 3}, {"order": 3}),
+])
+def test_matches_diffusers_multistep(oracle, cls, ours, kw, options):
+    diffusers = pytest.importorskip("diffusers")
+    sched = getattr(diffusers, cls)(num_train_timesteps=1000, beta_schedule="linear", **kw)
+    x_T = prior(8, 3)
+    with torch.no_grad():
+        ref = _diffusers_run(sched, oracle, x_T, 16)
+    # diffusers' DEIS stops at t = 0 (a non-zero final sigma); the others step to the data
+    end = 0.0 if ours == "deis" else -1.0
+    times = torch.cat([sched.timesteps.double(), torch.tensor([end], dtype=torch.float64)])
+    assert torch.allclose(sample(oracle, x_T, ours, times=times, **options), ref, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
+@pytest.mark.parametrize("steps", [10, 50])
+def test_ddim_matches_diffusers_step_for_step(oracle, spacing, steps):
+    """Each DDIM step from t to diffusers' prev_timestep equals theirs (1e-6); for leading and trailing the whole
+    run does. diffusers' 'linspace' DDIM steps to t - T/steps, which is not the next time in its own list (the
+    off-by-one that our explicit time lists rule out), so that spacing is compared step for step only."""
+    diffusers = pytest.importorskip("diffusers")
+    sched = diffusers.DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=False,
+                                    timestep_spacing=spacing, set_alpha_to_one=True)
+    sched.alphas_cumprod = PROCESS.alpha_bar.clone()
+    sched.final_alpha_cumprod = torch.tensor(1.0, dtype=torch.float64)
+    sched.set_timesteps(steps)
+    x = prior(8, 3)
+    x_ref = x.clone()
+    for t in sched.timesteps:
+        prev = float(t) - 1000 // steps
+        with torch.no_grad():
+            x_ref_next = sched.step(oracle(x_ref, t.double()).eps, t, x_ref).prev_sample
+        step = sample(oracle, x_ref, "ddim", times=torch.tensor([float(t), max(prev, -1.0)], dtype=torch.float64))
+        assert torch.allclose(step, x_ref_next, atol=1e-6, rtol=0)
+        x_ref = x_ref_next
+    if spacing != "linspace":
+        ours = sample(oracle, prior(8, 3), "ddim", steps, spacing)
+        assert torch.allclose(ours, x_ref, atol=1e-6, rtol=0)
+        assert torch.equal(sampling_times(PROCESS, steps, spacing)[:-1], sched.timesteps.double())
+
+
+# --- DDIM: eta = 1 is DDPM, inversion reconstructs ----------------------------------------------------------------
+
+def test_ddim_eta_one_is_ddpm_beta_tilde_and_sigma_hat_is_ddpm_beta(oracle):
+    """Sample for sample with the same noise (so also in distribution): DDIM(eta=1) = DDPM(beta-tilde) and
+    DDIM(sigma-hat) = DDPM(beta), on a 20-step sub-sequence."""
+    x_T = prior(64, 3)
+    for eta, variance in ((1.0, "beta_tilde"), ("sigma_hat", "beta")):
+        a = sample(oracle, x_T, "ddim", 20, "uniform", eta=eta, generator=sample_generators(5, 64))
+        b = sample(oracle, x_T, "ddpm", 20, "uniform", variance=variance, generator=sample_generators(5, 64))
+        assert torch.allclose(a, b, atol=1e-10, rtol=0)
+    c = sample(oracle, x_T, "ddim", 20, "uniform", eta=0.5, generator=sample_generators(5, 64))
+    assert not torch.allclose(a, c, atol=1e-3)
+
+
+def test_ddim_inversion_reconstructs():
+    """Encode data with 100 steps, decode with the same times: back to the input within 1e-3 (relative)."""
+    gmm = GaussianMixture.random(8, 4, seed=3)
+    oracle = gmm.denoiser(PROCESS).double()
+    x0 = gmm.sample(32, torch.Generator().manual_seed(1))[0]
+    times = sampling_times(PROCESS, 100, "uniform")
+    z = ddim_invert(oracle, x0, times.flip(0))
+    assert float(z.std()) == pytest.approx(1.0, abs=0.15)  # the encoding is noise-like
+    x = sample(oracle, z, "ddim", times=times)
+    err = float((x - x0).norm() / x0.norm())
+    assert err < 1e-3
+    # one fixed-point iteration (about the usual explicit inversion) reconstructs worse: the test can fail
+    x1 = sample(oracle, ddim_invert(oracle, x0, times.flip(0), iters=1), "ddim", times=times)
+    assert float((x1 - x0).norm() / x0.norm()) > 3 * err
+
+
+def test_interpolation_endpoints_are_the_reconstructions():
+    gmm = GaussianMixture.random(8, 4, seed=3)
+    oracle = gmm.denoiser(PROCESS).double()
+    x0 = gmm.sample(2, torch.Generator().manual_seed(2))[0]
+    frames = ddim_interpolate(oracle, x0[:1], x0[1:], sampling_times(PROCESS, 100, "uniform"), frames=5, iters=5)
+    assert frames.shape == (5, 1, 8)
+    assert torch.allclose(frames[0, 0], x0[0], atol=1e-3) and torch.allclose(frames[-1, 0], x0[1], atol=1e-3)
+    assert float((frames[2, 0] - x0[0]).norm()) > 0.05 and float((frames[2, 0] - x0[1]).norm()) > 0.05
+
+
+# --- convergence at the theoretical order --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,order", [("euler", 1), ("heun", 2), ("dpmpp_2m", 2), ("dpmpp_2s", 2),
+                                        ("dpmpp_3m", 3), ("deis", 3), ("unipc", 4)])
+def test_convergence_order(oracle, name, order):
+    """Error against a 1e-11 dopri5 solution falls as steps^-order (32 -> 64 -> 128 steps, uniform in log-SNR).
+    UniPC-3 with its corrector is order 4 (Zhao et al. 2023, Thm 3.3)."""
+    x_T = prior(32, 3)
+    ref = rk45_sample(oracle, x_T, sampling_times(PROCESS, 2), rtol=1e-11, atol=1e-11)
+    errs = [float((sample(oracle, x_T, name, n, "logsnr") - ref).pow(2).mean().sqrt()) for n in (32, 64, 128)]
+    slopes = [math.log2(a / b) for a, b in zip(errs, errs[1:])]
+    assert all(order - 0.35 < s < order + 0.35 for s in slopes), (errs, slopes)
+
+
+def test_reference_3m_is_second_order(oracle):
+    """k-diffusion's DPM-Solver++(3M) (the reference code's d2 without the factor 2) converges at order 2; ours at 3."""
+    ks = load_k_sampling()
+    if ks is None:
+        pytest.skip("k-diffusion (with torchsde) is not installed")
+    x_T = prior(32, 3)
+    ref = rk45_sample(oracle, x_T, sampling_times(PROCESS, 2), rtol=1e-11, atol=1e-11)
+    errs = []
+    for n in (64, 128):
+        times = sampling_times(PROCESS, n, "logsnr")
+        x = ks.sample_dpmpp_3m_sde(k_model(oracle), x_T / PROCESS.alpha(times[0]), PROCESS.noise_level(times),
+                                   eta=0.0, disable=True)
+        errs.append(float((x - ref).pow(2).mean().sqrt()))
+    assert 1.7 < math.log2(errs[0] / errs[1]) < 2.3
+
+
+# --- every sampler reproduces the mixture ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+def test_every_sampler_reproduces_the_mixture_weights(gmm, name):
+    """At generous NFE each sampler's samples fall into the components in the mixture's proportions (within
+    4 binomial standard errors) with the components' means, from a plain-function model (Denoiser.from_function)."""
+    oracle = gmm.denoiser(PROCESS)
+    n = 2000
+    gens = sample_generators(0, n)
+    x_T = PROCESS.prior_sample((n, 2), gens)
+    steps = {"ddpm": 250, "euler_maruyama": 250, "dpmpp_2m_sde": 100, "euler": 100, "ddim": 100}.get(name, 50)
+    x = sample(oracle, x_T, name, steps, generator=gens).double()
+    k = ((x[:, None, :] - gmm.mu[None]) ** 2).sum(-1).argmin(1)
+    weights = torch.bincount(k, minlength=3).double() / n
+    se = (gmm.w * (1 - gmm.w) / n).sqrt()
+    assert bool(((weights - gmm.w).abs() < 4 * se + 0.005).all()), weights
+    for j in range(3):
+        assert torch.allclose(x[k == j].mean(0), gmm.mu[j], atol=0.03)
+
+
+def test_stochastic_samplers_same_seed_same_samples_whatever_the_batch(gmm):
+    oracle = gmm.denoiser(PROCESS)
+    for name in ("ddim", "dpmpp_2m_sde", "euler_maruyama", "heun"):
+        opts = {"eta": 0.7} if name == "ddim" else {"s_churn": 10.0} if name == "heun" else {}
+
+        def run(n):
+            gens = sample_generators(9, n)
+            return sample(oracle, PROCESS.prior_sample((n, 2), gens), name, 10, generator=gens, **opts)
+        a, b = run(5), run(2)
+        assert torch.allclose(a[:2], b, atol=1e-6) and not torch.allclose(a[0], a[1])
+
+
+def test_churn_changes_heun_and_stays_accurate(oracle):
+    x_T = prior(256, 3)
+    plain = sample(oracle, x_T, "heun", 30)
+    churned = sample(oracle, x_T, "heun", 30, s_churn=20.0, generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose(plain, churned, atol=1e-3)
+    assert float((plain.mean(0) - churned.mean(0)).abs().max()) < 0.1
+
+
+def test_rk45_reports_its_evaluations(oracle):
+    stats = {}
+    rk45_sample(oracle, prior(4, 3), sampling_times(PROCESS, 10), rtol=1e-6, atol=1e-6, stats=stats)
+    loose = {}
+    rk45_sample(oracle, prior(4, 3), sampling_times(PROCESS, 10), rtol=1e-2, atol=1e-2, stats=loose)
+    assert stats["nfe"] > loose["nfe"] > 6
+
+
+# --- schedules ------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("schedule", [s for s in SCHEDULES if s != "auto"])
+def test_schedules_end_on_the_data(schedule):
+    t = sampling_times(PROCESS, 10, schedule)
+    assert len(t) == 11 and float(t[-1]) == PROCESS.t_min and bool((t[1:] < t[:-1]).all())
+    assert float(t[:-1].min()) >= PROCESS.t_eps and float(t[0]) <= PROCESS.t_max
+
+
+def test_karras_and_logsnr_are_what_they_say():
+    t = sampling_times(PROCESS, 8, "karras", rho=7.0)[:-1]
+    s = PROCESS.noise_level(t)
+    ramp = s ** (1 / 7)
+    assert torch.allclose(ramp[1:] - ramp[:-1], (ramp[1] - ramp[0]).expand(7), rtol=1e-6)
+    assert float(t[0]) == pytest.approx(PROCESS.t_max) and float(t[-1]) == pytest.approx(PROCESS.t_eps, abs=1e-9)
+    lam = PROCESS.log_snr(sampling_times(PROCESS, 8, "logsnr")[:-1])
+    assert torch.allclose(lam[1:] - lam[:-1], (lam[1] - lam[0]).expand(7), rtol=1e-6)
+
+
+# --- bad input: one-line errors -------------------------------------------------------------------------------------
+
+def test_bad_sampler_input_is_a_one_line_error(oracle):
+    x_T = prior(2, 3)
+    cases = [
+        (dict(sampler="ddim", steps=5, churn=3), r"sampler 'ddim': unknown option 'churn'; it takes eta"),
+        (dict(sampler="euler", steps=5, eta=0.5), r"sampler 'euler': unknown option 'eta'; it takes s_churn"),
+        (dict(sampler="nope", steps=5), r"sampler: expected one of ddpm, ddim"),
+        (dict(sampler="ddim", steps=5, schedule="nope"), r"schedule: expected one of uniform"),
+        (dict(sampler="ddim", steps=0), r"steps: expected a positive integer"),
+        (dict(sampler="ddim", steps=2.5), r"steps: expected a positive integer"),
+        (dict(sampler="ddim", steps=5, eta=2.0), r"eta: expected a number in \[0, 1\] or 'sigma_hat'"),
+        (dict(sampler="unipc", steps=5, order=7), r"order: expected 1, 2, 3 or 4"),
+        (dict(sampler="heun", steps=5, s_churn=-1.0), r"s_churn: expected a non-negative number"),
+        (dict(sampler="rk45", steps=5, rtol=0), r"rtol: expected a positive number"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError, match=message) as info:
+            sample(oracle, x_T, **kwargs)
+        assert "\n" not in str(info.value)
+
+
+def test_every_sampler_lists_its_options():
+    assert sampler_options("ddim") == {"eta": 0.0}
+    assert set(sampler_options("heun")) == {"s_churn", "s_tmin", "s_tmax", "s_noise"}
+    assert sampler_options("dpmpp_2m") == {}
