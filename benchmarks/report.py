@@ -82,7 +82,7 @@ def nfe_section(d: dict, figure_prefix: str) -> list[str]:
     table = {(r["label"], r["nfe"]): r["fd"] for r in res}
     net = _net(d.get("net")) + ("" if _is_demo_net(d.get("net")) else ", not the current demo net")
     out = [f"**Quality against network evaluations** ({_machine(d)}; model `{Path(d['run']).name}` ({net}), {d['n']} samples "
-           f"a point, {res[0]['spacing']} spacing; Frechet distance in classifier features, lower is better; two "
+           f"a point, {res[0]['spacing'] or 'each sampler with its default'} schedule; Frechet distance in classifier features, lower is better; two "
            f"halves of the data: {d['evaluator']['fd_data_halves']:.3f}):", "",
            "| sampler | " + " | ".join(f"NFE {n}" for n in nfes) + " |", "|---|" + "---:|" * len(nfes)]
     for label in labels:

@@ -52,6 +52,25 @@ def test_sample_with_any_sampler(run, tmp_path, capsys, flags):
     assert x.shape == (3, 1, 8, 8) and np.isfinite(x).all()
 
 
+def test_sample_with_auto_schedule_reads_the_checkpoints_cache(run, tmp_path, capsys):
+    """--schedule auto takes the schedule fitted for this checkpoint from auto_schedules.json beside its weights
+    (fitted here cheaply through the API; the fit itself is tested in test_auto_schedule)."""
+    import json
+
+    from denoisekit.recipe import load_denoiser
+    from denoisekit.samplers.auto import _key
+    from denoisekit.steps import sampling_times
+    from denoisekit.train import find_checkpoint
+    denoiser, _ = load_denoiser(run)
+    cache = find_checkpoint(run) / "auto_schedules.json"
+    times = sampling_times(denoiser.process, 5, "karras")  # stands in for a fitted schedule
+    cache.write_text(json.dumps({_key(denoiser, "dpmpp_3m", 5, (1, 8, 8), {}, 64, 6, 0): times.tolist()}))
+    assert main(["sample", str(run), "--n", "2", "--steps", "5", "--sampler", "dpmpp_3m", "--schedule", "auto",
+                 "--out", str(tmp_path / "a.png")]) == 0
+    assert "automatic 5-step schedule" in capsys.readouterr().out
+    assert list(json.loads(cache.read_text()).values()) == [times.tolist()]  # read, not refitted
+
+
 def test_invert_and_interpolate(run, images, tmp_path, capsys):
     assert main(["invert", str(run), *images, "--steps", "20", "--out", str(tmp_path / "z.npz"),
                  "--reconstruction", str(tmp_path / "rec.png")]) == 0
@@ -73,6 +92,7 @@ def test_invert_and_interpolate(run, images, tmp_path, capsys):
     (["--sampler", "ddpm", "--eta", "0.5"], ["sampler 'ddpm': unknown option 'eta'; it takes variance"]),
     (["--sampler", "ddim", "--eta", "2"], ["eta: expected a number in [0, 1]"]),
     (["--sampler", "euler", "--churn", "-1"], ["s_churn: expected a non-negative number"]),
+    (["--sampler", "ddpm", "--schedule", "auto"], ["schedule 'auto': fits deterministic ODE solvers"]),
 ])
 def test_sample_bad_input(run, tmp_path, capsys, argv, words):
     assert main(["sample", str(run), "--n", "2", "--out", str(tmp_path / "s.png"), *argv]) == 2

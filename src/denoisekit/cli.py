@@ -69,6 +69,9 @@ def _check_sampling_args(args) -> dict:
         raise ValueError(f"--steps: expected a positive number of steps, got {args.steps}")
     options = sampling_options(args)
     check_options(args.sampler, options)
+    if args.schedule == "auto":
+        from .samplers.auto import check_auto
+        check_auto(args.sampler, options)
     return options
 
 
@@ -123,9 +126,11 @@ def cmd_sample(args) -> int:
             frames.append(x.cpu())
 
     stats: dict = {}
+    times = _auto_times(args, denoiser, shape, options)
     with torch.no_grad():
         x = generate(denoiser, args.n, shape, seed=args.seed, steps=args.steps, sampler=args.sampler,
-                     schedule=args.schedule, labels=labels, callback=callback, progress=True, stats=stats, **options)
+                     schedule=args.schedule, labels=labels, callback=callback, progress=True, stats=stats,
+                     times=times, **options)
     print(f"sampler {args.sampler}: {stats['nfe']} network evaluations")
     is_image = len(shape) == 3
     scale = args.scale or (2 if is_image and shape[-1] <= 32 else 1)
@@ -144,6 +149,17 @@ def cmd_sample(args) -> int:
         cols = [f[:k] for f in frames[:: max(1, len(frames) // 10)]] + [frames[-1][:k]]
         print(f"reverse process strip: {save_row_strip(cols, args.strip, scale=scale)}")
     return 0
+
+
+def _auto_times(args, denoiser, shape, options):
+    """For --schedule auto: the schedule fitted to this checkpoint, cached in its folder (auto_schedules.json)."""
+    if args.schedule != "auto":
+        return None
+    from .samplers.auto import auto_schedule
+    from .train import find_checkpoint
+    print(f"fitting an automatic {args.steps}-step schedule for {args.sampler} to this model (cached)")
+    return auto_schedule(denoiser, args.sampler, args.steps, shape, options=options,
+                         cache_file=find_checkpoint(args.checkpoint) / "auto_schedules.json")
 
 
 def _is_checkpoint(path: Path) -> bool:
@@ -171,9 +187,10 @@ def cmd_eval(args) -> int:
         data = data or config.get("run", {}).get("data")
         num_classes = config["data"].get("num_classes") if config.get("run", {}).get("class_cond") else None
         labels = balanced_labels(args.n, num_classes, args.device)
-        samples = generate(denoiser, args.n, tuple(config["data"]["shape"]), seed=args.seed, steps=args.steps,
-                           sampler=args.sampler, schedule=args.schedule, labels=labels, progress=True,
-                           **options).cpu()
+        shape = tuple(config["data"]["shape"])
+        samples = generate(denoiser, args.n, shape, seed=args.seed, steps=args.steps, sampler=args.sampler,
+                           schedule=args.schedule, labels=labels, progress=True,
+                           times=_auto_times(args, denoiser, shape, options), **options).cpu()
     else:
         samples = load_samples(path)
     if not data:

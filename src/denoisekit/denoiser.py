@@ -50,6 +50,8 @@ class Denoiser(nn.Module):
 
     def _coefficients(self, x_t: torch.Tensor, t, alpha=None, sigma=None):
         """(t, alpha(t), sigma(t)), each broadcastable over the batch; alpha and sigma may come precomputed."""
+        if alpha is not None and sigma is not None and isinstance(t, torch.Tensor) and t.ndim == 1:
+            return t, alpha, sigma  # a sampler's precomputed step: nothing to look up
         t = torch.as_tensor(t, device=x_t.device)
         if alpha is None or sigma is None:
             t = t.to(torch.float64)
@@ -72,7 +74,8 @@ class Denoiser(nn.Module):
     def forward(self, x_t: torch.Tensor, t, cond: Any = None, *, alpha=None, sigma=None) -> Prediction:
         """Prediction(x0, eps) at (x_t, t); samplers pass alpha(t), sigma(t) precomputed to skip the table look-ups."""
         t, alpha, sigma = self._coefficients(x_t, t, alpha, sigma)
-        out = self.net_output(x_t, t, cond, alpha=alpha, sigma=sigma)
+        x_in, c_noise = network_inputs(self.prediction, x_t, t, alpha, sigma, self.sigma_data)
+        out = self.net(x_in, c_noise, cond)
         x0, eps = to_x0_eps(self.prediction, out, x_t, alpha, sigma, self.sigma_data)
         if self.clip_x0 is not None:
             x0 = x0.clamp(-self.clip_x0, self.clip_x0)

@@ -22,6 +22,8 @@ def check_prediction(kind: str) -> str:
 
 
 def _b(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    if c.ndim == x.ndim and c.dtype == x.dtype:  # already broadcastable (samplers precompute it so)
+        return c
     return append_dims(c, x.ndim).to(x.dtype)
 
 
@@ -39,7 +41,7 @@ def to_x0_eps(kind: str, out, x_t, alpha, sigma, sigma_data: float = 0.5):
     """(x0, eps) from a network output of type `kind` at x_t = alpha x0 + sigma eps."""
     a, s = _b(alpha, x_t), _b(sigma, x_t)
     if kind == "eps":
-        return (x_t - s * out) / a, out
+        return torch.addcmul(x_t, s, out, value=-1) / a, out
     if kind == "score":
         eps = -s * out  # score = -eps / sigma
         return (x_t - s * eps) / a, eps

@@ -107,7 +107,7 @@ def build_denoiser(rc: RunConfig, ds: ArrayDataset) -> Denoiser:
 @torch.no_grad()
 def generate(denoiser: Denoiser, n: int, shape, *, seed: int = 0, steps: int = 100, sampler: str = "ddpm",
              schedule: Optional[str] = None, labels=None, callback=None, progress: bool = False,
-             stats: Optional[dict] = None, **options) -> torch.Tensor:
+             stats: Optional[dict] = None, times: Optional[torch.Tensor] = None, **options) -> torch.Tensor:
     """n samples through `denoisekit.sample`, sample i seeded by (seed, i) so it does not depend on n."""
     get_sampler(sampler)
     check_options(sampler, options)
@@ -116,8 +116,8 @@ def generate(denoiser: Denoiser, n: int, shape, *, seed: int = 0, steps: int = 1
     gens = sample_generators(seed, n)
     x_T = denoiser.process.prior_sample((n, *shape), gens, device=device)
     denoiser.eval()
-    return sample(denoiser, x_T, sampler, steps, schedule, cond=labels, generator=gens, callback=callback,
-                  progress=progress, stats=stats, **options)
+    return sample(denoiser, x_T, sampler, steps, schedule, times=times, cond=labels, generator=gens,
+                  callback=callback, progress=progress, stats=stats, **options)
 
 
 def balanced_labels(n: int, num_classes: Optional[int], device) -> Optional[torch.Tensor]:

@@ -42,7 +42,11 @@ class Grid:
         self.alphas: list[float] = alpha.tolist()
         self.levels: list[float] = (sigma / alpha).tolist()
         self.lams: list[float] = [-math.log(s) if s > 0 else math.inf for s in self.levels]
-        self._t, self._alpha, self._sigma = t.to(x.dtype), alpha.to(x.dtype), sigma.to(x.dtype)
+        # per step, ready for the network: t expanded to the batch, alpha and sigma broadcastable, in x's dtype
+        shape = (1,) * x.ndim
+        self._t = list(t.to(x.dtype)[:, None].expand(-1, x.shape[0]).unbind(0))
+        self._alpha = list(alpha.to(x.dtype).reshape(-1, *shape).unbind(0))
+        self._sigma = list(sigma.to(x.dtype).reshape(-1, *shape).unbind(0))
 
     def denoise_x(self, x: torch.Tensor, i: int) -> Prediction:
         """The denoiser at (x, t_i), in the process's own coordinates."""

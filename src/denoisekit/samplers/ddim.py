@@ -44,8 +44,8 @@ def ddim_sample(denoiser, x_T: torch.Tensor, times: torch.Tensor, *, eta: Union[
     x = x_T / grid.alphas[0]
     for i in steps_of(grid, progress):
         pred = grid.denoise(x, i)
-        s_down, s_up = down_up[i]
-        x = pred.x0 + s_down * pred.eps if s_down > 0 else pred.x0.clone()
+        s_down, s_up = down_up[i]  # x~' = x0 + s_down eps = x~ + (s_down - s) eps, since x~ = x0 + s eps
+        x = torch.add(x, pred.eps, alpha=s_down - grid.levels[i]) if s_down > 0 else pred.x0.clone()
         if s_up > 0:
             x.add_(noise_like(x, generator), alpha=s_up)
         report(callback, grid, i, x, pred)

@@ -40,7 +40,7 @@ def euler_sample(denoiser, x_T: torch.Tensor, times: torch.Tensor, *, s_churn: f
     x = x_T / grid.alphas[0]
     for i in steps_of(grid, progress):
         x, s_hat, pred = _churn(grid, x, i, gammas[i], s_noise, generator)
-        x = x + (grid.levels[i + 1] - s_hat) * ((x - pred.x0) / s_hat)
+        x = torch.add(x, pred.eps, alpha=grid.levels[i + 1] - s_hat)  # d = (x~ - D)/s = eps
         report(callback, grid, i, x, pred)
     return x * grid.alphas[-1]
 

@@ -1,0 +1,287 @@
+"""Sampler accuracy per network evaluation: ours and the anchors (diffusers, k-diffusion) side by side, one run.
+
+The model is an analytic Gaussian mixture (its exact denoiser is closed-form) under DDPM's linear-beta process.
+Ground truth: the probability-flow ODE from the same noise, solved by dopri5 to rtol = atol = 1e-10 from
+s_max = sigma/alpha at t = 999 down to s_min at t = 0 (the smallest trained noise level), then the denoising step
+x = D(x, s_min) that every sampler here ends with. Error = RMS distance to it / the data's RMS spread.
+
+Each library's model call evaluates the exact denoiser at the noise level that library itself uses (diffusers'
+sigmas interpolate fractional timesteps in log-sigma, ours in alpha-bar), so no library is charged for another's
+interpolation. Anchors that stop at a non-zero noise level (diffusers' DEIS and PNDM) get the final denoising step
+too, and its evaluation is counted. Every run's NFE is counted, not assumed; a configuration is scored at a budget
+with as many steps as fit in it.
+
+Mixtures: 'random' (d = 16, K = 8, the one the automatic schedule was developed on) and 'digits' (d = 64,
+K = 10, one diagonal Gaussian per class fitted to scikit-learn's 8x8 digits), plus a held-out 'random2'
+(d = 32, K = 12, another seed) that nothing was tuned on.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from common import write_result  # noqa: E402
+
+from anchors import k_model, load_k_sampling  # noqa: E402
+from denoisekit import DiscreteVP, GaussianMixture, load_dataset, sample  # noqa: E402
+from denoisekit.samplers import rk45_sample  # noqa: E402
+from denoisekit.samplers.auto import auto_schedule  # noqa: E402
+from denoisekit.steps import sampling_times, times_from_levels  # noqa: E402
+
+PROCESS = DiscreteVP("linear", 1000)
+OURS = {  # name: (sampler, options)
+    "ddim": ("ddim", {}), "euler": ("euler", {}), "heun": ("heun", {}), "dpmpp_2s": ("dpmpp_2s", {}),
+    "dpmpp_2m": ("dpmpp_2m", {}), "dpmpp_3m": ("dpmpp_3m", {}), "deis": ("deis", {}), "ipndm": ("ipndm", {}),
+    "pndm": ("pndm", {}), "unipc": ("unipc", {}), "unipc bh1": ("unipc", {"variant": "bh1"}),
+    "unipc-2": ("unipc", {"order": 2}),
+}
+OUR_SCHEDULES = ["uniform", "trailing", "logsnr", "karras", "auto"]
+
+
+def mixtures() -> dict:
+    ds = load_dataset("digits")
+    return {"random": GaussianMixture.random(16, 8, seed=0),
+            "digits": GaussianMixture.fit_classes(ds.x, ds.y),
+            "random2": GaussianMixture.random(32, 12, seed=7)}
+
+
+class Counter:
+    def __init__(self):
+        self.n = 0
+
+
+def error(x, ref, spread) -> float:
+    return float((x.double() - ref).pow(2).mean().sqrt() / spread)
+
+
+def ground_truth(oracle, x_T):
+    times = sampling_times(PROCESS, 2)
+    return rk45_sample(oracle, x_T, times, rtol=1e-10, atol=1e-10)
+
+
+# --- ours -------------------------------------------------------------------------------------------------------------
+
+def steps_for(oracle, x_T, name, nfe, cache):
+    """The most steps whose counted NFE fits the budget (NFE does not depend on the schedule)."""
+    sampler, options = OURS[name]
+    for steps in range(nfe, 0, -1):
+        key = (name, steps)
+        if key not in cache:
+            stats = {}
+            sample(oracle, x_T[:1], sampler, times=sampling_times(PROCESS, steps, "logsnr"), stats=stats, **options)
+            cache[key] = stats["nfe"]
+        if cache[key] <= nfe:
+            return steps, cache[key]
+    return None, None
+
+
+def run_ours(oracle, x_T, name, schedule, nfe, cache):
+    """(x, used NFE) for our sampler with the most steps whose NFE fits the budget; None if none fits."""
+    sampler, options = OURS[name]
+    steps, used = steps_for(oracle, x_T, name, nfe, cache)
+    if steps is None:
+        return None
+    try:
+        times = (auto_schedule(oracle, sampler, steps, tuple(x_T.shape[1:]), options=options)
+                 if schedule == "auto" else sampling_times(PROCESS, steps, schedule))
+    except ValueError:  # a schedule that repeats a time at this many steps
+        return None
+    return sample(oracle, x_T, sampler, times=times, **options), used
+
+
+# --- k-diffusion --------------------------------------------------------------------------------------------------------
+
+K_SAMPLERS = {"k euler": ("sample_euler", {}), "k heun": ("sample_heun", {}), "k dpm_2": ("sample_dpm_2", {}),
+              "k lms": ("sample_lms", {}), "k dpmpp_2s": ("sample_dpmpp_2s_ancestral", {"eta": 0.0}),
+              "k dpmpp_2m": ("sample_dpmpp_2m", {}), "k dpmpp_3m": ("sample_dpmpp_3m_sde", {"eta": 0.0})}
+
+
+def run_k(ks, oracle, x_T, name, nfe):
+    fn_name, kw = K_SAMPLERS[name]
+    fn = getattr(ks, fn_name)
+    levels = PROCESS.noise_level(torch.tensor([PROCESS.t_eps, PROCESS.t_max], dtype=torch.float64))
+    base = k_model(oracle)
+    for steps in range(nfe, 0, -1):
+        sigmas = ks.get_sigmas_karras(steps, float(levels[0]), float(levels[1]), rho=7.0).double()
+        c = Counter()
+
+        def model(x, sigma, **extra):
+            c.n += 1
+            return base(x, sigma)
+        x = fn(model, x_T[:1] / PROCESS.alpha(torch.tensor(PROCESS.t_max, dtype=torch.float64)), sigmas,
+               disable=True, **kw)
+        if c.n <= nfe:
+            c.n = 0
+            x = fn(model, x_T / PROCESS.alpha(torch.tensor(PROCESS.t_max, dtype=torch.float64)), sigmas,
+                   disable=True, **kw)
+            return x, c.n
+    return None
+
+
+# --- diffusers --------------------------------------------------------------------------------------------------------
+
+D_SCHEDULERS = {
+    "diffusers DDIM": ("DDIMScheduler", {"clip_sample": False, "set_alpha_to_one": True}),
+    "diffusers DPM++ 2M": ("DPMSolverMultistepScheduler", {"solver_order": 2}),
+    "diffusers DPM++ 3M": ("DPMSolverMultistepScheduler", {"solver_order": 3}),
+    "diffusers UniPC": ("UniPCMultistepScheduler", {"solver_order": 3}),
+    "diffusers UniPC-2": ("UniPCMultistepScheduler", {"solver_order": 2}),
+    "diffusers DEIS": ("DEISMultistepScheduler", {"solver_order": 3}),
+    "diffusers Euler": ("EulerDiscreteScheduler", {}),
+    "diffusers Heun": ("HeunDiscreteScheduler", {}),
+    "diffusers LMS": ("LMSDiscreteScheduler", {}),
+    "diffusers PNDM": ("PNDMScheduler", {}),
+}
+D_SPACINGS = [("linspace", False), ("leading", False), ("trailing", False), ("linspace", True)]
+
+
+def _diffusers_loop(sched, oracle, x_T, counter):
+    """diffusers' pipeline loop; the model is evaluated at the noise level the scheduler itself uses."""
+    x = x_T * sched.init_noise_sigma
+    ab = PROCESS.alpha_bar
+    for t in sched.timesteps:
+        x_in = sched.scale_model_input(x, t)
+        sigmas = getattr(sched, "sigmas", None)
+        if sigmas is not None and getattr(sched, "step_index", None) is not None:
+            level = sigmas[sched.step_index].double()
+            tt = PROCESS.t_from_noise_level(level.clamp(min=1e-12))
+        else:
+            tt = torch.as_tensor(t, dtype=torch.float64)
+        counter.n += 1
+        pred = oracle(x_in.double(), tt.expand(len(x)), None)
+        x = sched.step(pred.eps, t, x).prev_sample
+    # the level the loop stopped at: zero for schedulers that end on the data
+    final = _final_level(sched)
+    if final > 0:
+        counter.n += 1
+        t_end = PROCESS.t_from_noise_level(torch.tensor(final, dtype=torch.float64))
+        vp = x if not _ve(sched) else x / math.sqrt(final**2 + 1)
+        x = oracle(vp.double(), t_end.expand(len(x)), None).x0
+    elif _ve(sched):
+        x = x  # VE schedulers end at sigma = 0, where x is the data
+    return x
+
+
+def _ve(sched) -> bool:
+    return type(sched).__name__ in ("EulerDiscreteScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler")
+
+
+def _final_level(sched) -> float:
+    name = type(sched).__name__
+    if name in ("DEISMultistepScheduler",):
+        return float(sched.sigmas[-1])
+    if name == "PNDMScheduler":
+        return 0.0 if sched.config.set_alpha_to_one else float(((1 - PROCESS.alpha_bar[0]) / PROCESS.alpha_bar[0]).sqrt())
+    return 0.0
+
+
+def run_diffusers(diffusers, oracle, x_T, name, nfe, spacing, karras):
+    cls_name, kw = D_SCHEDULERS[name]
+    cls = getattr(diffusers, cls_name)
+    extra = {"timestep_spacing": spacing}
+    if karras:
+        if "use_karras_sigmas" not in cls.__init__.__code__.co_varnames:
+            return None
+        extra["use_karras_sigmas"] = True
+    for steps in range(nfe, 0, -1):
+        try:
+            sched = cls(num_train_timesteps=1000, beta_schedule="linear", **kw, **extra)
+            sched.alphas_cumprod = PROCESS.alpha_bar.clone()
+            sched.set_timesteps(steps)
+        except Exception:
+            continue
+        c = Counter()
+        with torch.no_grad():
+            _diffusers_loop(sched, oracle, x_T[:1], c)
+        if c.n > nfe:
+            continue
+        sched.set_timesteps(steps)
+        if hasattr(sched, "_step_index"):
+            sched._step_index = None
+        c = Counter()
+        with torch.no_grad():
+            x = _diffusers_loop(sched, oracle, x_T, c)
+        return x, c.n
+    return None
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--nfe", default="5,10,20,50")
+    p.add_argument("--n", type=int, default=256, help="noises per mixture")
+    p.add_argument("--mixtures", default="random,digits,random2")
+    args = p.parse_args()
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    nfes = [int(v) for v in args.nfe.split(",")]
+    ks = load_k_sampling()
+    import diffusers
+    diffusers.utils.logging.set_verbosity_error()
+    rows, summary = [], {}
+    for mix_name in args.mixtures.split(","):
+        gmm = mixtures()[mix_name]
+        oracle = gmm.denoiser(PROCESS).double()
+        spread = float(gmm.sample(20000, torch.Generator().manual_seed(0))[0].var(0).mean().sqrt())
+        x_T = PROCESS.prior_sample((args.n, gmm.dim), torch.Generator().manual_seed(1), dtype=torch.float64)
+        t0 = time.perf_counter()
+        ref = ground_truth(oracle, x_T)
+        print(f"\n== {mix_name}: d = {gmm.dim}, K = {len(gmm.w)}; ground truth in {time.perf_counter() - t0:.1f}s")
+        cache: dict = {}
+        for nfe in nfes:
+            best = {}
+            for name in OURS:
+                for schedule in OUR_SCHEDULES:
+                    out = run_ours(oracle, x_T, name, schedule, nfe, cache)
+                    if out is not None:
+                        rows.append({"mixture": mix_name, "nfe": nfe, "library": "denoisekit", "sampler": name,
+                                     "schedule": schedule, "used_nfe": out[1], "error": error(out[0], ref, spread)})
+            if ks is not None:
+                for name in K_SAMPLERS:
+                    out = run_k(ks, oracle, x_T, name, nfe)
+                    if out is not None:
+                        rows.append({"mixture": mix_name, "nfe": nfe, "library": "k-diffusion", "sampler": name,
+                                     "schedule": "karras", "used_nfe": out[1], "error": error(out[0], ref, spread)})
+            for name in D_SCHEDULERS:
+                for spacing, karras in D_SPACINGS:
+                    out = run_diffusers(diffusers, oracle, x_T, name, nfe, spacing, karras)
+                    if out is not None:
+                        rows.append({"mixture": mix_name, "nfe": nfe, "library": "diffusers", "sampler": name,
+                                     "schedule": spacing + (" karras" if karras else ""), "used_nfe": out[1],
+                                     "error": error(out[0], ref, spread)})
+            here = [r for r in rows if r["mixture"] == mix_name and r["nfe"] == nfe and math.isfinite(r["error"])]
+            for lib in ("denoisekit", "anchor"):
+                cands = [r for r in here if (r["library"] == "denoisekit") == (lib == "denoisekit")]
+                best[lib] = min(cands, key=lambda r: r["error"])
+            ratio = best["denoisekit"]["error"] / best["anchor"]["error"]
+            summary.setdefault(mix_name, {})[nfe] = {"ours": best["denoisekit"], "anchor": best["anchor"],
+                                                     "ratio": ratio}
+            b, a = best["denoisekit"], best["anchor"]
+            print(f"NFE {nfe:3d}: ours {b['error']:.2e} ({b['sampler']}, {b['schedule']}, {b['used_nfe']})  "
+                  f"best anchor {a['error']:.2e} ({a['sampler']}, {a['schedule']}, {a['used_nfe']})  "
+                  f"ratio {ratio:.3f}", flush=True)
+    print("\nBest per sampler (error at NFE " + ", ".join(map(str, nfes)) + "):")
+    table = {}
+    for r in rows:
+        key = (r["mixture"], r["library"], r["sampler"])
+        cur = table.setdefault(key, {})
+        if r["nfe"] not in cur or r["error"] < cur[r["nfe"]]["error"]:
+            cur[r["nfe"]] = r
+    for (mix, lib, name), per in sorted(table.items()):
+        cells = "  ".join(f"{per[n]['error']:.1e} ({per[n]['schedule']})" if n in per else "   -   " for n in nfes)
+        print(f"{mix:8s} {lib:11s} {name:22s} {cells}")
+    goal = {m: all(summary[m][n]["ratio"] <= 0.8 for n in nfes if n <= 20) for m in summary}
+    path = write_result("sampler_accuracy", {"nfe": nfes, "n": args.n, "rows": rows, "summary": summary,
+                                             "goal_0.8x_at_nfe_5_10_20": goal})
+    print(f"\ngoal (ours <= 0.8x the best anchor at NFE 5, 10, 20): {goal}\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

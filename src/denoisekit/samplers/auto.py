@@ -1,0 +1,141 @@
+"""An automatic step schedule fitted to the model: steps go where its own trajectories curve.
+
+A few pilot noises are solved accurately with the model itself (dopri5 on the probability-flow ODE); the schedule is
+a smooth monotone warp of log s (s = sigma/alpha), whose step density exp(w(u)) is piecewise linear in `knots`
+values, from a first level at or below the top (like diffusers' 'leading' spacing, the prior noise may be taken at
+a lower level where the model's denoiser barely depends on x) down to the smallest trained level; Nelder-Mead
+chooses the knots and the first level to minimise the chosen sampler's final error against the pilot solutions at
+the chosen number of steps. A flat w starting at the top is uniform in log-SNR. Only the model is used (never a
+ground truth), and results are cached per model, sampler, options and steps.
+"""
+from __future__ import annotations
+
+import json
+import math
+import weakref
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..steps import sampling_times, times_from_levels
+
+_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+STOCHASTIC = ("ddpm", "euler_maruyama", "dpmpp_2m_sde", "rk45")  # rk45 adapts its own steps
+
+
+def warp_levels(w: np.ndarray, steps: int, lo: float, hi: float) -> np.ndarray:
+    """`steps` noise levels from hi down to lo whose density in u = (log hi - log s)/(log hi - log lo) is exp(w(u)),
+    w piecewise linear through the values `w` at evenly spaced knots (the integral is taken on a fine grid)."""
+    knots = np.linspace(0, 1, len(w))
+    fine = np.linspace(0, 1, 2049)
+    cdf = np.concatenate([[0.0], np.cumsum(np.exp(np.interp(0.5 * (fine[1:] + fine[:-1]), knots, w)))])
+    cdf /= cdf[-1]
+    u = np.interp(np.linspace(0, 1, steps), cdf, fine)
+    return np.exp(math.log(hi) + (math.log(lo) - math.log(hi)) * u)
+
+
+def check_auto(sampler: str, options: dict) -> None:
+    """The automatic schedule fits deterministic ODE solvers; a one-line error for the others."""
+    if sampler in STOCHASTIC or options.get("eta", 0) != 0 or options.get("s_churn", 0) != 0:
+        raise ValueError(f"schedule 'auto': fits deterministic ODE solvers to the model's trajectories; sampler "
+                         f"{sampler!r} with {options or 'its defaults'} adds noise (use eta=0 / s_churn=0, or "
+                         f"another schedule)")
+
+
+def _key(denoiser, sampler: str, steps: int, shape, options: dict, pilots: int, knots: int, seed: int) -> str:
+    """Cache key: the sampler's settings and a fingerprint of the weights (a model that trains on is refitted)."""
+    weights = [round(float(p.detach().double().abs().sum()), 6) for p in denoiser.parameters()]
+    return json.dumps([sampler, steps, list(shape), sorted(options.items()), pilots, knots, seed,
+                       len(weights), sum(weights)], default=str)
+
+
+@torch.no_grad()
+def auto_schedule(denoiser, sampler: str, steps: int, shape, *, cond=None, options: Optional[dict] = None,
+                  pilots: int = 64, knots: int = 6, seed: int = 0, max_evals: int = 400,
+                  cache_file: Optional[str] = None) -> torch.Tensor:
+    """Times for `sampler` with `steps` steps, fitted to this denoiser on `pilots` pilot trajectories (see above).
+
+    `cache_file` (JSON) keeps fitted schedules across processes; the in-memory cache keeps them per denoiser.
+    """
+    from . import sample  # the entry point; imported here to avoid a cycle
+    from .rk45 import rk45_sample
+    from scipy.optimize import minimize
+
+    options = dict(options or {})
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps: expected a positive integer, got {steps!r}")
+    check_auto(sampler, options)
+    process = denoiser.process
+    base = sampling_times(process, steps, "logsnr")
+    if steps < 3:  # nothing to place: the ends are fixed
+        return base
+    key = _key(denoiser, sampler, steps, shape, options, pilots, knots, seed)
+    memo = _CACHE.setdefault(denoiser, {})
+    if key in memo:
+        return memo[key].clone()
+    stored = _read(cache_file)
+    if key in stored:
+        memo[key] = torch.tensor(stored[key], dtype=torch.float64)
+        return memo[key].clone()
+
+    param = next(iter(denoiser.parameters()), None)
+    dtype = param.dtype if param is not None else torch.float64
+    device = param.device if param is not None else torch.device("cpu")
+    g = torch.Generator().manual_seed(seed)
+    x_T = process.prior_sample((pilots, *shape), g, device=device, dtype=dtype)
+    pilot_cond = cond[:pilots] if cond is not None and hasattr(cond, "__getitem__") else cond
+    ref = rk45_sample(denoiser, x_T, sampling_times(process, 2), rtol=1e-6, atol=1e-6, cond=pilot_cond)
+    ends = process.noise_level(torch.tensor([process.t_eps, process.t_max], dtype=torch.float64)).tolist()
+
+    def times_for(params) -> torch.Tensor:
+        skip, w = min(max(float(params[0]), 0.0), 0.9), np.asarray(params[1:])
+        top = math.exp(math.log(ends[1]) + skip * (math.log(ends[0]) - math.log(ends[1])))
+        levels = np.append(warp_levels(w, steps, ends[0], top), 0.0)
+        t = times_from_levels(process, torch.from_numpy(levels))
+        t[steps - 1] = process.t_eps
+        if skip == 0:
+            t[0] = process.t_max
+        return t
+
+    def loss(w) -> float:
+        t = times_for(w)
+        if not bool((t[1:] < t[:-1]).all()):
+            return 1e9
+        x = sample(denoiser, x_T, sampler, times=t, cond=pilot_cond, generator=torch.Generator().manual_seed(0),
+                   **options)
+        err = float((x - ref).double().pow(2).mean().sqrt())
+        return math.log(err) if err > 0 and math.isfinite(err) else 1e9
+
+    best, best_loss = np.zeros(knots + 1), math.inf
+    for skip in (0.0, 0.3):  # two starts: from the top, and already skipping (local optima differ)
+        w0 = np.zeros(knots + 1)
+        w0[0] = skip
+        simplex = np.vstack([w0] + [w0 + (0.15 if k == 0 else 1.0) * np.eye(knots + 1)[k] for k in range(knots + 1)])
+        result = minimize(loss, w0, method="Nelder-Mead", options={"maxfev": max_evals // 2, "xatol": 1e-3,
+                                                                   "fatol": 1e-4, "initial_simplex": simplex})
+        for params in (w0, result.x):
+            value = loss(params) if params is w0 else result.fun
+            if value < best_loss:
+                best, best_loss = params, value
+    times = times_for(best)
+    memo[key] = times
+    if cache_file is not None:
+        _write(cache_file, {**_read(cache_file), key: times.tolist()})
+    return times.clone()
+
+
+def _read(path) -> dict:
+    if path is None or not Path(path).is_file():
+        return {}
+    try:
+        data = json.loads(Path(path).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write(path, data: dict) -> None:
+    from ..images import atomic_save
+    atomic_save(path, lambda p: Path(p).write_text(json.dumps(data)))
