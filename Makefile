@@ -18,9 +18,11 @@ $(BASE): $(PY) pyproject.toml
 	$(PIP) install -q -e . $(TORCH)
 	touch $(BASE)
 
-# Test-only extras (diffusers, for parity tests), with torch held at the pin.
-$(TESTDEPS): $(BASE)
+# Test-only extras (diffusers and k-diffusion, for parity tests), with torch held at the pin; k-diffusion without
+# its dependencies, which would pull torchvision (tests load only its sampling module).
+$(TESTDEPS): $(BASE) pyproject.toml
 	$(PIP) install -q -e '.[test]' $(TORCH)
+	$(PIP) install -q --no-deps k-diffusion==0.1.1.post1
 	touch $(TESTDEPS)
 
 install: $(BASE)
@@ -44,8 +46,12 @@ bench: $(TESTDEPS)
 	$(PIP) install -q -e '.[test,bench]' $(TORCH)
 	$(PIP) install -q --no-deps denoising-diffusion-pytorch pytorch-fid
 	$(PY) benchmarks/train_throughput.py
-	$(PY) benchmarks/vs_ddpm_pytorch.py; status=$$?; \
-	$(PY) benchmarks/quality_vs_nfe.py --run runs/vs_ddpm_pytorch && $(PY) benchmarks/report.py && exit $$status
+	$(PY) benchmarks/sampler_overhead.py; s1=$$?; \
+	$(PY) benchmarks/sampler_accuracy.py; s2=$$?; \
+	$(PY) benchmarks/vs_ddpm_pytorch.py; s3=$$?; \
+	$(PY) benchmarks/quality_vs_nfe.py --run runs/vs_ddpm_pytorch --nfe 10,20,50 && \
+	$(PY) benchmarks/ddim_table.py --run runs/vs_ddpm_pytorch && $(PY) benchmarks/report.py && \
+	exit $$(( s1 || s2 || s3 ))
 
 clean:
 	rm -rf $(VENV) runs

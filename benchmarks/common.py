@@ -28,6 +28,21 @@ def demo_config(overrides: Optional[dict] = None) -> dict:
     return merged(yaml.safe_load(DEMO_CONFIG.read_text()), overrides or {})
 
 
+def trained_model(run, device: str = "cpu"):
+    """(denoiser, config, evaluator, sample shape) of the model in run folder `run`; the demo configuration is
+    trained there first when the folder has no checkpoint."""
+    from denoisekit.data import load_dataset
+    from denoisekit.eval import Evaluator
+    from denoisekit.recipe import RunConfig, load_denoiser, train_run
+    run = Path(run)
+    if not (run / "checkpoints").exists():
+        print(f"no trained model at {run}: training the demo configuration there first", flush=True)
+        train_run(RunConfig.from_dict(demo_config()), run)
+    denoiser, config = load_denoiser(run, device=device)
+    evaluator = Evaluator(load_dataset(config["run"]["data"]), device=device)
+    return denoiser, config, evaluator, tuple(config["data"]["shape"])
+
+
 def machine() -> dict:
     cpu = platform.processor() or platform.machine()
     try:

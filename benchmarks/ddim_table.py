@@ -14,11 +14,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import demo_config, write_result  # noqa: E402
+from common import trained_model, write_result  # noqa: E402
 
-from denoisekit import load_dataset  # noqa: E402
-from denoisekit.eval import Evaluator  # noqa: E402
-from denoisekit.recipe import RunConfig, generate, load_denoiser, train_run  # noqa: E402
+from denoisekit.recipe import generate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ETAS = [0.0, 0.2, 0.5, 1.0, "sigma_hat"]
@@ -47,13 +45,7 @@ def main() -> int:
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
     run = Path(args.run)
-    if not (run / "checkpoints").exists():
-        print(f"no trained model at {run}: training the demo configuration there first", flush=True)
-        train_run(RunConfig.from_dict(demo_config()), run)
-    denoiser, config = load_denoiser(run, device=args.device)
-    ds = load_dataset(config["run"]["data"])
-    evaluator = Evaluator(ds, device=args.device)
-    shape = tuple(config["data"]["shape"])
+    denoiser, config, evaluator, shape = trained_model(run, args.device)
     steps_list = [int(v) for v in args.steps.split(",")]
     table, rows = {}, []
     for steps in steps_list:

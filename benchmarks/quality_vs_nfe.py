@@ -13,11 +13,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import demo_config, display_path, write_result  # noqa: E402
+from common import display_path, trained_model, write_result  # noqa: E402
 
-from denoisekit.data import load_dataset  # noqa: E402
-from denoisekit.eval import Evaluator  # noqa: E402
-from denoisekit.recipe import RunConfig, generate, load_denoiser, train_run  # noqa: E402
+from denoisekit.recipe import generate  # noqa: E402
 from denoisekit.samplers import SAMPLERS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,13 +78,7 @@ def main() -> int:
     p.add_argument("--figure", default=str(ROOT / "docs" / "figures" / "quality_vs_nfe.png"))
     args = p.parse_args()
     run = Path(args.run)
-    if not (run / "checkpoints").exists():
-        print(f"no trained model at {run}: training the demo configuration there first")
-        train_run(RunConfig.from_dict(demo_config()), run)
-    denoiser, config = load_denoiser(run, device=args.device)
-    ds = load_dataset(config["run"]["data"])
-    evaluator = Evaluator(ds, device=args.device)
-    shape = tuple(config["data"]["shape"])
+    denoiser, config, evaluator, shape = trained_model(run, args.device)
     nfes = [int(v) for v in args.nfe.split(",")]
     results = []
     for label, variant in variants().items():

@@ -102,8 +102,56 @@ def sweep_section(d: dict) -> list[str]:
     return out + [""]
 
 
+def accuracy_section(d: dict, figure_prefix: str) -> list[str]:
+    nfes = d["nfe"]
+    out = [f"**Sampler accuracy per network evaluation** ({_machine(d)}; `benchmarks/sampler_accuracy.py`: an "
+           f"analytic Gaussian mixture is the model, the truth is the probability-flow ODE from the same {d['n']} "
+           f"noises solved to 1e-10; RMS error / data spread, lower is better; each library's best sampler and "
+           f"spacing at each budget, NFE counted):", "",
+           "| mixture | NFE | ours (sampler, schedule) | best anchor (sampler, schedule) | ratio |", "|---|---:|---|---|---:|"]
+    for mix, per in d["summary"].items():
+        for n in nfes:
+            s = per.get(str(n)) or per.get(n)
+            if s:
+                o, a = s["ours"], s["anchor"]
+                out.append(f"| {mix} | {n} | {o['error']:.2e} ({o['sampler']}, {o['schedule']}) | {a['error']:.2e} "
+                           f"({a['sampler']}, {a['schedule']}) | **{s['ratio']:.3f}** |")
+    goal = d.get("goal_0.8x_at_nfe_5_10_20", {})
+    held = [m for m in goal if m not in ("random", "digits")]
+    out += ["", "Goal, ours at most 0.8x the best anchor at NFE 5, 10 and 20 on the 'random' and 'digits' mixtures: " +
+            ", ".join(f"{m} {'met' if goal[m] else 'NOT met'}" for m in goal if m not in held) + "." +
+            "".join(f" On the held-out '{m}' (nothing was tuned on it) it is " + ("met" if goal[m] else "not met: "
+                    + ", ".join(f"{s['ratio']:.2f}x at NFE {n}" for n, s in d["summary"][m].items()
+                                if int(n) <= 20 and s["ratio"] > 0.8)) + "." for m in held), "",
+            f"![sampler accuracy]({figure_prefix}sampler_accuracy.png)", ""]
+    return out
+
+
+def overhead_section(d: dict) -> list[str]:
+    out = [f"**Sampler overhead** ({_machine(d)}; `benchmarks/sampler_overhead.py`: a trivial model, batch 1, "
+           f"{'x'.join(map(str, d['shape']))}, {d['threads']} thread, {d['steps']} steps, median of {d['rounds']} "
+           f"alternating rounds, whole sampling call):", "",
+           "| algorithm | ours, us / step | diffusers, us / step | ratio |", "|---|---:|---:|---:|"]
+    out += [f"| {r['algorithm']} | {r['ours_us_per_step']:.0f} | {r['diffusers_us_per_step']:.0f} | {r['ratio']:.2f} |"
+            for r in d["rows"]]
+    return out + ["", f"Goal, at most 0.5x: {'met' if d['goal_at_most_0.5x'] else 'NOT met'}.", ""]
+
+
+def ddim_section(d: dict) -> list[str]:
+    n = sorted({r["n"] for r in d["rows"]})
+    return [f"**The DDIM paper's Table 1 on MNIST-5k** ({_machine(d)}; `benchmarks/ddim_table.py`: one model "
+            f"({_net(d.get('net'))}), DDIM on uniform sub-sequences of S steps, {' / '.join(map(str, n))} samples a "
+            f"cell, Frechet distance in the reference classifier's features, lower is better, best per column in "
+            f"bold):", "", d["markdown"], ""]
+
+
 def sections(figure_prefix: str) -> list[str]:
     out = []
+    for name, render in (("sampler_accuracy", lambda d: accuracy_section(d, figure_prefix)),
+                         ("sampler_overhead", overhead_section), ("ddim_table", ddim_section)):
+        d = _load(name)
+        if d:
+            out += render(d)
     vs, nfe, sweep = _load("vs_ddpm_pytorch"), _load("quality_vs_nfe"), _load("architecture_sweep")
     if vs:
         out += vs_section(vs, figure_prefix)

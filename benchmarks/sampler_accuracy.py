@@ -23,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -34,7 +33,7 @@ from anchors import k_model, load_k_sampling  # noqa: E402
 from denoisekit import DiscreteVP, GaussianMixture, load_dataset, sample  # noqa: E402
 from denoisekit.samplers import rk45_sample  # noqa: E402
 from denoisekit.samplers.auto import auto_schedule  # noqa: E402
-from denoisekit.steps import sampling_times, times_from_levels  # noqa: E402
+from denoisekit.steps import sampling_times  # noqa: E402
 
 PROCESS = DiscreteVP("linear", 1000)
 OURS = {  # name: (sampler, options)
@@ -44,6 +43,7 @@ OURS = {  # name: (sampler, options)
     "unipc-2": ("unipc", {"order": 2}),
 }
 OUR_SCHEDULES = ["uniform", "trailing", "logsnr", "karras", "auto"]
+AUTO_FOR = {"ipndm", "unipc", "unipc bh1", "dpmpp_3m", "dpmpp_2m", "deis"}  # fits cost CPU time: the contenders
 
 
 def mixtures() -> dict:
@@ -146,7 +146,6 @@ D_SPACINGS = [("linspace", False), ("leading", False), ("trailing", False), ("li
 def _diffusers_loop(sched, oracle, x_T, counter):
     """diffusers' pipeline loop; the model is evaluated at the noise level the scheduler itself uses."""
     x = x_T * sched.init_noise_sigma
-    ab = PROCESS.alpha_bar
     for t in sched.timesteps:
         x_in = sched.scale_model_input(x, t)
         sigmas = getattr(sched, "sigmas", None)
@@ -213,12 +212,61 @@ def run_diffusers(diffusers, oracle, x_T, name, nfe, spacing, karras):
     return None
 
 
+def best_curves(rows: list, mixture: str) -> dict:
+    """Per NFE, the lowest error of: ours with the automatic schedule, ours with a fixed schedule, each anchor."""
+    groups = {"denoisekit, automatic schedule": lambda r: r["library"] == "denoisekit" and r["schedule"] == "auto",
+              "denoisekit, fixed schedules": lambda r: r["library"] == "denoisekit" and r["schedule"] != "auto",
+              "diffusers (best scheduler and spacing)": lambda r: r["library"] == "diffusers",
+              "k-diffusion (best sampler, Karras sigmas)": lambda r: r["library"] == "k-diffusion"}
+    out = {}
+    for label, keep in groups.items():
+        per = {}
+        for r in rows:
+            if r["mixture"] == mixture and keep(r) and math.isfinite(r["error"]):
+                if r["nfe"] not in per or r["error"] < per[r["nfe"]]:
+                    per[r["nfe"]] = r["error"]
+        out[label] = sorted(per.items())
+    return out
+
+
+def plot(result: dict, path: Path) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from denoisekit.images import atomic_save
+    mixtures = list(result["summary"])
+    fig, axes = plt.subplots(1, len(mixtures), figsize=(4.2 * len(mixtures), 3.6), dpi=110, squeeze=False)
+    for ax, mix in zip(axes[0], mixtures):
+        for label, pts in best_curves(result["rows"], mix).items():
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=label)
+        ax.set_xscale("log"), ax.set_yscale("log"), ax.grid(True, which="both", alpha=0.3)
+        ax.set_xticks(result["nfe"]), ax.set_xticklabels([str(n) for n in result["nfe"]]), ax.minorticks_off()
+        ax.set_title(f"mixture '{mix}'", fontsize=9), ax.set_xlabel("network evaluations (NFE)")
+    axes[0][0].set_ylabel("RMS error / data spread")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    saved = atomic_save(path, lambda p: fig.savefig(p, format="png"))
+    plt.close(fig)
+    return saved
+
+
+FIGURE = Path(__file__).resolve().parents[1] / "docs" / "figures" / "sampler_accuracy.png"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nfe", default="5,10,20,50")
     p.add_argument("--n", type=int, default=256, help="noises per mixture")
     p.add_argument("--mixtures", default="random,digits,random2")
+    p.add_argument("--plot-only", action="store_true", help="redraw the figure from the last JSON")
     args = p.parse_args()
+    if args.plot_only:
+        import json
+        from common import RESULTS
+        print(f"wrote {plot(json.loads((RESULTS / 'sampler_accuracy.json').read_text()), FIGURE)}")
+        return 0
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     nfes = [int(v) for v in args.nfe.split(",")]
     ks = load_k_sampling()
@@ -238,6 +286,8 @@ def main() -> int:
             best = {}
             for name in OURS:
                 for schedule in OUR_SCHEDULES:
+                    if schedule == "auto" and name not in AUTO_FOR:
+                        continue
                     out = run_ours(oracle, x_T, name, schedule, nfe, cache)
                     if out is not None:
                         rows.append({"mixture": mix_name, "nfe": nfe, "library": "denoisekit", "sampler": name,
@@ -277,10 +327,12 @@ def main() -> int:
         cells = "  ".join(f"{per[n]['error']:.1e} ({per[n]['schedule']})" if n in per else "   -   " for n in nfes)
         print(f"{mix:8s} {lib:11s} {name:22s} {cells}")
     goal = {m: all(summary[m][n]["ratio"] <= 0.8 for n in nfes if n <= 20) for m in summary}
-    path = write_result("sampler_accuracy", {"nfe": nfes, "n": args.n, "rows": rows, "summary": summary,
-                                             "goal_0.8x_at_nfe_5_10_20": goal})
-    print(f"\ngoal (ours <= 0.8x the best anchor at NFE 5, 10, 20): {goal}\nwrote {path}")
-    return 0
+    required = [m for m in ("random", "digits") if m in goal]  # the issue's two; random2 is held out
+    result = {"nfe": nfes, "n": args.n, "rows": rows, "summary": summary, "goal_0.8x_at_nfe_5_10_20": goal,
+              "figure": "docs/figures/sampler_accuracy.png"}
+    path = write_result("sampler_accuracy", result)
+    print(f"\ngoal (ours <= 0.8x the best anchor at NFE 5, 10, 20): {goal}\nwrote {path} and {plot(result, FIGURE)}")
+    return 0 if all(goal[m] for m in required) else 1
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ def main() -> int:
                                              "shape": [3, 32, 32], "threads": 1, "rows": rows,
                                              "goal_at_most_0.5x": goal})
     print(f"goal (every ratio <= 0.5): {goal}\nwrote {path}")
-    return 0
+    return 0 if goal else 1
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ import importlib.util
 import sys
 import types
 
-import torch
 
 
 def load_k_sampling():

@@ -250,8 +250,6 @@ def cmd_invert(args) -> int:
 
 
 def cmd_interpolate(args) -> int:
-    import torch
-
     from .data import load_image_file
     from .images import save_picture
     from .samplers import ddim_interpolate

@@ -7,7 +7,7 @@ from typing import Callable, Optional
 import torch
 
 from ..utils import Generator
-from .base import Grid, linear_multistep, noise_like, report, steps_of
+from .base import Grid, linear_multistep, report, steps_of
 
 
 def _phi(h: float) -> tuple[float, float, float]:
