@@ -53,14 +53,16 @@ def plot(results: list, floor: float, path: Path, title: str) -> Path:
     import matplotlib.pyplot as plt
 
     from denoisekit.images import atomic_save
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for label in dict.fromkeys(r["label"] for r in results):
+    fig, ax = plt.subplots(figsize=(8.4, 4.4), dpi=120)
+    labels = list(dict.fromkeys(r["label"] for r in results))
+    for k, label in enumerate(labels):
         pts = sorted((r["nfe"], r["fd"]) for r in results if r["label"] == label)
-        ax.plot(*zip(*pts), marker="o", label=label)
+        ax.plot(*zip(*pts), marker="os^D"[k % 4], color=plt.cm.tab20(k / max(1, len(labels) - 1)), label=label)
     ax.axhline(floor, color="grey", linestyle="--", label="two halves of the data")
     ax.set_xscale("log"), ax.set_yscale("log")
     ax.set_xlabel("network evaluations per sample (NFE)"), ax.set_ylabel("Frechet distance (classifier features)")
-    ax.set_title(title, fontsize=9), ax.grid(True, which="both", alpha=0.3), ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9), ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     saved = atomic_save(path, lambda p: fig.savefig(p, format="png"))
     plt.close(fig)

@@ -109,8 +109,6 @@ def generate(denoiser: Denoiser, n: int, shape, *, seed: int = 0, steps: int = 1
              schedule: Optional[str] = None, labels=None, callback=None, progress: bool = False,
              stats: Optional[dict] = None, times: Optional[torch.Tensor] = None, **options) -> torch.Tensor:
     """n samples through `denoisekit.sample`, sample i seeded by (seed, i) so it does not depend on n."""
-    get_sampler(sampler)
-    check_options(sampler, options)
     param = next(iter(denoiser.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
     gens = sample_generators(seed, n)
