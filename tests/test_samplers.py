@@ -267,3 +267,26 @@ def test_every_sampler_lists_its_options():
     assert sampler_options("ddim") == {"eta": 0.0}
     assert set(sampler_options("heun")) == {"s_churn", "s_tmin", "s_tmax", "s_noise"}
     assert sampler_options("dpmpp_2m") == {}
+
+
+@pytest.mark.parametrize("prediction", ["edm", "v", "eps"])
+def test_every_sampler_runs_a_network_of_every_prediction_type(prediction):
+    """A real (untrained) network gets a per-sample noise input of shape (B,) from every sampler, on and off the
+    grid (the precomputed coefficients are broadcast-shaped; EDM's c_noise must still be one per sample)."""
+    from denoisekit import MLP, Denoiser
+    seen = []
+
+    class Probe(MLP):
+        def forward(self, x, c_noise, cond=None):
+            seen.append(tuple(c_noise.shape))
+            return super().forward(x, c_noise, cond)
+
+    torch.manual_seed(0)
+    net = Probe(dim=2, time_embedding="fourier" if prediction == "edm" else "sinusoidal")
+    model = Denoiser(net, PROCESS, prediction)
+    x_T = PROCESS.prior_sample((3, 2), torch.Generator().manual_seed(0))
+    for name in SAMPLERS:
+        opts = {"s_churn": 5.0} if name == "heun" else {}
+        x = sample(model, x_T, name, 4, generator=torch.Generator().manual_seed(1), **opts)
+        assert x.shape == (3, 2) and bool(x.isfinite().all()), name
+    assert set(seen) == {(3,)}

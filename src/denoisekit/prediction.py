@@ -79,7 +79,7 @@ def network_inputs(kind: str, x_t, t, alpha, sigma, sigma_data: float = 0.5):
     """What the network sees: (scaled input, noise conditioning); EDM scales by c_in and conditions on ln(sigma)/4."""
     if kind == "edm":
         _, _, c_in, c_noise = edm_coefficients(sigma / alpha, sigma_data)
-        return x_t * _b(c_in / alpha, x_t), c_noise.to(x_t.dtype).expand(x_t.shape[:1])
+        return x_t * _b(c_in / alpha, x_t), c_noise.to(x_t.dtype).reshape(-1).expand(x_t.shape[0])
     return x_t, t.to(x_t.dtype)
 
 
