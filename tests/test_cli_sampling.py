@@ -109,6 +109,7 @@ def test_eval_checks_sampling_flags_before_work(run, tmp_path, capsys):
     ("invert", ["--iters", "0"], ["--iters: expected a positive"]),
     ("invert", ["--steps", "0"], ["--steps: expected a positive"]),
     ("invert", ["--out", "FOLDER"], ["--out:", "is a folder"]),
+    ("invert", ["--reconstruction", "FOLDER"], ["--reconstruction:", "is a folder"]),
     ("interpolate", ["--frames", "1"], ["--frames: expected at least 2"]),
     ("interpolate", ["--out", "FOLDER"], ["--out:", "is a folder"]),
 ])
