@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -65,6 +66,40 @@ def load_config(folder: Path) -> dict:
     return json.loads((Path(folder) / CONFIG).read_text())
 
 
+def numpy_rng_to_plain(state: tuple) -> dict:
+    """np.random.get_state() as tensors and plain values, which torch.load(weights_only=True) reads."""
+    name, keys, pos, has_gauss, cached = state
+    return {"name": name, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def numpy_rng_from_plain(state) -> tuple:
+    """The inverse of numpy_rng_to_plain (a tuple from an older checkpoint passes through)."""
+    if isinstance(state, dict):
+        return (state["name"], state["keys"].numpy().astype(np.uint32), state["pos"], state["has_gauss"],
+                state["cached_gaussian"])
+    return state
+
+
+def _numpy_array_globals() -> list:
+    """numpy's array constructors: data only, allowed so state files written before numpy_rng_to_plain still load."""
+    import numpy.core.multiarray as multiarray
+    return [multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
 def load_state(folder: Path) -> Optional[dict]:
+    """The training state (optimizer, EMA count, RNGs, step), read without unpickling arbitrary objects: a checkpoint
+    handed to you cannot run code (torch.load with weights_only=True; only tensors and plain values)."""
     f = Path(folder) / STATE
-    return torch.load(f, weights_only=False) if f.exists() else None
+    if not f.exists():
+        return None
+    try:
+        with torch.serialization.safe_globals(_numpy_array_globals()):
+            state = torch.load(f, weights_only=True, map_location="cpu")
+    except Exception as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"checkpoint: {f} is not a plain training-state file (only tensors and plain values are "
+                         f"read, nothing is unpickled): {reason[:160]}") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"checkpoint: {f} does not hold a training state (a mapping), got {type(state).__name__}")
+    return state

@@ -15,7 +15,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..utils import sample_generators
-from .checkpoint import find_checkpoint, load_state, load_weights, save_checkpoint
+from .checkpoint import (find_checkpoint, load_state, load_weights, numpy_rng_from_plain, numpy_rng_to_plain,
+                         save_checkpoint)
 from .distributed import barrier, init_distributed
 from .ema import EMA
 
@@ -157,7 +158,7 @@ class Trainer:
         if self.rank != 0:
             return None
         state = {"step": self.step, "optimizer": self.opt.state_dict(), "ema_updates": self.ema.updates,
-                 "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+                 "torch_rng": torch.get_rng_state(), "numpy_rng": numpy_rng_to_plain(np.random.get_state()),
                  "train_config": asdict(self.cfg)}
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -181,7 +182,7 @@ class Trainer:
         self.opt.load_state_dict(state["optimizer"])
         self.step, self.ema.updates = state["step"], state["ema_updates"]
         torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
+        np.random.set_state(numpy_rng_from_plain(state["numpy_rng"]))
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         return True
