@@ -164,9 +164,7 @@ def _diffusers_loop(sched, oracle, x_T, counter):
         t_end = PROCESS.t_from_noise_level(torch.tensor(final, dtype=torch.float64))
         vp = x if not _ve(sched) else x / math.sqrt(final**2 + 1)
         x = oracle(vp.double(), t_end.expand(len(x)), None).x0
-    elif _ve(sched):
-        x = x  # VE schedulers end at sigma = 0, where x is the data
-    return x
+    return x  # the others end at sigma = 0, where x is the data
 
 
 def _ve(sched) -> bool:

@@ -143,6 +143,7 @@ def test_ddim_commands_missing_or_wrong_files(run, images, tmp_path, capsys):
     ({"options": {"eta": 0.5}}, ["sampler 'ddpm': unknown option 'eta'"]),
     ({"options": "fast"}, ["sample.options: expected a mapping"]),
     ({"variance": "beta"}, ["sample: unknown keys ['variance']"]),
+    ({"schedule": "auto"}, ["schedule 'auto': fits deterministic ODE solvers"]),
 ])
 def test_run_config_sampling_is_checked_before_training(tmp_path, capsys, section, words):
     cfg = tmp_path / "c.yaml"

@@ -60,18 +60,11 @@ def _eta(text: str):
 
 def _check_sampling_args(args) -> dict:
     """Validate sampler, schedule, steps and options before any work; returns the options."""
-    from .samplers import check_options, get_sampler
-    from .steps import SCHEDULES
-    get_sampler(args.sampler)
-    if args.schedule is not None and args.schedule not in SCHEDULES:
-        raise ValueError(f"--schedule: expected one of {', '.join(SCHEDULES)}; got {args.schedule!r}")
+    from .samplers import check_request
     if args.steps < 1:
         raise ValueError(f"--steps: expected a positive number of steps, got {args.steps}")
     options = sampling_options(args)
-    check_options(args.sampler, options)
-    if args.schedule == "auto":
-        from .samplers.auto import check_auto
-        check_auto(args.sampler, options)
+    check_request(args.sampler, args.schedule, options, where="--schedule")
     return options
 
 

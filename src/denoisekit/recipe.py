@@ -16,8 +16,7 @@ from .images import save_picture, save_row_strip
 from .losses import SimpleLoss
 from .nets import MLP, UNet
 from .process import DiscreteVP
-from .samplers import check_options, get_sampler, sample
-from .steps import SCHEDULES
+from .samplers import check_request, sample
 from .train import TrainConfig, Trainer, find_checkpoint, load_config, load_weights
 from .utils import sample_generators
 
@@ -70,16 +69,13 @@ def check_sampling(section: dict, name: str) -> None:
     unknown = set(section) - known
     if unknown:
         raise ValueError(f"{name}: unknown keys {sorted(unknown)}; expected some of {sorted(known)}")
-    get_sampler(section["sampler"])
     for key in ("steps", "n"):
         v = section[key]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name}.{key}: expected a positive integer, got {v!r}")
-    if section["schedule"] is not None and section["schedule"] not in SCHEDULES:
-        raise ValueError(f"{name}.schedule: expected one of {', '.join(SCHEDULES)}; got {section['schedule']!r}")
     if not isinstance(section["options"], dict):
         raise ValueError(f"{name}.options: expected a mapping of sampler options, got {section['options']!r}")
-    check_options(section["sampler"], section["options"])
+    check_request(section["sampler"], section["schedule"], section["options"], where=f"{name}.schedule")
 
 
 def build_dataset(rc: RunConfig) -> ArrayDataset:

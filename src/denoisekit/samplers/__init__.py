@@ -9,6 +9,7 @@ import torch
 
 from ..steps import SCHEDULES, sampling_times
 from ..utils import Generator
+from .auto import check_auto
 from .ddim import ddim_interpolate, ddim_invert, ddim_sample, slerp
 from .ddpm import ddpm_sample, ddpm_step
 from .dpm_solver import dpmpp_2m_sample, dpmpp_2m_sde_sample, dpmpp_2s_sample, dpmpp_3m_sample
@@ -60,6 +61,18 @@ def check_options(name: str, options: dict) -> None:
             raise ValueError(f"sampler {name!r}: unknown option {key!r}; it takes {takes}")
 
 
+def check_request(sampler: str, schedule: Optional[str], options: dict, where: str = "schedule") -> None:
+    """Everything about a sampling request that can be checked before any work: the sampler, its options, the
+    schedule's name (reported as `where`), and that 'auto' is asked only of a deterministic solver."""
+    get_sampler(sampler)
+    check_options(sampler, options)
+    if schedule is not None:
+        if schedule not in SCHEDULES:
+            raise ValueError(f"{where}: expected one of {', '.join(SCHEDULES)}; got {schedule!r}")
+        if schedule == "auto":
+            check_auto(sampler, options)
+
+
 class CountingDenoiser(torch.nn.Module):
     """Counts network evaluations (NFE) of the denoiser it wraps; forwards `.process`."""
 
@@ -84,13 +97,12 @@ def sample(denoiser, x_T: torch.Tensor, sampler: str = "dpmpp_2m", steps: Option
     `stats`, if a dict, receives the number of network evaluations used as stats['nfe'].
     """
     fn = get_sampler(sampler)
-    check_options(sampler, options)
     if times is None:
         if steps is None:
             raise ValueError("steps: give the number of sampling steps (or explicit times)")
         schedule = schedule or DEFAULT_SCHEDULES.get(sampler, "karras")
-        if schedule not in SCHEDULES:
-            raise ValueError(f"schedule: expected one of {', '.join(SCHEDULES)}; got {schedule!r}")
+    check_request(sampler, schedule if times is None else None, options)
+    if times is None:
         if schedule == "auto":
             from .auto import auto_schedule
             times = auto_schedule(denoiser, sampler, steps, tuple(x_T.shape[1:]), cond=cond, options=options)
@@ -106,7 +118,7 @@ def sample(denoiser, x_T: torch.Tensor, sampler: str = "dpmpp_2m", steps: Option
     return x
 
 
-__all__ = ["COMMON", "DEFAULT_SCHEDULES", "SAMPLERS", "CountingDenoiser", "check_options", "ddim_interpolate",
+__all__ = ["COMMON", "DEFAULT_SCHEDULES", "SAMPLERS", "CountingDenoiser", "check_options", "check_request", "ddim_interpolate",
            "ddim_invert", "ddim_sample", "ddpm_sample", "ddpm_step", "deis_sample", "dpmpp_2m_sample",
            "dpmpp_2m_sde_sample", "dpmpp_2s_sample", "dpmpp_3m_sample", "euler_maruyama_sample", "euler_sample",
            "get_sampler", "heun_sample", "ipndm_sample", "pndm_sample", "rk45_sample", "sample",
