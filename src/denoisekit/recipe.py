@@ -2,14 +2,20 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import inspect
+import re
+import shutil
 import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Optional
 
 import torch
+import yaml
+from torch import nn
 
-from .config import build
+from .config import build, check_arguments, require
 from .data import ArrayDataset, load_dataset
 from .denoiser import Denoiser
 from .images import save_picture, save_row_strip
@@ -18,7 +24,9 @@ from .nets import MLP, UNet
 from .process import DiscreteVP
 from .samplers import check_request, sample
 from .train import TrainConfig, Trainer, find_checkpoint, load_config, load_weights
-from .utils import sample_generators
+from .train.checkpoint import load_matching
+from .train.trainer import IncompatibleRun
+from .utils import atomic_save, check_device, sample_generators
 
 
 @dataclass
@@ -41,26 +49,70 @@ class RunConfig:
                                                 "n": 500, "seed": 12345})
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"config: unknown keys {sorted(unknown)}; expected some of {sorted(known)}")
+    def from_dict(cls, d) -> "RunConfig":
+        """A run config from a parsed YAML mapping, every section checked against the constructor it feeds."""
+        if d is None:
+            d = {}
+        if not isinstance(d, dict):
+            raise ValueError(f"config: expected a mapping of settings (data: ..., net: ..., train: ...), got "
+                             f"{type(d).__name__} {str(d)[:60]!r}")
         base = cls()
+        d = {k: {} if v is None and isinstance(getattr(base, k, None), dict) else v for k, v in d.items()}
+        values = check_arguments("", cls, d)  # an empty section ('net:' in YAML) means the defaults
         merged = {}
         for f in fields(cls):
             default = getattr(base, f.name)
-            value = d.get(f.name, default)
-            if isinstance(default, dict) and isinstance(value, dict):
+            value = values.get(f.name, default)
+            if f.name in ("sample", "eval"):
                 value = {**default, **value}
             merged[f.name] = value
         rc = cls(**merged)
-        for section in ("sample", "eval"):
-            check_sampling(getattr(rc, section), section)
+        rc.check()
         return rc
+
+    def check(self) -> None:
+        """Everything that does not need the data: sections, ranges, sampling; the cheap constructors are built."""
+        require(self.image_size is None or self.image_size >= 1, "image_size", "a positive integer or null",
+                self.image_size)
+        require(self.channels in (None, 1, 3), "channels", "1 (grey), 3 (RGB) or null", self.channels)
+        check_net_keys(self.net)
+        process = build_section("process", DiscreteVP, self.process)
+        build_section("loss", SimpleLoss, self.loss)
+        build_section("train", TrainConfig, self.train, reserved={"use_labels": "set by class_cond"})
+        Denoiser(nn.Identity(), process, self.prediction, self.sigma_data, self.clip_x0)
+        for section in ("sample", "eval"):
+            check_sampling(getattr(self, section), section)
 
     def as_dict(self) -> dict:
         return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+
+
+# Network arguments the recipe sets from the data and the run config, never from the net section.
+RESERVED_NET = {"in_channels": "set from the data", "dim": "set from the data", "num_classes": "set by class_cond",
+                "cond_channels": "set by conditioning recipes, not by a run config",
+                "out_channels": "set by the prediction type", "out_dim": "set by the prediction type"}
+
+
+def check_net_keys(net: dict) -> None:
+    """The net section's keys and types against the U-Net and the MLP (which one is known once the data is loaded)."""
+    unet, mlp = (set(inspect.signature(c).parameters) - set(RESERVED_NET) for c in (UNet, MLP))
+    for key, value in net.items():
+        if key in RESERVED_NET:
+            raise ValueError(f"net.{key}: {RESERVED_NET[key]}; remove it from the config")
+        if key not in unet | mlp:
+            raise ValueError(f"net: unknown key {key!r}; the U-Net (images) takes some of {sorted(unet)}, the MLP "
+                             f"(vectors) some of {sorted(mlp)}")
+        check_arguments("net", UNet if key in unet else MLP, {key: value})
+
+
+def build_section(name: str, cls, values, reserved: Optional[dict] = None, **fixed):
+    """cls(**fixed, **values) for a config section, its errors named by section and key (`process.T: ...`)."""
+    kwargs = check_arguments(name, cls, values, reserved=reserved)
+    try:
+        return cls(**fixed, **kwargs)
+    except (ValueError, TypeError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{name}.{msg}" if re.match(r"^[A-Za-z_][\w\[\]]*: ", msg) else f"{name}: {msg}") from None
 
 
 def check_sampling(section: dict, name: str) -> None:
@@ -71,15 +123,34 @@ def check_sampling(section: dict, name: str) -> None:
         raise ValueError(f"{name}: unknown keys {sorted(unknown)}; expected some of {sorted(known)}")
     for key in ("steps", "n"):
         v = section[key]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name}.{key}: expected a positive integer, got {v!r}")
-    if not isinstance(section["options"], dict):
-        raise ValueError(f"{name}.options: expected a mapping of sampler options, got {section['options']!r}")
-    check_request(section["sampler"], section["schedule"], section["options"], where=f"{name}.schedule")
+        require(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"{name}.{key}", "a positive integer", v)
+    seed = section["seed"]
+    require(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, f"{name}.seed", "an integer >= 0",
+            seed)
+    require(isinstance(section["sampler"], str), f"{name}.sampler", "a sampler name", section["sampler"])
+    require(section["schedule"] is None or isinstance(section["schedule"], str), f"{name}.schedule",
+            "a schedule name or null", section["schedule"])
+    if section["options"] is None:
+        section["options"] = {}
+    require(isinstance(section["options"], dict), f"{name}.options", "a mapping of sampler options",
+            section["options"])
+    try:
+        check_request(section["sampler"], section["schedule"], section["options"], where=f"{name}.schedule")
+    except ValueError as e:
+        raise ValueError(str(e) if str(e).startswith((f"{name}.", f"{name}:")) else f"{name}: {e}") from None
 
 
 def build_dataset(rc: RunConfig) -> ArrayDataset:
-    return load_dataset(rc.data, image_size=rc.image_size, channels=rc.channels)
+    """The run's data set; image_size and channels must fit it."""
+    ds = load_dataset(rc.data, image_size=rc.image_size, channels=rc.channels)
+    if not ds.is_image:
+        for key in ("image_size", "channels"):
+            require(getattr(rc, key) is None, key, f"null: the data set {ds.name!r} holds vectors, not images",
+                    getattr(rc, key))
+    elif rc.channels is not None and rc.channels != ds.x.shape[1]:
+        raise ValueError(f"channels: the data set {ds.name!r} has {ds.x.shape[1]} channel(s); channels applies to "
+                         f"image folders only")
+    return ds
 
 
 def build_denoiser(rc: RunConfig, ds: ArrayDataset) -> Denoiser:
@@ -88,10 +159,10 @@ def build_denoiser(rc: RunConfig, ds: ArrayDataset) -> Denoiser:
     if rc.class_cond and not num_classes:
         raise ValueError(f"class_cond: the data set {ds.name!r} has no labels")
     if ds.is_image:
-        net = UNet(in_channels=ds.x.shape[1], num_classes=num_classes, **rc.net)
+        net = build_section("net", UNet, rc.net, in_channels=ds.x.shape[1], num_classes=num_classes)
     else:
-        net = MLP(dim=ds.x.shape[1], num_classes=num_classes, **rc.net)
-    process = DiscreteVP(**rc.process)
+        net = build_section("net", MLP, rc.net, dim=ds.x.shape[1], num_classes=num_classes)
+    process = build_section("process", DiscreteVP, rc.process)
     alpha_end = float(process.alpha(torch.tensor(process.t_max, dtype=torch.float64)))
     if ds.is_image and rc.prediction == "eps" and rc.clip_x0 is None and alpha_end < 1e-3:
         warnings.warn(f"clip_x0: the noise schedule ends at alpha = {alpha_end:.1e}, where x0 = (x_t - sigma eps) / "
@@ -129,19 +200,111 @@ def forward_process_picture(ds: ArrayDataset, process, path, n: int = 8, columns
 
 
 def run_record(rc: RunConfig, ds: ArrayDataset, loss: SimpleLoss) -> dict:
-    """What a checkpoint records beside the model: the run config, the loss and the data's name and shape."""
+    """What a checkpoint records beside the model: the run config, the loss and the data's name, shape and content."""
+    digest = hashlib.sha256(ds.x.contiguous().numpy().tobytes())
+    if ds.y is not None:
+        digest.update(ds.y.numpy().tobytes())
     return {"loss": loss.config(), "run": rc.as_dict(),
-            "data": {"name": ds.name, "shape": list(ds.x.shape[1:]), "num_classes": ds.num_classes}}
+            "data": {"name": ds.name, "shape": list(ds.x.shape[1:]), "num_classes": ds.num_classes,
+                     "size": len(ds), "fingerprint": digest.hexdigest()[:16]}}
 
 
-def train_run(rc: RunConfig, out: Path, resume: bool = True) -> Path:
-    """Train per the config into run folder `out`; returns the run folder."""
+@dataclass
+class Run:
+    """Everything a run config builds, before anything is written: data, denoiser, loss, training settings."""
+    rc: RunConfig
+    ds: ArrayDataset
+    denoiser: Denoiser
+    loss: SimpleLoss
+    tc: TrainConfig
+
+    @property
+    def record(self) -> dict:
+        return run_record(self.rc, self.ds, self.loss)
+
+    def summary(self) -> str:
+        n = sum(p.numel() for p in self.denoiser.parameters())
+        return (f"{type(self.denoiser.net).__name__} ({n:,} parameters, {self.rc.prediction}-prediction) on "
+                f"{self.ds.name!r} ({len(self.ds)} x {list(self.ds.x.shape[1:])}"
+                f"{', class-conditional' if self.rc.class_cond else ''}): {self.tc.steps} steps of batch "
+                f"{self.tc.batch_size}, lr {self.tc.lr:g}, device {check_device(self.tc.device).type}")
+
+
+def prepare_run(rc: RunConfig) -> Run:
+    """Load the data and build the network (seeded by train.seed, so the same config gives the same weights)."""
     ds = build_dataset(rc)
-    denoiser = build_denoiser(rc, ds)
-    loss = SimpleLoss(**rc.loss)
-    tc = TrainConfig(**{"use_labels": rc.class_cond, **rc.train})
+    tc = build_section("train", TrainConfig, {"use_labels": rc.class_cond, **rc.train})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(tc.seed)
+        denoiser = build_denoiser(rc, ds)
+    loss = build_section("loss", SimpleLoss, rc.loss)
+    if tc.batch_size > len(ds):
+        raise ValueError(f"train.batch_size: {tc.batch_size} is larger than the data set ({len(ds)} examples)")
+    return Run(rc, ds, denoiser, loss, tc)
+
+
+# What a resumed run must share with its checkpoints; train, sample and eval settings may change between sessions.
+IDENTITY = ("model", "loss", "data")
+
+
+def _differences(old, new, prefix: str = "") -> list[str]:
+    """'key: old -> new' for every leaf where two nested configs differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            if k == "clip_x0":  # a sampling-time bound, free to change
+                continue
+            out += _differences(old.get(k), new.get(k), f"{prefix}.{k}" if prefix else str(k))
+        return out
+    if isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)) and list(old) == list(new):
+        return []
+    return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
+
+
+def compatibility_check(run: Run, out: Path):
+    """check(config) for Trainer.resume: refuse a checkpoint made with another data set, network, process or loss."""
+    new = {"model": run.denoiser.config(), "loss": run.loss.config(), "data": run.record["data"]}
+
+    def check(config: dict) -> None:
+        old = {k: config.get(k) for k in IDENTITY}
+        if old["data"] is not None and "fingerprint" not in old["data"]:  # recorded before fingerprints
+            old["data"] = {**old["data"], **{k: new["data"][k] for k in ("fingerprint", "size")}}
+        diff = _differences(old, new)
+        if diff:
+            raise IncompatibleRun(f"resume: {out} was trained with another set-up ({'; '.join(diff[:4])}"
+                                  f"{'; ...' if len(diff) > 4 else ''}); use another --out, or --no-resume to start "
+                                  f"this folder afresh")
+    return check
+
+
+# What `train` writes into a run folder; --no-resume removes exactly these before starting afresh.
+RUN_OUTPUTS = ("checkpoints", "samples", "tensorboard", "metrics.csv", "eval.csv", "run.yaml", "forward_process.png")
+
+
+def clear_run_outputs(out: Path) -> list[str]:
+    """Remove a previous run's outputs from `out` (and nothing else); returns what was removed."""
+    removed = []
+    for name in RUN_OUTPUTS:
+        p = Path(out) / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+        else:
+            continue
+        removed.append(name)
+    return removed
+
+
+def train_run(rc: RunConfig, out: Path, resume: bool = True, run: Optional[Run] = None) -> Path:
+    """Train per the config into run folder `out`; returns the run folder.
+
+    Nothing is written until the config is valid and the folder's checkpoints (if resuming) are compatible."""
+    run = run or prepare_run(rc)
+    ds, denoiser, loss, tc = run.ds, run.denoiser, run.loss, run.tc
     out = Path(out)
-    config = run_record(rc, ds, loss)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: {out} is a file; expected a run folder")
     shape = tuple(ds.x.shape[1:])
 
     def draw(ema_model, options: dict, n: int) -> torch.Tensor:
@@ -162,12 +325,18 @@ def train_run(rc: RunConfig, out: Path, resume: bool = True) -> Path:
             evaluator.append(Evaluator(ds, device=next(ema_model.parameters()).device, progress=tc.progress))
         return evaluator[0].evaluate(draw(ema_model, rc.eval, rc.eval["n"]).cpu())
 
-    trainer = Trainer(denoiser, loss, ds, out, tc, config=config, sample_fn=sample_fn, eval_fn=eval_fn)
-    if trainer.rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        forward_process_picture(ds, denoiser.process, out / "forward_process.png")
-    if resume and trainer.resume():
+    trainer = Trainer(denoiser, loss, ds, out, tc, config=run.record, sample_fn=sample_fn, eval_fn=eval_fn)
+    if resume and trainer.resume(check=compatibility_check(run, out)):
         print(f"resuming {out} at step {trainer.step}")
+    elif not resume and trainer.rank == 0:
+        removed = clear_run_outputs(out)
+        if removed:
+            print(f"--no-resume: removed the previous run's {', '.join(removed)} from {out}")
+    if trainer.rank == 0:
+        atomic_save(out / "run.yaml", lambda p: Path(p).write_text(yaml.safe_dump(rc.as_dict(), sort_keys=False)))
+        forward_process_picture(ds, denoiser.process, out / "forward_process.png")
+    if trainer.rank == 0:
+        print(f"training {run.summary()} -> {out}")
     trainer.train()
     return out
 
@@ -178,6 +347,12 @@ def load_denoiser(path, ema: bool = True, device: str = "cpu") -> tuple[Denoiser
     config = load_config(folder)
     if "model" not in config:
         raise ValueError(f"checkpoint: {folder} records no model configuration to rebuild from")
-    denoiser = build(config["model"])
-    denoiser.load_state_dict(load_weights(folder, ema=ema))
-    return denoiser.to(device).eval(), config
+    try:
+        denoiser = build(config["model"])
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise ValueError(f"checkpoint: {folder / 'config.json'} does not describe a model this version can build "
+                         f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if ema and not (folder / "ema.safetensors").exists():
+        warnings.warn(f"checkpoint: {folder} has no EMA weights; using the raw weights", stacklevel=2)
+    load_matching(denoiser, load_weights(folder, ema=ema), folder)
+    return denoiser.to(check_device(device)).eval(), config

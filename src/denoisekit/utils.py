@@ -1,12 +1,16 @@
 """Small helpers: shape broadcasting and explicit, per-sample randomness."""
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
 from typing import Sequence, Union
 
 import numpy as np
 import torch
 
 Generator = Union[torch.Generator, Sequence[torch.Generator], None]
+TMP_MARK = ".tmp-"  # in the names of temporary files and folders, which a later run may remove
 
 
 def append_dims(x: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -43,3 +47,45 @@ def rand(shape: Sequence[int], generator: Generator = None, *, device=None, dtyp
         return torch.rand(tuple(shape), generator=generator, device=gen_device, dtype=dtype).to(device)
     rows = [torch.rand(tuple(shape[1:]), generator=g, device=g.device, dtype=dtype) for g in generator]
     return torch.stack(rows).to(device)
+
+
+def check_device(name, where: str = "device") -> torch.device:
+    """A device name checked before any work: parseable, and present on this machine ('auto' passes)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{where}: expected a device name such as cpu, cuda, cuda:0 or auto, got {name!r}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{where}: {name!r} is not a device name; expected cpu, cuda, cuda:N, mps or auto") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{where}: {name!r} asked for, but torch sees no CUDA device here; use cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"{where}: {name!r} asked for, but this machine has {torch.cuda.device_count()} "
+                             f"CUDA device(s)")
+    elif device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"{where}: 'mps' asked for, but torch sees no Apple GPU here; use cpu or auto")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"{where}: {name!r} is not a device this library runs on; expected cpu, cuda, cuda:N, mps "
+                         f"or auto")
+    return device
+
+
+def atomic_save(path, save) -> Path:
+    """Call save(tmp_path) then rename onto `path`, so no half-written file is ever left behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TMP_MARK}", suffix=path.suffix or ".tmp")
+    os.close(fd)
+    try:
+        save(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; give them the usual permissions
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path

@@ -27,6 +27,8 @@ class Evaluator:
 
     def __init__(self, dataset, *, device="cpu", cache: bool = True, cache_root: Optional[Path] = None,
                  inception_weights: Optional[str] = None, k: int = 3, seed: int = 0, progress: bool = True):
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k: expected a positive number of neighbours for precision/recall, got {k!r}")
         self.dataset, self.k, self.seed, self.device = dataset, k, seed, torch.device(device)
         self.info: dict = {"data": dataset.name, "data_size": len(dataset)}
         a, b = split_indices(len(dataset), held_out=0.5, seed=seed)  # two disjoint halves of the data
@@ -71,6 +73,8 @@ class Evaluator:
                              f"{self.dataset.name!r} has {want}")
         if len(samples) <= self.k:
             raise ValueError(f"samples: need more than k={self.k} samples, got {len(samples)}")
+        if not bool(torch.isfinite(samples).all()):
+            raise ValueError("samples: they hold NaN or infinite values; the model or sampler diverged")
         return samples
 
     @torch.no_grad()

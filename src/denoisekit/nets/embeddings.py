@@ -56,6 +56,8 @@ class ConditionEmbedding(nn.Module):
 
     def __init__(self, kind: str, base_dim: int, emb_dim: int, num_classes=None, final_linear: bool = True):
         super().__init__()
+        if num_classes is not None and num_classes < 1:
+            raise ValueError(f"num_classes: expected a positive number of classes, got {num_classes}")
         layers = [make_embedding(kind, base_dim), nn.Linear(base_dim, emb_dim), nn.SiLU()]
         self.noise = nn.Sequential(*layers, *([nn.Linear(emb_dim, emb_dim)] if final_linear else []))
         self.num_classes = num_classes

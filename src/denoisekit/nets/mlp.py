@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import configurable
+from ..config import configurable, require
 from .embeddings import ConditionEmbedding, split_cond
 
 
@@ -18,6 +18,9 @@ class MLP(nn.Module):
     def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 3, time_embedding: str = "sinusoidal",
                  num_classes: Optional[int] = None, out_dim: Optional[int] = None):
         super().__init__()
+        for name, value, least in (("dim", dim, 1), ("hidden", hidden, 1), ("depth", depth, 0)):
+            require(value >= least, name, "a positive integer" if least else "an integer >= 0", value)
+        require(out_dim is None or out_dim >= 1, "out_dim", "a positive integer or null", out_dim)
         self.embed = ConditionEmbedding(time_embedding, hidden, hidden, num_classes, final_linear=False)
         self.inp = nn.Linear(dim, hidden)
         self.blocks = nn.ModuleList([nn.Linear(hidden, hidden) for _ in range(depth)])

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import configurable
+from ..config import configurable, require
 from .embeddings import ConditionEmbedding, split_cond
 
 
@@ -107,8 +107,16 @@ class UNet(nn.Module):
                  resample: str = "conv", time_embedding: str = "sinusoidal",
                  num_classes: Optional[int] = None, cond_channels: int = 0, patch_size: int = 1):
         super().__init__()
-        if patch_size < 1:
-            raise ValueError(f"patch_size: expected a positive integer, got {patch_size}")
+        for name, value, least in (("in_channels", in_channels, 1), ("channels", channels, 1),
+                                   ("num_res_blocks", num_res_blocks, 1), ("num_heads", num_heads, 1),
+                                   ("cond_channels", cond_channels, 0), ("patch_size", patch_size, 1)):
+            require(value >= least, name, "a positive integer" if least else "an integer >= 0", value)
+        require(out_channels is None or out_channels >= 1, "out_channels", "a positive integer or null", out_channels)
+        require(len(channel_mult) > 0 and all(m >= 1 for m in channel_mult), "channel_mult",
+                "a non-empty list of positive integers", channel_mult)
+        require(all(0 <= a < len(channel_mult) for a in attention_levels), "attention_levels",
+                f"levels among 0..{len(channel_mult) - 1} (one per channel_mult entry)", attention_levels)
+        require(0 <= dropout < 1, "dropout", "a probability in [0, 1)", dropout)
         self.patch_size = patch_size  # pixel-unshuffle p x p patches into channels: p^2 less work a pixel
         if resample not in ("conv", "biggan"):
             raise ValueError(f"resample: expected 'conv' or 'biggan', got {resample!r}")

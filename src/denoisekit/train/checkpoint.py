@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Optional
@@ -10,6 +11,8 @@ from typing import Optional
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+from ..utils import TMP_MARK
 
 WEIGHTS, EMA_WEIGHTS, CONFIG, STATE = "model.safetensors", "ema.safetensors", "config.json", "state.pt"
 
@@ -21,7 +24,7 @@ def _tensors(module: torch.nn.Module) -> dict:
 def save_checkpoint(folder: Path, model, ema_model, config: dict, state: dict) -> Path:
     """Write a complete checkpoint folder atomically: nothing half-written is ever visible under `folder`."""
     folder = Path(folder)
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    tmp = folder.with_name(f".{folder.name}{TMP_MARK}{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file(_tensors(model), str(tmp / WEIGHTS))
@@ -37,7 +40,7 @@ def save_checkpoint(folder: Path, model, ema_model, config: dict, state: dict) -
     else:
         os.replace(tmp, folder)
     latest = folder.parent / "latest"
-    tmp_latest = folder.parent / f".latest.tmp-{os.getpid()}"
+    tmp_latest = folder.parent / f".latest{TMP_MARK}{os.getpid()}"
     tmp_latest.write_text(folder.name)
     os.replace(tmp_latest, latest)
     return folder
@@ -55,15 +58,83 @@ def find_checkpoint(path) -> Path:
                             f"or a run folder with checkpoints/latest)")
 
 
-def load_weights(folder: Path, ema: bool = True) -> dict:
-    """The EMA weights if present and asked for, else the raw weights."""
+def checkpoint_candidates(run_dir) -> list[Path]:
+    """A run's checkpoint folders, newest first: the one `latest` names, then the others by step (for fallback)."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    folders = sorted((p for p in root.glob("step-*") if p.is_dir()), key=lambda p: p.name, reverse=True)
+    latest = root / "latest"
+    if latest.is_file():
+        named = root / latest.read_text().strip()
+        folders = [named] + [p for p in folders if p != named]
+    return folders
+
+
+def clean_interrupted_writes(root) -> list[str]:
+    """Tidy a folder after a kill during a save: remove temporary folders and files, and put back a checkpoint that
+    was being replaced when the kill came (`.NAME.old-PID` with no NAME). Returns what was done, for the log."""
+    root, done = Path(root), []
+    if not root.is_dir():
+        return done
+    for p in sorted(root.iterdir()):
+        old = re.fullmatch(r"\.(.+)\.old-\d+", p.name)
+        if old and not (root / old[1]).exists():
+            os.replace(p, root / old[1])
+            done.append(f"restored {old[1]}")
+        elif old or (p.name.startswith(".") and TMP_MARK in p.name):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            done.append(f"removed {p.name}")
+    return done
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:200]
+
+
+def load_weights(folder: Path, ema: bool = True, require_ema: bool = False) -> dict:
+    """The EMA weights if present and asked for, else the raw weights (with `require_ema`, a missing EMA file is an
+    error: resuming must not take raw weights as the EMA)."""
     folder = Path(folder)
-    f = folder / EMA_WEIGHTS if ema and (folder / EMA_WEIGHTS).exists() else folder / WEIGHTS
-    return load_file(str(f))
+    has_ema = (folder / EMA_WEIGHTS).exists()
+    if ema and require_ema and not has_ema:
+        raise FileNotFoundError(f"checkpoint: {folder} has no {EMA_WEIGHTS}")
+    f = folder / EMA_WEIGHTS if ema and has_ema else folder / WEIGHTS
+    if not f.exists():
+        raise FileNotFoundError(f"checkpoint: {folder} has no {f.name}")
+    try:
+        return load_file(str(f))
+    except Exception as e:
+        raise ValueError(f"checkpoint: {f} is damaged or not a safetensors file ({_first_line(e)})") from None
 
 
 def load_config(folder: Path) -> dict:
-    return json.loads((Path(folder) / CONFIG).read_text())
+    """The checkpoint's config.json, which must be a JSON mapping."""
+    f = Path(folder) / CONFIG
+    if not f.exists():
+        raise FileNotFoundError(f"checkpoint: {Path(folder)} has no {CONFIG}")
+    try:
+        config = json.loads(f.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"checkpoint: {f} is not valid JSON ({_first_line(e)})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"checkpoint: {f} should hold a JSON mapping, got {type(config).__name__}")
+    return config
+
+
+def load_matching(module: torch.nn.Module, weights: dict, source) -> None:
+    """module.load_state_dict(weights), with a one-line error naming what does not match the network."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    shapes = sorted(k for k in set(own) & set(weights) if tuple(own[k].shape) != tuple(weights[k].shape))
+    if missing or unexpected or shapes:
+        parts = [f"{label} {names[:3]}{' ...' if len(names) > 3 else ''}" for label, names in
+                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)) if names]
+        raise ValueError(f"checkpoint: the weights in {source} do not match the network its {CONFIG} describes "
+                         f"({'; '.join(parts)})")
+    module.load_state_dict(weights)
 
 
 def numpy_rng_to_plain(state: tuple) -> dict:
@@ -97,9 +168,8 @@ def load_state(folder: Path) -> Optional[dict]:
         with torch.serialization.safe_globals(_numpy_array_globals()):
             state = torch.load(f, weights_only=True, map_location="cpu")
     except Exception as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"checkpoint: {f} is not a plain training-state file (only tensors and plain values are "
-                         f"read, nothing is unpickled): {reason[:160]}") from None
+                         f"read, nothing is unpickled): {_first_line(e)[:160]}") from None
     if not isinstance(state, dict):
         raise ValueError(f"checkpoint: {f} does not hold a training state (a mapping), got {type(state).__name__}")
     return state

@@ -4,8 +4,11 @@ from __future__ import annotations
 import csv
 import math
 import os
+import signal
+import threading
 import time
-from dataclasses import asdict, dataclass
+import typing
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, Literal, Optional
 
@@ -14,9 +17,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..utils import sample_generators
-from .checkpoint import (find_checkpoint, load_state, load_weights, numpy_rng_from_plain, numpy_rng_to_plain,
-                         save_checkpoint)
+from ..config import coerce, require
+from ..utils import check_device, sample_generators
+from ..utils import atomic_save
+from .checkpoint import (checkpoint_candidates, clean_interrupted_writes, find_checkpoint, load_config, load_matching,
+                         load_state, load_weights, numpy_rng_from_plain, numpy_rng_to_plain, save_checkpoint)
 from .distributed import barrier, init_distributed
 from .ema import EMA
 
@@ -30,7 +35,7 @@ class TrainConfig:
     lr_schedule: Literal["constant", "cosine"] = "constant"
     warmup_steps: int = 100
     weight_decay: float = 0.0
-    betas: tuple = (0.9, 0.999)
+    betas: tuple[float, ...] = (0.9, 0.999)
     grad_clip: Optional[float] = 1.0
     ema_decay: float = 0.999
     ema_warmup: bool = True
@@ -45,25 +50,58 @@ class TrainConfig:
     device: str = "auto"
     tensorboard: bool = True
     progress: bool = True
+    nonfinite: Literal["stop", "skip"] = "stop"  # a NaN/inf loss or gradient: stop with an error, or skip the step
 
     def __post_init__(self):
-        for name, kind in (("steps", int), ("batch_size", int), ("warmup_steps", int), ("log_every", int),
-                           ("checkpoint_every", int), ("sample_every", int), ("eval_every", int), ("seed", int), ("lr", float),
-                           ("weight_decay", float), ("ema_decay", float)):
-            try:  # YAML reads '1e-3' as a string
-                setattr(self, name, kind(float(getattr(self, name))) if kind is int else kind(getattr(self, name)))
-            except (TypeError, ValueError):
-                raise ValueError(f"{name}: expected a number, got {getattr(self, name)!r}") from None
-        if self.grad_clip is not None:
-            self.grad_clip = float(self.grad_clip)
+        hints = typing.get_type_hints(TrainConfig)
+        for f in fields(self):  # types as a config file spells them: 10.7 steps or batch_size: true are refused
+            setattr(self, f.name, coerce(getattr(self, f.name), hints[f.name], f.name))
         for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"lr: expected a positive number, got {self.lr}")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule: expected 'constant' or 'cosine', got {self.lr_schedule!r}")
-        self.betas = tuple(self.betas)
+            require(getattr(self, name) >= 1, name, "a positive integer", getattr(self, name))
+        for name in ("warmup_steps", "sample_every", "eval_every", "seed"):
+            require(getattr(self, name) >= 0, name, "an integer >= 0 (0: never)" if name.endswith("every")
+                    else "an integer >= 0", getattr(self, name))
+        require(math.isfinite(self.lr) and self.lr > 0, "lr", "a positive number", self.lr)
+        require(self.weight_decay >= 0, "weight_decay", "a number >= 0", self.weight_decay)
+        require(0 <= self.ema_decay < 1, "ema_decay", "a number in [0, 1)", self.ema_decay)
+        require(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "a positive number or null", self.grad_clip)
+        require(len(self.betas) == 2 and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
+                                             for b in self.betas), "betas", "two numbers in [0, 1)", self.betas)
+        self.betas = tuple(float(b) for b in self.betas)
+        check_device(self.device)
+
+
+MAX_CONSECUTIVE_SKIPS = 100  # under nonfinite='skip', this many bad steps in a row stop the run all the same
+
+
+class NonFiniteError(ValueError):
+    """The loss or the gradient became NaN or infinite (train.nonfinite='stop')."""
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C or SIGTERM: the run saved a checkpoint at `step` and stopped; the same command resumes it."""
+
+    def __init__(self, step: int, checkpoint):
+        super().__init__(f"interrupted at step {step}; checkpoint {checkpoint}; run the same command again to resume")
+        self.step, self.checkpoint = step, checkpoint
+
+
+class IncompatibleRun(ValueError):
+    """A resume asked of a run folder whose checkpoints come from another data set, network or process."""
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop the rows of a CSV log written after `step`: a resume continues from that checkpoint, so they recur."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    keep = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= step]
+    if len(keep) != len(rows):
+        def write(p):
+            with open(p, "w", newline="") as g:
+                csv.writer(g).writerows(keep)
+        atomic_save(path, write)
 
 
 class _LossModule(nn.Module):
@@ -131,6 +169,8 @@ class Trainer:
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas,
                                      weight_decay=cfg.weight_decay)
         self.step = 0
+        self.saved_step: Optional[int] = None  # the step of the last checkpoint written or resumed from
+        self.skipped = self._skips_in_a_row = 0
         module = _LossModule(self.model, loss_fn)
         if cfg.compile:
             module = torch.compile(module)
@@ -162,30 +202,61 @@ class Trainer:
                  "train_config": asdict(self.cfg)}
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        self.saved_step = self.step
         config = {**self.config, "train": asdict(self.cfg)}
         if hasattr(self.model, "config"):  # rebuildable with denoisekit.config.build(config["model"])
             config["model"] = self.model.config()
         return save_checkpoint(self.run_dir / "checkpoints" / f"step-{self.step:07d}", self.model,
                                self.ema.model, config, state)
 
-    def resume(self, path=None) -> bool:
-        """Continue from the latest checkpoint of this run (or `path`); returns whether one was found."""
-        try:
-            folder = find_checkpoint(path or self.run_dir)
-        except FileNotFoundError:
-            if path is not None:
+    def resume(self, path=None, check: Optional[Callable[[dict], None]] = None) -> bool:
+        """Continue from the latest checkpoint of this run (or `path`); returns whether one was found.
+
+        A damaged latest checkpoint (truncated weights, missing EMA, unreadable state) falls back to the previous good
+        one, with a message; `check(config)` may refuse a checkpoint's recorded config (raising IncompatibleRun)."""
+        if path is not None:
+            self._load(find_checkpoint(path), check)
+            return True
+        for sub in ("checkpoints", "samples", "."):
+            for done in clean_interrupted_writes(self.run_dir / sub):
+                tqdm.write(f"resume: tidied an interrupted save in {self.run_dir / sub}: {done}")
+        problems = []
+        for folder in checkpoint_candidates(self.run_dir):
+            try:
+                self._load(folder, check)
+            except IncompatibleRun:
                 raise
-            return False
-        self.model.load_state_dict(load_weights(folder, ema=False))
-        self.ema.model.load_state_dict(load_weights(folder, ema=True))
+            except (ValueError, OSError, KeyError, TypeError, RuntimeError) as e:
+                problems.append(f"{folder.name} is unusable ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+                continue
+            if problems:
+                tqdm.write(f"resume: {'; '.join(problems)}; resuming from {folder.name} instead")
+            return True
+        if problems:
+            raise ValueError(f"resume: no usable checkpoint in {self.run_dir / 'checkpoints'}: {problems[0]}; "
+                             f"start afresh with --no-resume")
+        return False
+
+    def _load(self, folder: Path, check=None) -> None:
+        """Read every part of a checkpoint first, then apply it: a damaged one changes nothing."""
+        config = load_config(folder)
+        if check is not None:
+            check(config)
+        weights = load_weights(folder, ema=False)
+        ema_weights = load_weights(folder, ema=True, require_ema=True)
         state = load_state(folder)
+        if state is None:
+            raise FileNotFoundError(f"checkpoint: {folder} has no training state (state.pt)")
+        step, updates, torch_rng = int(state["step"]), int(state["ema_updates"]), state["torch_rng"]
+        numpy_rng = numpy_rng_from_plain(state["numpy_rng"])
+        load_matching(self.model, weights, folder)
+        load_matching(self.ema.model, ema_weights, folder)
         self.opt.load_state_dict(state["optimizer"])
-        self.step, self.ema.updates = state["step"], state["ema_updates"]
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(numpy_rng_from_plain(state["numpy_rng"]))
+        self.step, self.ema.updates, self.saved_step = step, updates, step
+        torch.set_rng_state(torch_rng)
+        np.random.set_state(numpy_rng)
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-        return True
 
     def run_eval(self, tb=None) -> Optional[dict]:
         """Call eval_fn on the EMA model; append its numbers to eval.csv and the TensorBoard scalars under eval/."""
@@ -212,6 +283,9 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / "metrics.csv"
         new = self.step == 0 or not path.exists()  # a fresh run starts a fresh log; a resumed one appends
+        if not new:  # rows logged after the checkpoint (before a kill) are logged again from here
+            truncate_log(path, self.step)
+            truncate_log(self.run_dir / "eval.csv", self.step)
         f = open(path, "w" if new else "a", newline="")
         writer = csv.writer(f)
         if new:
@@ -220,7 +294,7 @@ class Trainer:
         if self.cfg.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
-                tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+                tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step or None)
             except Exception:  # tensorboard not installed: CSV only
                 tb = None
         return (f, writer), tb
@@ -239,25 +313,53 @@ class Trainer:
         loss.backward()
         clip = self.cfg.grad_clip if self.cfg.grad_clip is not None else float("inf")
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        if not (bool(torch.isfinite(loss)) and bool(torch.isfinite(grad_norm))):
+            return self._nonfinite(loss.detach(), grad_norm.detach())
         self.opt.step()
         self.ema.update(self.model)
         self.step += 1
+        self._skips_in_a_row = 0
         return loss.detach(), grad_norm.detach()
 
+    def _nonfinite(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A NaN/inf loss or gradient: the update is never applied; stop (the default) or skip the step."""
+        what = (f"step {self.step + 1}: the loss or its gradient is not finite (loss {float(loss):.4g}, gradient "
+                f"norm {float(grad_norm):.4g})")
+        kept = (f"the last checkpoint, step-{self.saved_step:07d}, is kept" if self.saved_step is not None
+                else "no checkpoint had been saved yet")
+        self.opt.zero_grad(set_to_none=True)
+        if self.cfg.nonfinite == "stop":
+            raise NonFiniteError(f"train: {what}; stopped before applying it ({kept}). Lower train.lr (now "
+                                 f"{self.cfg.lr:g}) or set train.nonfinite=skip to skip such steps")
+        self.skipped += 1
+        self._skips_in_a_row += 1
+        if self._skips_in_a_row >= MAX_CONSECUTIVE_SKIPS:
+            raise NonFiniteError(f"train: {what}, the {MAX_CONSECUTIVE_SKIPS}th non-finite step in a row; stopped "
+                                 f"({kept}). Lower train.lr (now {self.cfg.lr:g}) or check the data")
+        self.step += 1
+        return loss, grad_norm
+
     def train(self, until: Optional[int] = None) -> nn.Module:
-        """Run until cfg.steps (or stop early at step `until`, as an interruption would); returns the EMA model."""
+        """Run until cfg.steps (or stop early at step `until`, as an interruption would); returns the EMA model.
+
+        Ctrl-C or SIGTERM finishes the current step, saves a checkpoint and raises TrainingInterrupted (a second
+        Ctrl-C aborts at once)."""
         cfg = self.cfg
         last = min(cfg.steps, until) if until is not None else cfg.steps
         csv_log, tb = self._loggers()
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress or self.rank != 0, desc="training")
         losses, t0, n0 = [], time.perf_counter(), self.step
+        stop: list[str] = []
+        previous = self._catch_signals(stop)
         try:
             while self.step < last:
+                skipped = self.skipped
                 loss, grad_norm = self.train_step()
-                losses.append(loss)
+                if self.skipped == skipped:
+                    losses.append(loss)
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    mean_loss = float(torch.stack(losses).mean())
+                    mean_loss = float(torch.stack(losses).mean()) if losses else float("nan")
                     ips = (self.step - n0) * cfg.batch_size / (time.perf_counter() - t0)
                     losses, t0, n0 = [], time.perf_counter(), self.step
                     bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{ips:.0f}")
@@ -276,10 +378,34 @@ class Trainer:
                     self.sample_fn(self.ema.model, self.step)
                 if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
                     self.run_eval(tb)
+                if stop:
+                    if self.saved_step != self.step:
+                        self.save()
+                        barrier(self.world)
+                    raise TrainingInterrupted(self.step, self.run_dir / "checkpoints" / f"step-{self.step:07d}")
         finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             bar.close()
             if csv_log is not None:
                 csv_log[0].close()
             if tb is not None:
                 tb.close()
+        if self.skipped and self.rank == 0:
+            tqdm.write(f"training skipped {self.skipped} steps with a non-finite loss or gradient (train.nonfinite=skip)")
         return self.ema.model
+
+    @staticmethod
+    def _catch_signals(stop: list) -> dict:
+        """SIGINT/SIGTERM set a flag the loop checks after each step (a second SIGINT interrupts at once)."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def handler(signum, frame):
+            if stop and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            stop.append(signal.Signals(signum).name)
+            tqdm.write(f"{signal.Signals(signum).name}: finishing this step and saving a checkpoint "
+                       f"(Ctrl-C again to abort without saving)")
+
+        return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
