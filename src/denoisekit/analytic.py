@@ -1,6 +1,8 @@
 """Gaussian mixtures whose diffused posterior mean is closed-form: exact denoisers with no training (test oracles)."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .denoiser import Denoiser
@@ -48,19 +50,38 @@ class GaussianMixture:
         eps = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
         return self.mu[k] + self.tau[k] * eps, k
 
-    def posterior_mean(self, x_t: torch.Tensor, alpha, sigma) -> torch.Tensor:
-        """E[x0 | x_t] for x_t = alpha x0 + sigma eps: Gaussian conditioning per component, Bayes over components."""
-        shape = x_t.shape
-        x = x_t.reshape(shape[0], -1).double()
+    def _diffused(self, x_t: torch.Tensor, alpha, sigma):
+        """Per component k of p_t = sum_k w_k N(alpha mu_k, alpha^2 tau_k^2 + sigma^2): log w_k N(x_t), and E[x0 | x_t, k]."""
+        x = x_t.reshape(x_t.shape[0], -1).double()
         a = torch.as_tensor(alpha, dtype=torch.float64, device=x.device).reshape(-1, 1, 1)
         s = torch.as_tensor(sigma, dtype=torch.float64, device=x.device).reshape(-1, 1, 1)
         mu, tau2 = self.mu.to(x.device)[None], self.tau.to(x.device)[None] ** 2   # (1, K, D)
         var = a**2 * tau2 + s**2                                                    # (B|1, K, D)
         diff = x[:, None, :] - a * mu                                               # (B, K, D)
-        logp = self.w.to(x.device).log()[None] - 0.5 * ((diff**2) / var + var.log()).sum(-1)
+        logp = self.w.to(x.device).log()[None] - 0.5 * ((diff**2) / var + var.log() + math.log(2 * math.pi)).sum(-1)
+        return logp, mu + (a * tau2 / var) * diff                                   # (B, K), (B, K, D)
+
+    def log_class_posterior(self, x_t: torch.Tensor, alpha, sigma) -> torch.Tensor:
+        """log p(k | x_t) (B, K): the component posterior of the diffused mixture, closed-form."""
+        logp, _ = self._diffused(x_t, alpha, sigma)
+        return torch.log_softmax(logp, dim=1)
+
+    def log_density(self, x_t: torch.Tensor, alpha=1.0, sigma=0.0) -> torch.Tensor:
+        """log p_t(x_t) (B,) of the diffused mixture (alpha = 1, sigma = 0: the data density)."""
+        logp, _ = self._diffused(x_t, alpha, sigma)
+        return torch.logsumexp(logp, dim=1)
+
+    def posterior_mean(self, x_t: torch.Tensor, alpha, sigma, labels=None) -> torch.Tensor:
+        """E[x0 | x_t] for x_t = alpha x0 + sigma eps: Gaussian conditioning per component, Bayes over components;
+        with `labels` (B,), E[x0 | x_t, k = label] for labels >= 0 (a label < 0 means the whole mixture)."""
+        logp, cond_mean = self._diffused(x_t, alpha, sigma)
+        if labels is not None:
+            labels = torch.as_tensor(labels, device=logp.device).reshape(-1).long()
+            onehot = torch.nn.functional.one_hot(labels.clamp(min=0), len(self.w)).bool()
+            keep = onehot | (labels < 0)[:, None]
+            logp = torch.where(keep, logp, torch.full_like(logp, -math.inf))
         r = torch.softmax(logp, dim=1)                                              # responsibilities (B, K)
-        cond_mean = mu + (a * tau2 / var) * diff                                    # E[x0 | x_t, k]
-        return (r[:, :, None] * cond_mean).sum(1).reshape(shape)
+        return (r[:, :, None] * cond_mean).sum(1).reshape(x_t.shape)
 
     def score(self, x_t: torch.Tensor, alpha, sigma) -> torch.Tensor:
         """grad log p_t(x_t) = (alpha E[x0 | x_t] - x_t) / sigma^2 (Tweedie's formula)."""
@@ -68,9 +89,20 @@ class GaussianMixture:
         s = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1, *[1] * (x_t.ndim - 1))
         return (a * self.posterior_mean(x_t, alpha, sigma) - x_t.double()) / s**2
 
-    def denoiser(self, process: NoiseProcess) -> Denoiser:
-        """The exact denoiser of this mixture under `process` (an x0-prediction `Denoiser.from_function`)."""
-        def x0(x_t, t):
+    def denoiser(self, process: NoiseProcess, conditional: bool = False) -> Denoiser:
+        """The exact denoiser of this mixture under `process` (an x0-prediction `Denoiser.from_function`); with
+        `conditional`, cond = component labels gives p(x | k) (label -1: the whole mixture), as a class-conditional
+        model trained with label dropout would."""
+        def x0(x_t, t, cond=None):
             t = t.double()
-            return self.posterior_mean(x_t, process.alpha(t), process.sigma(t)).to(x_t.dtype)
+            labels = cond if conditional else None
+            return self.posterior_mean(x_t, process.alpha(t), process.sigma(t), labels).to(x_t.dtype)
         return Denoiser.from_function(x0, process, prediction="x0")
+
+    def classifier(self, process: NoiseProcess):
+        """log p(y = k | x_t, t), the exact noisy classifier, for ClassifierGuidance."""
+        def log_prob(x_t, t, y):
+            t = torch.as_tensor(t, dtype=torch.float64, device=x_t.device)
+            lp = self.log_class_posterior(x_t, process.alpha(t), process.sigma(t))
+            return lp.gather(1, y.reshape(-1, 1).long()).squeeze(1).to(x_t.dtype)
+        return log_prob

@@ -51,6 +51,92 @@ def _add_sampling_flags(s, default_steps: int = 100) -> None:
     s.add_argument("--opt", action="append", metavar="KEY=VALUE", help="any other sampler option, e.g. order=2")
 
 
+def _add_guidance_flags(s) -> None:
+    s.add_argument("--guidance", type=float, metavar="W", help="classifier-free guidance scale w: eps-hat = (1 + w) "
+                   "eps(x, y) - w eps(x) (a class-conditional model trained with label dropout)")
+    s.add_argument("--guidance-rescale", type=float, dest="guidance_rescale", metavar="PHI",
+                   help="CFG rescale phi in [0, 1] (Lin et al. 2023)")
+    s.add_argument("--guidance-interval", type=_pair, dest="guidance_interval", metavar="LO,HI",
+                   help="apply w only at noise levels sigma/alpha in (LO, HI]")
+    s.add_argument("--threshold", type=float, metavar="P", help="Imagen's dynamic thresholding at percentile P "
+                   "(e.g. 0.995)")
+    s.add_argument("--classifier", metavar="RUN", help="a noisy classifier from 'denoisekit train-classifier', for "
+                   "classifier guidance")
+    s.add_argument("--classifier-scale", type=float, dest="classifier_scale", default=1.0, metavar="S",
+                   help="classifier guidance scale s (default 1)")
+    s.add_argument("--classifier-form", dest="classifier_form", choices=["score", "mean"], default="score",
+                   help="score: eps - s sigma grad log p(y|x_t), any sampler (default); mean: mu + s Sigma grad, "
+                   "ancestral ddpm only")
+
+
+def _pair(text: str) -> tuple:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (two noise levels), got {text!r}") from None
+    return lo, hi
+
+
+def _class(text: str):
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a class index or 'all', got {text!r}") from None
+
+
+def _guiding(args) -> bool:
+    return getattr(args, "guidance", None) is not None or getattr(args, "classifier", None) is not None
+
+
+def check_guidance_args(args) -> None:
+    """The guidance flags' values, before any work (what needs the checkpoint is checked in `guided`)."""
+    from .guidance import ClassifierFreeGuidance, ClassifierGuidance, DynamicThresholding
+    if args.guidance is not None:
+        ClassifierFreeGuidance(None, args.guidance, rescale=args.guidance_rescale or 0.0,
+                               interval=args.guidance_interval)
+    elif args.guidance_rescale is not None or args.guidance_interval is not None:
+        raise ValueError("--guidance-rescale/--guidance-interval: they modify --guidance W, which is not given")
+    if args.threshold is not None:
+        DynamicThresholding(None, args.threshold)
+    if args.classifier is not None:
+        ClassifierGuidance(None, None, args.classifier_scale, args.classifier_form)
+        if args.classifier_form == "mean" and args.sampler != "ddpm":
+            raise ValueError(f"--classifier-form: 'mean' shifts the ancestral DDPM posterior mean; use --sampler "
+                             f"ddpm, or --classifier-form score with {args.sampler}")
+
+
+def guided(args, denoiser, config: dict, shape: tuple):
+    """The denoiser wrapped as the guidance flags ask, and the number of classes labels may name (None: no labels)."""
+    from .guidance import ClassifierFreeGuidance, ClassifierGuidance, DynamicThresholding
+    run = config.get("run") or {}
+    num_classes = config["data"].get("num_classes") if run.get("class_cond") else None
+    if args.guidance is not None:
+        if not num_classes:
+            raise ValueError("--guidance: classifier-free guidance needs a class-conditional model (class_cond: "
+                             "true); this one was trained without labels")
+        if not (config.get("loss") or {}).get("p_uncond"):
+            raise ValueError("--guidance: this model was trained without label dropout (loss.p_uncond = 0), so it "
+                             "has no unconditional branch to guide with")
+        denoiser = ClassifierFreeGuidance(denoiser, args.guidance, rescale=args.guidance_rescale or 0.0,
+                                          interval=args.guidance_interval)
+    if args.classifier is not None:
+        from .recipe_classifier import load_classifier
+        classifier, cconf = load_classifier(args.classifier, device=args.device)
+        if tuple((cconf.get("data") or {}).get("shape") or ()) != tuple(shape):
+            raise ValueError(f"--classifier: it was trained on data of shape {(cconf.get('data') or {}).get('shape')}, "
+                             f"but the model makes {list(shape)}")
+        k = cconf["data"].get("num_classes")
+        if num_classes and k != num_classes:
+            raise ValueError(f"--classifier: it knows {k} classes, the model {num_classes}")
+        num_classes = num_classes or k
+        denoiser = ClassifierGuidance(denoiser, classifier.log_prob, args.classifier_scale, args.classifier_form)
+    if args.threshold is not None:
+        denoiser = DynamicThresholding(denoiser, args.threshold)
+    return denoiser, num_classes
+
+
 def _eta(text: str):
     return text if text == "sigma_hat" else float(text)
 
@@ -103,8 +189,9 @@ def _set_path(d: dict, dotted: str, value: Any) -> None:
 DEFAULT_RUN = "MNIST-5k ('mnist'), the default U-Net, 1000 steps of batch 64, into runs/mnist"
 
 
-def cmd_train(args) -> int:
-    from .recipe import RunConfig, prepare_run, train_run
+def run_config(args):
+    """The run config from --config, the named flags and --set, checked whole; and the run folder."""
+    from .recipe import RunConfig
     raw: dict = read_run_config(args.config) if args.config else {}
     for flag, key in (("data", "data"), ("steps", "train.steps"), ("batch_size", "train.batch_size"),
                       ("lr", "train.lr"), ("seed", "train.seed"), ("device", "train.device"),
@@ -117,9 +204,15 @@ def cmd_train(args) -> int:
         k, v = item.split("=", 1)
         _set_path(raw, k.strip(), _parse_value(v))
     rc = RunConfig.from_dict(raw)
-    out = Path(args.out or f"runs/{Path(rc.data).stem}")
+    out = Path(args.out or f"runs/{Path(rc.data).stem}{getattr(args, 'out_suffix', '')}")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out: {out} is a file; expected a run folder")
+    return rc, out
+
+
+def cmd_train(args) -> int:
+    from .recipe import prepare_run, train_run
+    rc, out = run_config(args)
     if not args.config and not args.data:
         print(f"no --config or --data given: the default run, {DEFAULT_RUN} (about 20 minutes on a laptop CPU; "
               f"Ctrl-C saves a checkpoint and stops)")
@@ -128,6 +221,18 @@ def cmd_train(args) -> int:
         print(f"config valid: {run.summary()}")
         return 0
     train_run(rc, out, resume=not args.no_resume, run=run)
+    print(f"run folder: {out}")
+    return 0
+
+
+def cmd_train_classifier(args) -> int:
+    from .recipe_classifier import prepare_classifier, train_classifier_run
+    rc, out = run_config(args)
+    prepared = prepare_classifier(rc)
+    if args.check:
+        print(f"config valid: a noisy classifier on {prepared[0].name!r} ({len(prepared[0])} labelled images)")
+        return 0
+    train_classifier_run(rc, out, resume=not args.no_resume, prepared=prepared)
     print(f"run folder: {out}")
     return 0
 
@@ -167,15 +272,22 @@ def cmd_sample(args) -> int:
     check_device(args.device, "--device")
     if args.scale is not None and args.scale < 1:
         raise ValueError(f"--scale: expected a positive integer, got {args.scale}")
+    check_guidance_args(args)
     denoiser, config = load_denoiser(args.checkpoint, ema=not args.raw, device=args.device)
     shape = _data_shape(config, args.checkpoint)
-    labels = None
-    if args.label is not None:
-        num_classes = config["data"].get("num_classes") if (config.get("run") or {}).get("class_cond") else None
+    denoiser, num_classes = guided(args, denoiser, config, shape)
+    labels, nrow = None, None
+    if args.label == "all" or (args.label is None and num_classes and _guiding(args)):
         if not num_classes:
-            raise ValueError("--label: this model was trained without class conditioning")
+            raise ValueError("--class: this model was trained without class labels (and no --classifier is given)")
+        nrow = max(1, args.n // num_classes)  # one row per class
+        args.n = nrow * num_classes
+        labels = torch.arange(num_classes, device=args.device).repeat_interleave(nrow)
+    elif args.label is not None:
+        if not num_classes:
+            raise ValueError("--class: this model was trained without class labels (and no --classifier is given)")
         if not 0 <= args.label < num_classes:
-            raise ValueError(f"--label: expected a class in 0..{num_classes - 1}, got {args.label}")
+            raise ValueError(f"--class: expected a class in 0..{num_classes - 1}, got {args.label}")
         labels = torch.full((args.n,), args.label, dtype=torch.long, device=args.device)
     frames, every = [], max(1, args.steps // 20)
     wants_frames = args.gif or args.strip
@@ -193,8 +305,8 @@ def cmd_sample(args) -> int:
     print(f"sampler {args.sampler}: {stats['nfe']} network evaluations")
     is_image = len(shape) == 3
     scale = args.scale or (2 if is_image and shape[-1] <= 32 else 1)
-    out = save_picture(x, args.out, scale=scale)
-    print(f"samples: {out}")
+    out = save_picture(x, args.out, nrow=nrow, scale=scale)
+    print(f"samples: {out}{' (one row per class)' if nrow else ''}")
     if args.npz:
         arr = x.cpu().numpy()
         from .images import atomic_save
@@ -249,23 +361,24 @@ def cmd_eval(args) -> int:
         options = _check_sampling_args(args)
         if args.n <= args.k:
             raise ValueError(f"--n: precision/recall with --k {args.k} needs more than {args.k} samples, got {args.n}")
+        check_guidance_args(args)
         denoiser, config = load_denoiser(path, ema=not args.raw, device=args.device)
-        run = config.get("run") or {}
-        data = data or run.get("data")
+        data = data or (config.get("run") or {}).get("data")
         shape = _data_shape(config, path)
-        num_classes = config["data"].get("num_classes") if run.get("class_cond") else None
+        denoiser, num_classes = guided(args, denoiser, config, shape)
         labels = balanced_labels(args.n, num_classes, args.device)
         samples = generate(denoiser, args.n, shape, seed=args.seed, steps=args.steps, sampler=args.sampler,
                            schedule=args.schedule, labels=labels, progress=True,
                            times=_auto_times(args, denoiser, shape, options), **options).cpu()
     else:
-        samples = load_samples(path)
+        samples, labels = load_samples(path), None
     if not data:
         raise ValueError("--data: name the data set the samples should be compared with (e.g. --data mnist)")
     ds = load_dataset(data, image_size=args.image_size)
     evaluator = Evaluator(ds, device=args.device, inception_weights=args.inception_weights, k=args.k,
                           cache_root=args.cache_dir)
-    metrics = {"samples": str(path), **evaluator.evaluate(samples)}
+    labels = labels.cpu() if labels is not None and ds.is_image and ds.y is not None else None
+    metrics = {"samples": str(path), **evaluator.evaluate(samples, labels)}
     print(format_report(metrics))
     if ds.is_image and "inception_fid" not in metrics:
         print(f"(no Inception FID: {HOW_TO})")
@@ -408,15 +521,8 @@ def _run(args) -> int:
         return 1
 
 
-def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show the full traceback of an error")
-    p = Parser(prog="denoisekit", description="Denoising-diffusion models: train, sample, inspect.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
-
-    t = sub.add_parser("train", parents=[common], help="train a model; the run folder holds config, checkpoints, "
-                       "logs and samples", description=f"Train a model. With neither --config nor --data it trains "
-                       f"the default run: {DEFAULT_RUN}.")
+def _add_run_flags(t) -> None:
+    """The flags of the commands that train into a run folder from a run config."""
     t.add_argument("--config", help="YAML run configuration (flags override it)")
     t.add_argument("--data", help="mnist (the default), digits, swiss_roll, moons, 8gaussians, checkerboard, or a "
                    "folder/.npz/idx path")
@@ -433,14 +539,37 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field, e.g. net.channels=48")
     t.add_argument("--no-resume", action="store_true", help="start afresh: remove the run folder's previous "
                    "checkpoints, logs and samples (nothing else) before training")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    p = Parser(prog="denoisekit", description="Denoising-diffusion models: train, sample, inspect.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    t = sub.add_parser("train", parents=[common], help="train a model; the run folder holds config, checkpoints, "
+                       "logs and samples", description=f"Train a model. With neither --config nor --data it trains "
+                       f"the default run: {DEFAULT_RUN}.")
+    _add_run_flags(t)
     t.set_defaults(func=cmd_train)
+
+    c = sub.add_parser("train-classifier", parents=[common], help="train a noisy classifier p(y | x_t, t) for "
+                       "classifier guidance (same run folder and checkpoints as train)",
+                       description="Train a noisy classifier on labelled images: the U-Net's encoder half with the "
+                       "time embedding and a pooled head, on x_t at all noise levels. Its net section takes the "
+                       "U-Net's settings (channels, channel_mult, num_res_blocks, attention_levels, ...).")
+    _add_run_flags(c)
+    c.set_defaults(func=cmd_train_classifier, out_suffix="-classifier")
 
     s = sub.add_parser("sample", parents=[common], help="draw samples from a checkpoint into a PNG grid (and GIF / npz)")
     s.add_argument("checkpoint", help="a checkpoint folder or a run folder")
     s.add_argument("--n", type=int, default=64)
     s.add_argument("--seed", type=int, default=0)
     _add_sampling_flags(s)
-    s.add_argument("--label", type=int, help="class label for a class-conditional model")
+    s.add_argument("--class", "--label", dest="label", type=_class, metavar="K|all",
+                   help="the class to draw (a class-conditional or classifier-guided model); 'all': one row per class "
+                   "(the default when guiding)")
+    _add_guidance_flags(s)
     s.add_argument("--out", default="samples.png")
     s.add_argument("--gif", help="also write a GIF of the reverse process")
     s.add_argument("--strip", help="also write a PNG strip of the reverse process")
@@ -463,6 +592,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--n", type=int, default=1000, help="samples to draw from a checkpoint")
     e.add_argument("--seed", type=int, default=0)
     _add_sampling_flags(e)
+    _add_guidance_flags(e)
     e.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA weights")
     e.add_argument("--device", default="cpu")
     e.set_defaults(func=cmd_eval)

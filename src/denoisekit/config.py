@@ -12,14 +12,14 @@ from typing import Any, Literal, Union
 REGISTRY: dict[str, type] = {}
 
 
-def _encode(value: Any) -> Any:
+def encode_value(value: Any) -> Any:
     """Turn a constructor argument into JSON: configurable objects become nested configs."""
     if hasattr(value, "config") and getattr(type(value), "__name__", None) in REGISTRY:
         return value.config()
     if isinstance(value, (list, tuple)):
-        return [_encode(v) for v in value]
+        return [encode_value(v) for v in value]
     if isinstance(value, dict):
-        return {k: _encode(v) for k, v in value.items()}
+        return {k: encode_value(v) for k, v in value.items()}
     if hasattr(value, "tolist"):  # tensors and arrays
         return value.tolist()
     return value
@@ -42,7 +42,7 @@ def configurable(cls: type) -> type:
 
     cls.__init__ = wrapped
     cls.config = lambda self: {"class": type(self).__name__,
-                               **{k: _encode(v) for k, v in self._recorded.items()}}
+                               **{k: encode_value(v) for k, v in self._recorded.items()}}
     REGISTRY[cls.__name__] = cls
     return cls
 

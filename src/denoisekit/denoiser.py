@@ -73,13 +73,14 @@ class Denoiser(nn.Module):
         t, alpha, sigma = self._coefficients(x_t, t)
         return from_x0_eps(self.prediction, x0, eps, x_t, alpha, sigma, self.sigma_data)
 
-    def forward(self, x_t: torch.Tensor, t, cond: Any = None, *, alpha=None, sigma=None) -> Prediction:
-        """Prediction(x0, eps) at (x_t, t); samplers pass alpha(t), sigma(t) precomputed to skip the table look-ups."""
+    def forward(self, x_t: torch.Tensor, t, cond: Any = None, *, alpha=None, sigma=None, clip: bool = True) -> Prediction:
+        """Prediction(x0, eps) at (x_t, t); samplers pass alpha(t), sigma(t) precomputed to skip the table look-ups.
+        `clip=False` skips clip_x0 (classifier-free guidance clips after combining its branches)."""
         t, alpha, sigma = self._coefficients(x_t, t, alpha, sigma)
         x_in, c_noise = network_inputs(self.prediction, x_t, t, alpha, sigma, self.sigma_data)
         out = self.net(x_in, c_noise, cond)
         x0, eps = to_x0_eps(self.prediction, out, x_t, alpha, sigma, self.sigma_data)
-        if self.clip_x0 is not None:
+        if clip and self.clip_x0 is not None:
             x0 = x0.clamp(-self.clip_x0, self.clip_x0)
             _, eps = to_x0_eps("x0", x0, x_t, alpha, sigma)
         return Prediction(x0=x0, eps=eps)

@@ -19,15 +19,19 @@ class SimpleLoss:
     t_sampling 'uniform' draws t ~ U{0..T-1}; 'lognormal' draws the noise level sigma/alpha ~ exp(N(p_mean, p_std^2))
     as in EDM (Karras et al. 2022, sec. 5): with prediction 'edm' this is exactly EDM's loss.
     min_snr_gamma weights the x0 error by min(SNR, gamma) (Hang et al. 2023).
+    p_uncond replaces each class label by 'no label' (-1) with this probability, so one network learns p(x | y) and
+    p(x) for classifier-free guidance (Ho & Salimans 2022, Alg. 1).
     """
 
     def __init__(self, t_sampling: TimeSampling = "uniform", min_snr_gamma: Optional[float] = None,
-                 p_mean: float = -1.2, p_std: float = 1.2):
+                 p_mean: float = -1.2, p_std: float = 1.2, p_uncond: float = 0.0):
         if t_sampling not in ("uniform", "lognormal"):
             raise ValueError(f"t_sampling: expected 'uniform' or 'lognormal', got {t_sampling!r}")
         if min_snr_gamma is not None and min_snr_gamma <= 0:
             raise ValueError(f"min_snr_gamma: expected a positive number, got {min_snr_gamma}")
         require(p_std > 0, "p_std", "a positive number", p_std)
+        require(0 <= p_uncond < 1, "p_uncond", "a probability in [0, 1)", p_uncond)
+        self.p_uncond = p_uncond
         self.t_sampling, self.min_snr_gamma = t_sampling, min_snr_gamma
         self.p_mean, self.p_std = p_mean, p_std
 
@@ -43,6 +47,8 @@ class SimpleLoss:
         process = denoiser.process
         t = self.sample_t(process, x0.shape[0], generator, x0.device)
         eps = randn(x0.shape, generator, device=x0.device, dtype=x0.dtype)
+        if self.p_uncond > 0 and cond is not None:
+            cond = drop_labels(cond, rand((x0.shape[0],), generator, device=x0.device) < self.p_uncond)
         x_t = process.q_sample(x0, t, eps)
         out = denoiser.net_output(x_t, t, cond)
         err = (out.float() - denoiser.target(x0, eps, x_t, t).float()) ** 2
@@ -54,3 +60,27 @@ class SimpleLoss:
                                                                          denoiser.sigma_data)
             per_example = per_example * weight.to(per_example.dtype)
         return per_example
+
+
+def drop_labels(cond, drop: torch.Tensor):
+    """cond with the labels where `drop` is true replaced by 'no label' (-1)."""
+    if isinstance(cond, dict):
+        return {**cond, "label": drop_labels(cond["label"], drop)} if cond.get("label") is not None else cond
+    return torch.where(drop, torch.full_like(cond, -1), cond)
+
+
+@configurable
+class ClassifierLoss:
+    """Cross-entropy of a noisy classifier p_phi(y | x_t, t) on x_t ~ q(x_t | x_0), with t drawn as SimpleLoss draws it
+    (Dhariwal & Nichol 2021, sec. 4.1): `loss(classifier, x0, labels, generator) -> per-example loss`."""
+
+    def __init__(self, t_sampling: TimeSampling = "uniform"):
+        self.times = SimpleLoss(t_sampling)
+
+    def __call__(self, classifier, x0: torch.Tensor, cond=None, generator: Generator = None) -> torch.Tensor:
+        if cond is None:
+            raise ValueError("ClassifierLoss: needs the class labels as cond")
+        process = classifier.process
+        t = self.times.sample_t(process, x0.shape[0], generator, x0.device)
+        x_t = process.q_sample(x0, t, randn(x0.shape, generator, device=x0.device, dtype=x0.dtype))
+        return torch.nn.functional.cross_entropy(classifier(x_t, t).float(), cond.long(), reduction="none")

@@ -15,7 +15,7 @@ import torch
 import yaml
 from torch import nn
 
-from .config import build, check_arguments, require
+from .config import REGISTRY, build, check_arguments, encode_value, require
 from .data import ArrayDataset, load_dataset
 from .denoiser import Denoiser
 from .images import save_picture, save_row_strip
@@ -77,7 +77,7 @@ class RunConfig:
         require(self.channels in (None, 1, 3), "channels", "1 (grey), 3 (RGB) or null", self.channels)
         check_net_keys(self.net)
         process = build_section("process", DiscreteVP, self.process)
-        build_section("loss", SimpleLoss, self.loss)
+        build_section("loss", SimpleLoss, loss_arguments(self))
         build_section("train", TrainConfig, self.train, reserved={"use_labels": "set by class_cond"})
         Denoiser(nn.Identity(), process, self.prediction, self.sigma_data, self.clip_x0)
         for section in ("sample", "eval"):
@@ -85,6 +85,18 @@ class RunConfig:
 
     def as_dict(self) -> dict:
         return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+
+
+def loss_arguments(rc: RunConfig) -> dict:
+    """The loss section, with label dropout p_uncond = 0.1 by default for a class-conditional model (one network for
+    p(x | y) and p(x): classifier-free guidance needs both)."""
+    if not isinstance(rc.loss, dict):
+        return rc.loss
+    if not rc.class_cond:
+        if rc.loss.get("p_uncond"):
+            raise ValueError("loss.p_uncond: drops class labels, so it needs class_cond: true")
+        return rc.loss
+    return {"p_uncond": 0.1, **rc.loss}
 
 
 # Network arguments the recipe sets from the data and the run config, never from the net section.
@@ -237,7 +249,7 @@ def prepare_run(rc: RunConfig) -> Run:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(tc.seed)
         denoiser = build_denoiser(rc, ds)
-    loss = build_section("loss", SimpleLoss, rc.loss)
+    loss = build_section("loss", SimpleLoss, loss_arguments(rc))
     if tc.batch_size > len(ds):
         raise ValueError(f"train.batch_size: {tc.batch_size} is larger than the data set ({len(ds)} examples)")
     return Run(rc, ds, denoiser, loss, tc)
@@ -261,12 +273,27 @@ def _differences(old, new, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
 
 
-def compatibility_check(run: Run, out: Path):
+def with_defaults(config):
+    """A recorded config with the defaults of arguments added since it was written (so older checkpoints compare)."""
+    if isinstance(config, list):
+        return [with_defaults(v) for v in config]
+    if not isinstance(config, dict):
+        return config
+    out = {k: with_defaults(v) for k, v in config.items()}
+    cls = REGISTRY.get(config.get("class")) if isinstance(config.get("class"), str) else None
+    if cls is not None:
+        for name, p in inspect.signature(cls).parameters.items():
+            if name not in out and p.default is not inspect.Parameter.empty:
+                out[name] = encode_value(p.default)
+    return out
+
+
+def compatibility_check(model, loss, record: dict, out: Path):
     """check(config) for Trainer.resume: refuse a checkpoint made with another data set, network, process or loss."""
-    new = {"model": run.denoiser.config(), "loss": run.loss.config(), "data": run.record["data"]}
+    new = {"model": model.config(), "loss": loss.config(), "data": record["data"]}
 
     def check(config: dict) -> None:
-        old = {k: config.get(k) for k in IDENTITY}
+        old = {k: with_defaults(config.get(k)) for k in IDENTITY}
         if old["data"] is not None and "fingerprint" not in old["data"]:  # recorded before fingerprints
             old["data"] = {**old["data"], **{k: new["data"][k] for k in ("fingerprint", "size")}}
         diff = _differences(old, new)
@@ -326,7 +353,17 @@ def train_run(rc: RunConfig, out: Path, resume: bool = True, run: Optional[Run] 
         return evaluator[0].evaluate(draw(ema_model, rc.eval, rc.eval["n"]).cpu())
 
     trainer = Trainer(denoiser, loss, ds, out, tc, config=run.record, sample_fn=sample_fn, eval_fn=eval_fn)
-    if resume and trainer.resume(check=compatibility_check(run, out)):
+    start_run(trainer, rc, out, resume, compatibility_check(denoiser, loss, run.record, out))
+    if trainer.rank == 0:
+        forward_process_picture(ds, denoiser.process, out / "forward_process.png")
+        print(f"training {run.summary()} -> {out}")
+    trainer.train()
+    return out
+
+
+def start_run(trainer: Trainer, rc: RunConfig, out: Path, resume: bool, check) -> None:
+    """Resume (refusing another set-up) or clear a previous run's outputs; then record the config in run.yaml."""
+    if resume and trainer.resume(check=check):
         print(f"resuming {out} at step {trainer.step}")
     elif not resume and trainer.rank == 0:
         removed = clear_run_outputs(out)
@@ -334,11 +371,6 @@ def train_run(rc: RunConfig, out: Path, resume: bool = True, run: Optional[Run] 
             print(f"--no-resume: removed the previous run's {', '.join(removed)} from {out}")
     if trainer.rank == 0:
         atomic_save(out / "run.yaml", lambda p: Path(p).write_text(yaml.safe_dump(rc.as_dict(), sort_keys=False)))
-        forward_process_picture(ds, denoiser.process, out / "forward_process.png")
-    if trainer.rank == 0:
-        print(f"training {run.summary()} -> {out}")
-    trainer.train()
-    return out
 
 
 def load_denoiser(path, ema: bool = True, device: str = "cpu") -> tuple[Denoiser, dict]:
@@ -352,6 +384,9 @@ def load_denoiser(path, ema: bool = True, device: str = "cpu") -> tuple[Denoiser
     except (ValueError, TypeError, KeyError, AttributeError) as e:
         raise ValueError(f"checkpoint: {folder / 'config.json'} does not describe a model this version can build "
                          f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if not isinstance(denoiser, Denoiser):
+        raise ValueError(f"checkpoint: {path} holds a {type(denoiser).__name__}, not a diffusion model"
+                         f"{' (use it with --classifier)' if type(denoiser).__name__ == 'NoisyClassifier' else ''}")
     if ema and not (folder / "ema.safetensors").exists():
         warnings.warn(f"checkpoint: {folder} has no EMA weights; using the raw weights", stacklevel=2)
     load_matching(denoiser, load_weights(folder, ema=ema), folder)

@@ -78,9 +78,12 @@ class Evaluator:
         return samples
 
     @torch.no_grad()
-    def evaluate(self, samples: torch.Tensor) -> dict:
-        """Metrics of samples (N, *data shape) in the data's [-1, 1] scale, with the reference figures beside them."""
+    def evaluate(self, samples: torch.Tensor, labels: Optional[torch.Tensor] = None) -> dict:
+        """Metrics of samples (N, *data shape) in the data's [-1, 1] scale, with the reference figures beside them;
+        with the `labels` the samples were asked for, also the reference classifier's class accuracy on them."""
         samples = self._check(samples)
+        if labels is not None and (len(labels) != len(samples) or self.classifier is None):
+            raise ValueError("labels: expected one label per sample, and a labelled image data set")
         n = len(samples)
         g = torch.Generator().manual_seed(self.seed + 1)
         if self.classifier is None:
@@ -96,6 +99,8 @@ class Evaluator:
                "precision": precision, "recall": recall, "classifier_score": classifier_score(logits),
                "class_histogram": [round(float(h), 4) for h in hist],
                "class_tv": float((hist - self.class_freq).abs().sum() / 2)}
+        if labels is not None:
+            out["class_accuracy"] = float((logits.argmax(1).cpu() == labels.cpu()).double().mean())
         if n < 500:
             out["warning"] = (f"only {n} samples: precision/recall (k-NN radii widen as points thin out) and the "
                               f"Frechet distance (biased upwards by about 1/n) are unreliable below ~500")

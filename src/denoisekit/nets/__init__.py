@@ -1,5 +1,6 @@
-"""Denoiser networks."""
+"""Denoiser networks, and the noisy classifier of classifier guidance."""
+from .classifier import EncoderClassifier
 from .mlp import MLP
 from .unet import UNet
 
-__all__ = ["MLP", "UNet"]
+__all__ = ["EncoderClassifier", "MLP", "UNet"]

@@ -68,5 +68,6 @@ class ConditionEmbedding(nn.Module):
         if self.label is not None:
             if labels is None:
                 labels = torch.full((batch,), self.num_classes, device=emb.device, dtype=torch.long)
+            labels = torch.where(labels < 0, self.num_classes, labels)  # -1: no label (classifier-free guidance)
             emb = emb + self.label(labels)
         return emb

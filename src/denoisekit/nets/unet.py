@@ -92,6 +92,49 @@ class Attention(nn.Module):
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
 
+def check_encoder_arguments(in_channels, channels, channel_mult, num_res_blocks, attention_levels, num_heads, dropout,
+                            resample, patch_size) -> None:
+    """One-line errors for the arguments the U-Net and the noisy classifier share."""
+    for name, value in (("in_channels", in_channels), ("channels", channels), ("num_res_blocks", num_res_blocks),
+                        ("num_heads", num_heads), ("patch_size", patch_size)):
+        require(value >= 1, name, "a positive integer", value)
+    require(len(channel_mult) > 0 and all(m >= 1 for m in channel_mult), "channel_mult",
+            "a non-empty list of positive integers", channel_mult)
+    require(all(0 <= a < len(channel_mult) for a in attention_levels), "attention_levels",
+            f"levels among 0..{len(channel_mult) - 1} (one per channel_mult entry)", attention_levels)
+    require(0 <= dropout < 1, "dropout", "a probability in [0, 1)", dropout)
+    require(resample in ("conv", "biggan"), "resample", "'conv' or 'biggan'", resample)
+
+
+def _resampler(resample: str, emb_dim: int, dropout: float):
+    """The down/up-sampling layer: a plain (conv) resample, or a BigGAN ResBlock that resamples inside."""
+    def make(ch, direction):
+        if resample == "biggan":
+            return ResBlock(ch, ch, emb_dim, dropout, resample=direction)
+        return Resample(ch, direction)
+    return make
+
+
+def encoder(channels, channel_mult, num_res_blocks, attention_levels, num_heads, dropout, emb_dim, resampler):
+    """The U-Net's down path (shared with the noisy classifier): groups of layers, which groups halve the
+    resolution, and the channels of every skip connection (the first is the input convolution's)."""
+    down, halves, skips, ch = nn.ModuleList(), [], [channels], channels
+    for level, mult in enumerate(channel_mult):
+        for _ in range(num_res_blocks):
+            layer = [ResBlock(ch, channels * mult, emb_dim, dropout)]
+            ch = channels * mult
+            if level in attention_levels:
+                layer.append(Attention(ch, num_heads))
+            down.append(nn.ModuleList(layer))
+            halves.append(False)
+            skips.append(ch)
+        if level < len(channel_mult) - 1:
+            down.append(nn.ModuleList([resampler(ch, "down")]))
+            halves.append(True)
+            skips.append(ch)
+    return down, halves, skips
+
+
 @configurable
 class UNet(nn.Module):
     """`net(x, c_noise, cond)`: image to image. Level i works at resolution image/2^i with channels*channel_mult[i].
@@ -107,45 +150,20 @@ class UNet(nn.Module):
                  resample: str = "conv", time_embedding: str = "sinusoidal",
                  num_classes: Optional[int] = None, cond_channels: int = 0, patch_size: int = 1):
         super().__init__()
-        for name, value, least in (("in_channels", in_channels, 1), ("channels", channels, 1),
-                                   ("num_res_blocks", num_res_blocks, 1), ("num_heads", num_heads, 1),
-                                   ("cond_channels", cond_channels, 0), ("patch_size", patch_size, 1)):
-            require(value >= least, name, "a positive integer" if least else "an integer >= 0", value)
+        check_encoder_arguments(in_channels, channels, channel_mult, num_res_blocks, attention_levels, num_heads,
+                                dropout, resample, patch_size)
+        require(cond_channels >= 0, "cond_channels", "an integer >= 0", cond_channels)
         require(out_channels is None or out_channels >= 1, "out_channels", "a positive integer or null", out_channels)
-        require(len(channel_mult) > 0 and all(m >= 1 for m in channel_mult), "channel_mult",
-                "a non-empty list of positive integers", channel_mult)
-        require(all(0 <= a < len(channel_mult) for a in attention_levels), "attention_levels",
-                f"levels among 0..{len(channel_mult) - 1} (one per channel_mult entry)", attention_levels)
-        require(0 <= dropout < 1, "dropout", "a probability in [0, 1)", dropout)
         self.patch_size = patch_size  # pixel-unshuffle p x p patches into channels: p^2 less work a pixel
-        if resample not in ("conv", "biggan"):
-            raise ValueError(f"resample: expected 'conv' or 'biggan', got {resample!r}")
         out_channels = out_channels or in_channels
         emb_dim = 4 * channels
         self.embed = ConditionEmbedding(time_embedding, channels, emb_dim, num_classes)
         self.conv_in = nn.Conv2d((in_channels + cond_channels) * patch_size**2, channels, 3, padding=1)
 
-        def resampler(ch, direction):
-            if resample == "biggan":
-                return ResBlock(ch, ch, emb_dim, dropout, resample=direction)
-            return Resample(ch, direction)
-
-        self.down = nn.ModuleList()
-        self._resamples_down: list[bool] = []  # which down groups halve the resolution
-        skips, ch = [channels], channels
-        for level, mult in enumerate(channel_mult):
-            for _ in range(num_res_blocks):
-                layer = [ResBlock(ch, channels * mult, emb_dim, dropout)]
-                ch = channels * mult
-                if level in attention_levels:
-                    layer.append(Attention(ch, num_heads))
-                self.down.append(nn.ModuleList(layer))
-                self._resamples_down.append(False)
-                skips.append(ch)
-            if level < len(channel_mult) - 1:
-                self.down.append(nn.ModuleList([resampler(ch, "down")]))
-                self._resamples_down.append(True)
-                skips.append(ch)
+        resampler = _resampler(resample, emb_dim, dropout)
+        self.down, self._resamples_down, skips = encoder(channels, channel_mult, num_res_blocks, attention_levels,
+                                                         num_heads, dropout, emb_dim, resampler)
+        ch = skips[-1]
         mid = [ResBlock(ch, ch, emb_dim, dropout)]
         mid += [Attention(ch, num_heads), ResBlock(ch, ch, emb_dim, dropout)] if attention_levels else []
         self.mid = nn.ModuleList(mid)

@@ -79,6 +79,7 @@ class CountingDenoiser(torch.nn.Module):
     def __init__(self, denoiser):
         super().__init__()
         self.inner, self.process, self.nfe = denoiser, denoiser.process, 0
+        self.mean_shift = getattr(denoiser, "mean_shift", None)
 
     def forward(self, *args, **kwargs):
         self.nfe += 1
@@ -97,6 +98,9 @@ def sample(denoiser, x_T: torch.Tensor, sampler: str = "dpmpp_2m", steps: Option
     `stats`, if a dict, receives the number of network evaluations used as stats['nfe'].
     """
     fn = get_sampler(sampler)
+    if getattr(denoiser, "mean_shift", None) is not None and sampler != "ddpm":
+        raise ValueError(f"sampler {sampler!r}: classifier guidance in the mean form shifts the ancestral DDPM "
+                         f"posterior mean; use sampler 'ddpm', or the score form with {sampler!r}")
     if times is None:
         if steps is None:
             raise ValueError("steps: give the number of sampling steps (or explicit times)")

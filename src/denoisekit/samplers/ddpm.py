@@ -33,6 +33,9 @@ def ddpm_step(denoiser, x: torch.Tensor, t, s, noise: Optional[torch.Tensor], *,
     pred = denoiser(x, t, cond)
     c_xt, c_x0, std = (append_dims(c, x.ndim).to(x.dtype) for c in ddpm_coefficients(denoiser.process, t, s, variance))
     mean = c_xt * x + c_x0 * pred.x0
+    shift = getattr(denoiser, "mean_shift", None)
+    if shift is not None:
+        mean = mean + shift(x, t, cond, std**2)
     return (mean if noise is None else mean + std * noise), pred
 
 
@@ -49,11 +52,15 @@ def ddpm_sample(denoiser, x_T: torch.Tensor, times: torch.Tensor, *, variance: V
     times = check_times(times)
     c_xt, c_x0, std = (c.tolist() for c in ddpm_coefficients(denoiser.process, times[:-1], times[1:], variance))
     grid = Grid(denoiser, times, x_T, cond)
+    shift = getattr(denoiser, "mean_shift", None)  # classifier guidance's mean form: mu + s Sigma grad log p(y|x_t)
     x = x_T
     for i in steps_of(grid, progress):
         pred = grid.denoise_x(x, i)
+        delta = shift(x, grid._t[i], cond, std[i] ** 2) if shift is not None and std[i] > 0 else None
         x = x * c_xt[i]
         x.add_(pred.x0, alpha=c_x0[i])
+        if delta is not None:
+            x.add_(delta)
         if std[i] > 0:
             x.add_(noise_like(x, generator), alpha=std[i])
         if callback is not None:

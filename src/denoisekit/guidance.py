@@ -1,0 +1,191 @@
+"""Guidance as denoiser wrappers (DESIGN.md): each takes a denoiser, returns one, forwards `.process`, and so works
+with every sampler. Guidance is Bayes' rule on scores: grad log p(x_t | y) = grad log p(x_t) + grad log p(y | x_t),
+and with eps = -sigma grad log p(x_t), a score correction g becomes eps-hat = eps - sigma g."""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from .config import configurable, require
+from .denoiser import Denoiser, Prediction
+from .nets.embeddings import split_cond
+from .prediction import network_inputs
+from .utils import append_dims
+
+NULL_LABEL = -1  # 'no label': the network's extra label embedding (index num_classes), trained with p_uncond
+
+
+class DenoiserWrapper(nn.Module):
+    """A denoiser around a denoiser: forwards `.process` and any sampler hook (`mean_shift`) of the one inside."""
+
+    def __init__(self, denoiser):
+        super().__init__()
+        self.denoiser = denoiser
+
+    @property
+    def process(self):
+        return self.denoiser.process
+
+    @property
+    def mean_shift(self) -> Optional[Callable]:
+        return getattr(self.denoiser, "mean_shift", None)
+
+    def coefficients(self, x: torch.Tensor, t, alpha=None, sigma=None):
+        """(t as a batch vector, alpha, sigma) broadcastable against x, computed unless the sampler passed them."""
+        t = torch.as_tensor(t, device=x.device)
+        if t.ndim == 0:
+            t = t.expand(x.shape[0])
+        if alpha is None or sigma is None:
+            t64 = t.to(torch.float64)
+            alpha = append_dims(self.process.alpha(t64), x.ndim).to(x.dtype)
+            sigma = append_dims(self.process.sigma(t64), x.ndim).to(x.dtype)
+        return t, alpha, sigma
+
+
+def from_x0(x0: torch.Tensor, x_t: torch.Tensor, alpha, sigma) -> Prediction:
+    """The Prediction whose x0 is given: eps = (x_t - alpha x0) / sigma."""
+    return Prediction(x0=x0, eps=(x_t - alpha * x0) / sigma)
+
+
+def labels_of(cond, who: str) -> torch.Tensor:
+    labels, _ = split_cond(cond)
+    if labels is None:
+        raise ValueError(f"{who}: needs class labels; pass cond=labels (a LongTensor, one per sample)")
+    return labels
+
+
+def _twice(v):
+    """v for a batch sent twice (conditional, unconditional): per-example tensors are repeated, the rest kept."""
+    if isinstance(v, dict):
+        return {k: _twice(u) for k, u in v.items()}
+    return torch.cat([v, v]) if isinstance(v, torch.Tensor) and v.ndim >= 1 else v
+
+
+class ClassifierFreeGuidance(DenoiserWrapper):
+    """eps-hat = (1 + w) eps(x, y) - w eps(x) (Ho & Salimans 2022, eq. 6), i.e. gamma eps(x, y) + (1 - gamma) eps(x)
+    with gamma = 1 + w; both branches in one batched forward pass, combined before the inner denoiser's x0 clipping.
+
+    `rescale` phi in [0, 1] matches the guided x0's per-sample std to the conditional one's (Lin et al. 2023, eq. 15-16);
+    `interval` (lo, hi) applies w only at noise levels sigma/alpha in (lo, hi] (Kynkaanniemi et al. 2024), the
+    conditional prediction elsewhere.
+    """
+
+    def __init__(self, denoiser, w: Optional[float] = None, *, gamma: Optional[float] = None, rescale: float = 0.0,
+                 interval: Optional[tuple] = None):
+        super().__init__(denoiser)
+        if (w is None) == (gamma is None):
+            raise ValueError("guidance: give the scale as w (eps-hat = (1 + w) eps_c - w eps_u) or as gamma = 1 + w")
+        w = float(gamma) - 1 if gamma is not None else float(w)
+        require(math.isfinite(w) and w >= -1, "guidance", "a scale w >= -1 (gamma = 1 + w >= 0)", w)
+        require(0 <= rescale <= 1, "guidance_rescale", "a number in [0, 1]", rescale)
+        if interval is not None:
+            lo, hi = (float(v) for v in interval)
+            require(0 <= lo < hi, "guidance_interval", "noise levels lo < hi with lo >= 0", interval)
+            interval = (lo, hi)
+        self.w, self.rescale, self.interval = w, float(rescale), interval
+
+    def forward(self, x: torch.Tensor, t, cond: Any = None, *, alpha=None, sigma=None) -> Prediction:
+        labels = labels_of(cond, "classifier-free guidance")
+        t, alpha, sigma = self.coefficients(x, t, alpha, sigma)
+        both = torch.cat([labels, torch.full_like(labels, NULL_LABEL)])
+        if isinstance(cond, dict):  # other conditioning (a concatenated image) goes to both branches
+            both = {**{k: _twice(v) for k, v in cond.items()}, "label": both}
+        inner = self.denoiser
+        clip = getattr(inner, "clip_x0", None) if isinstance(inner, Denoiser) else None
+        kwargs = {"clip": False} if isinstance(inner, Denoiser) else {}
+        pred = inner(torch.cat([x, x]), torch.cat([t, t]), both, alpha=_twice(alpha) if alpha.shape[0] > 1 else alpha,
+                     sigma=_twice(sigma) if sigma.shape[0] > 1 else sigma, **kwargs)  # one batched pass
+        x0_c, x0_u = pred.x0.chunk(2)
+        w = torch.full((x.shape[0],), self.w, dtype=x.dtype, device=x.device)
+        if self.interval is not None:
+            level = (sigma / alpha).reshape(-1).expand(x.shape[0])
+            w = torch.where((level > self.interval[0]) & (level <= self.interval[1]), w, torch.zeros_like(w))
+        x0 = x0_c + append_dims(w, x.ndim) * (x0_c - x0_u)
+        if self.rescale > 0:
+            dims = tuple(range(1, x.ndim))
+            ratio = x0_c.std(dim=dims, keepdim=True) / x0.std(dim=dims, keepdim=True).clamp(min=1e-12)
+            x0 = self.rescale * x0 * ratio + (1 - self.rescale) * x0
+        if clip is not None:
+            x0 = x0.clamp(-clip, clip)
+        return from_x0(x0, x, alpha, sigma)
+
+
+class DynamicThresholding(DenoiserWrapper):
+    """Imagen's dynamic thresholding (Saharia et al. 2022, sec. 2.3): s = the `percentile` of |x0| per sample,
+    s = max(s, 1), x0 <- clip(x0, -s, s) / s."""
+
+    def __init__(self, denoiser, percentile: float = 0.995):
+        super().__init__(denoiser)
+        require(0 < percentile <= 1, "threshold", "a percentile in (0, 1]", percentile)
+        self.percentile = float(percentile)
+
+    def forward(self, x: torch.Tensor, t, cond: Any = None, *, alpha=None, sigma=None) -> Prediction:
+        t, alpha, sigma = self.coefficients(x, t, alpha, sigma)
+        pred = self.denoiser(x, t, cond, alpha=alpha, sigma=sigma)
+        s = torch.quantile(pred.x0.reshape(len(x), -1).abs().float(), self.percentile, dim=1).clamp(min=1)
+        s = append_dims(s.to(x.dtype), x.ndim)
+        return from_x0(torch.maximum(torch.minimum(pred.x0, s), -s) / s, x, alpha, sigma)
+
+
+class ClassifierGuidance(DenoiserWrapper):
+    """Guidance by any differentiable log p(y | x_t, t) (a noisy classifier, an analytic posterior, a reward).
+
+    form 'score' (DDIM, ODE solvers, any sampler): eps-hat = eps - s sigma_t grad log p(y | x_t) (Dhariwal & Nichol
+    2021, Alg. 2; sigma_t = sqrt(1 - alpha-bar_t) for DDPM). form 'mean' (ancestral DDPM only): the posterior mean
+    moves by s Sigma grad log p(y | x_t) (Alg. 1), applied by the ddpm sampler through the `mean_shift` hook.
+    `log_prob(x_t, t, y) -> (B,)`; y comes from the sampler's cond.
+    """
+
+    def __init__(self, denoiser, log_prob: Callable, scale: float = 1.0, form: str = "score"):
+        super().__init__(denoiser)
+        require(form in ("score", "mean"), "classifier_form", "'score' or 'mean'", form)
+        require(math.isfinite(scale), "classifier_scale", "a finite number", scale)
+        self.log_prob, self.scale, self.form = log_prob, float(scale), form
+
+    def grad(self, x: torch.Tensor, t, labels: torch.Tensor) -> torch.Tensor:
+        """grad_x log p(y | x_t, t), by autograd (also inside a sampler's no_grad)."""
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            lp = self.log_prob(xg, t, labels)
+            return torch.autograd.grad(lp.sum(), xg)[0].to(x.dtype)
+
+    @property
+    def mean_shift(self) -> Optional[Callable]:
+        if self.form != "mean":
+            return super().mean_shift
+
+        def shift(x, t, cond, variance):
+            return self.scale * variance * self.grad(x, t, labels_of(cond, "classifier guidance"))
+        return shift
+
+    def forward(self, x: torch.Tensor, t, cond: Any = None, *, alpha=None, sigma=None) -> Prediction:
+        t, alpha, sigma = self.coefficients(x, t, alpha, sigma)
+        pred = self.denoiser(x, t, cond, alpha=alpha, sigma=sigma)
+        if self.form == "mean" or self.scale == 0:
+            return pred
+        g = self.grad(x, t, labels_of(cond, "classifier guidance"))
+        eps = pred.eps - self.scale * sigma * g
+        return Prediction(x0=(x - sigma * eps) / alpha, eps=eps)
+
+
+@configurable
+class NoisyClassifier(nn.Module):
+    """p_phi(y | x_t, t) for a noise process: a classifier network fed what an eps-prediction network is fed."""
+
+    def __init__(self, net: nn.Module, process):
+        super().__init__()
+        self.net, self.process = net, process
+
+    def forward(self, x_t: torch.Tensor, t) -> torch.Tensor:
+        """Logits (B, num_classes)."""
+        t = torch.as_tensor(t, device=x_t.device)
+        t = t.expand(x_t.shape[0]) if t.ndim == 0 else t.reshape(-1)
+        x_in, c_noise = network_inputs("eps", x_t, t, None, None)
+        return self.net(x_in, c_noise)
+
+    def log_prob(self, x_t: torch.Tensor, t, y: torch.Tensor) -> torch.Tensor:
+        """log p_phi(y | x_t, t), one value per example."""
+        return torch.log_softmax(self(x_t, t).float(), dim=1).gather(1, y.reshape(-1, 1).long()).squeeze(1)

@@ -1,0 +1,92 @@
+"""`denoisekit train-classifier`: the noisy classifier p_phi(y | x_t, t) of classifier guidance, trained by the same
+trainer into the same run-folder and checkpoint format as a diffusion model."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .config import build
+from .data import ArrayDataset
+from .guidance import NoisyClassifier
+from .losses import ClassifierLoss
+from .nets import EncoderClassifier
+from .process import DiscreteVP
+from .recipe import RunConfig, build_dataset, build_section, compatibility_check, run_record, start_run
+from .train import TrainConfig, Trainer, find_checkpoint, load_config, load_weights
+from .train.checkpoint import load_matching
+from .utils import atomic_save
+
+NOISE_LEVELS = (0, 250, 500, 750, 999)  # the times the end-of-run accuracy report uses
+
+
+def prepare_classifier(rc: RunConfig) -> tuple[ArrayDataset, NoisyClassifier, ClassifierLoss, TrainConfig]:
+    """Data (labelled images), the classifier (seeded by train.seed), its loss and the training settings."""
+    ds = build_dataset(rc)
+    if not ds.is_image or ds.y is None:
+        raise ValueError(f"data: train-classifier needs labelled images; {ds.name!r} holds "
+                         f"{'unlabelled images' if ds.is_image else 'vectors'}")
+    tc = build_section("train", TrainConfig, {**rc.train, "use_labels": True})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(tc.seed)
+        net = build_section("net", EncoderClassifier, rc.net, in_channels=ds.x.shape[1], num_classes=ds.num_classes)
+    classifier = NoisyClassifier(net, build_section("process", DiscreteVP, rc.process))
+    loss = build_section("loss", ClassifierLoss, rc.loss)
+    if tc.batch_size > len(ds):
+        raise ValueError(f"train.batch_size: {tc.batch_size} is larger than the data set ({len(ds)} examples)")
+    return ds, classifier, loss, tc
+
+
+@torch.no_grad()
+def accuracy_by_noise_level(classifier: NoisyClassifier, ds: ArrayDataset, n: int = 1000, seed: int = 0) -> dict:
+    """Accuracy of p_phi(y | x_t, t) on n examples noised to each of NOISE_LEVELS (clipped to the process's range)."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(ds), generator=g)[:n]
+    device = next(classifier.parameters()).device
+    x0, y = ds.x[idx].to(device), ds.y[idx].to(device)
+    out = {}
+    for t in NOISE_LEVELS:
+        t = min(t, int(classifier.process.t_max))
+        tt = torch.full((len(x0),), float(t), dtype=torch.float64, device=device)
+        x_t = classifier.process.q_sample(x0, tt, torch.randn(x0.shape, generator=g).to(device))
+        out[f"t={t}"] = float((classifier(x_t, tt).argmax(1) == y).float().mean())
+    return out
+
+
+def train_classifier_run(rc: RunConfig, out: Path, resume: bool = True, prepared=None) -> Path:
+    """Train a noisy classifier per the config (its net section takes the U-Net encoder's settings) into `out`."""
+    ds, classifier, loss, tc = prepared or prepare_classifier(rc)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: {out} is a file; expected a run folder")
+    record = {**run_record(rc, ds, loss), "kind": "noisy classifier"}
+
+    def report(ema_model, step):
+        acc = accuracy_by_noise_level(ema_model, ds)
+        atomic_save(out / "accuracy.json", lambda p: Path(p).write_text(json.dumps({"step": step, **acc}, indent=2)))
+        print("accuracy of p(y | x_t, t) on training images, by t: " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()))
+
+    trainer = Trainer(classifier, loss, ds, out, tc, config=record, sample_fn=report)
+    start_run(trainer, rc, out, resume, compatibility_check(classifier, loss, record, out))
+    if trainer.rank == 0:
+        n = sum(p.numel() for p in classifier.parameters())
+        print(f"training a noisy classifier ({n:,} parameters) on {ds.name!r} ({len(ds)} x {list(ds.x.shape[1:])}, "
+              f"{ds.num_classes} classes): {tc.steps} steps of batch {tc.batch_size} -> {out}")
+    trainer.train()
+    return out
+
+
+def load_classifier(path, device: str = "cpu") -> tuple[NoisyClassifier, dict]:
+    """A noisy classifier (EMA weights) and its config from a checkpoint or run folder of `train-classifier`."""
+    folder = find_checkpoint(path)
+    config = load_config(folder)
+    model = config.get("model")
+    if not isinstance(model, dict) or model.get("class") != "NoisyClassifier":
+        raise ValueError(f"--classifier: {path} is not a noisy classifier (one made by 'denoisekit train-classifier')")
+    try:
+        classifier = build(model)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"--classifier: {folder / 'config.json'} cannot be rebuilt ({e})") from None
+    load_matching(classifier, load_weights(folder, ema=True), folder)
+    return classifier.to(device).eval(), config
