@@ -89,3 +89,14 @@ def write_result(name: str, data: dict) -> Path:
     tmp.write_text(json.dumps({"machine": machine(), **data}, indent=2))
     os.replace(tmp, path)
     return path
+
+
+def save_figure(fig, path) -> Path:
+    """Lay out a matplotlib figure, write it as a PNG atomically, and close it."""
+    import matplotlib.pyplot as plt
+
+    from denoisekit.images import atomic_save
+    fig.tight_layout()
+    saved = atomic_save(path, lambda p: fig.savefig(p, format="png"))
+    plt.close(fig)
+    return saved

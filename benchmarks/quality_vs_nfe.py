@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import display_path, trained_model, write_result  # noqa: E402
+from common import display_path, save_figure, trained_model, write_result  # noqa: E402
 
 from denoisekit.recipe import generate  # noqa: E402
 from denoisekit.samplers import SAMPLERS  # noqa: E402
@@ -51,8 +51,6 @@ def plot(results: list, floor: float, path: Path, title: str) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from denoisekit.images import atomic_save
     fig, ax = plt.subplots(figsize=(8.4, 4.4), dpi=120)
     labels = list(dict.fromkeys(r["label"] for r in results))
     for k, label in enumerate(labels):
@@ -63,10 +61,7 @@ def plot(results: list, floor: float, path: Path, title: str) -> Path:
     ax.set_xlabel("network evaluations per sample (NFE)"), ax.set_ylabel("Frechet distance (classifier features)")
     ax.set_title(title, fontsize=9), ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    saved = atomic_save(path, lambda p: fig.savefig(p, format="png"))
-    plt.close(fig)
-    return saved
+    return save_figure(fig, path)
 
 
 def main() -> int:

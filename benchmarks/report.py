@@ -149,9 +149,42 @@ def ddim_section(d: dict) -> list[str]:
             d["control_markdown"], ""] if d.get("control_markdown") else [])
 
 
+def guidance_section(d: dict, figure_prefix: str) -> list[str]:
+    if not any(r["kind"] == "classifier" for r in d["rows"]):  # a CFG-only pass with another sampler
+        out = [f"**The same CFG sweep with {d['sampler']}, {d['steps']} steps** ({_machine(d)}; same model, labels, "
+               f"noises and evaluator; this is the demo model's best 20-step sampler, see below):", ""]
+    else:
+        out = [f"**Guidance on MNIST-5k: the fidelity-diversity trade-off** ({_machine(d)}; "
+           f"`benchmarks/guidance_tradeoff.py`; {d['n']} samples a setting, balanced over the 10 classes, from the "
+           f"same noises, {d['sampler']} with {d['steps']} steps; class accuracy by the evaluator's reference "
+           f"classifier). CFG guides a class-conditional demo model trained with label dropout 0.1 (each step one "
+           f"batched call of both branches); classifier guidance (score form) guides the unconditional demo model "
+           f"with a noisy classifier, whose accuracy by noise level was "
+           f"{', '.join(f'{k} {v:.2f}' for k, v in d['classifier_accuracy_by_t'].items())}:", ""]
+    out += ["| guidance | scale | class accuracy | Frechet distance | precision | recall |", "|---|---:|---:|---:|---:|---:|"]
+    for r in d["rows"]:
+        name = "classifier-free (w)" if r["kind"] == "cfg" else "classifier (s)"
+        out.append(f"| {name} | {r['scale']:g} | {r['class_accuracy']:.3f} | {r['fd']:.3f} | {r['precision']:.3f} | "
+                   f"{r['recall']:.3f} |")
+    goal = d.get("cfg_goal_97_at_w")
+    out += ["", f"Goal (CFG at least 97% class accuracy at some w <= 3 with {d['sampler']}, {d['steps']} steps): "
+            f"**{'met, at w = ' + format(goal, 'g') if goal is not None else 'not met'}**."]
+    if any(r["kind"] == "classifier" for r in d["rows"]):
+        out[-1] += (f" Classifier guidance's class accuracy "
+                    f"{'rises monotonically' if d['classifier_accuracy_monotone'] else 'does not rise monotonically'}"
+                    f" with s.")
+    if d.get("figure"):
+        out += ["", f"![guidance trade-off]({figure_prefix}guidance_tradeoff.png)"]
+    if d.get("grid"):
+        out += ["", f"CFG at w = 3, one row per class: ![CFG samples]({figure_prefix}cfg_grid.png)"]
+    return out + [""]
+
+
 def sections(figure_prefix: str) -> list[str]:
     out = []
     for name, render in (("sampler_accuracy", lambda d: accuracy_section(d, figure_prefix)),
+                         ("guidance_tradeoff", lambda d: guidance_section(d, figure_prefix)),
+                         ("guidance_tradeoff_sde", lambda d: guidance_section(d, figure_prefix)),
                          ("sampler_overhead", overhead_section), ("ddim_table", ddim_section)):
         d = _load(name)
         if d:

@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from common import write_result  # noqa: E402
+from common import save_figure, write_result  # noqa: E402
 
 from anchors import k_model, load_k_sampling  # noqa: E402
 from denoisekit import DiscreteVP, GaussianMixture, load_dataset, sample  # noqa: E402
@@ -232,7 +232,6 @@ def plot(result: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from denoisekit.images import atomic_save
     mixtures = list(result["summary"])
     fig, axes = plt.subplots(1, len(mixtures), figsize=(4.2 * len(mixtures), 3.6), dpi=110, squeeze=False)
     for ax, mix in zip(axes[0], mixtures):
@@ -244,10 +243,7 @@ def plot(result: dict, path: Path) -> Path:
         ax.set_title(f"mixture '{mix}'", fontsize=9), ax.set_xlabel("network evaluations (NFE)")
     axes[0][0].set_ylabel("RMS error / data spread")
     axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    saved = atomic_save(path, lambda p: fig.savefig(p, format="png"))
-    plt.close(fig)
-    return saved
+    return save_figure(fig, path)
 
 
 FIGURE = Path(__file__).resolve().parents[1] / "docs" / "figures" / "sampler_accuracy.png"

@@ -247,6 +247,7 @@ def test_cli_guidance(runs, tmp_path, capsys):
                                 "[1, 8, 8]"),
     (["--classifier", "CC"], "--classifier:|is not a noisy classifier"),
     (["--classifier", "CLF", "--classifier-form", "mean", "--sampler", "ddim"], "--classifier-form: 'mean'"),
+    (["--guidance", "1", "--schedule", "auto", "--sampler", "dpmpp_2m"], "--schedule: 'auto' is fitted to"),
     (["--class", "three"], "argument --class/--label: expected a class index or 'all'"),
 ])
 def test_cli_guidance_errors(runs, tmp_path, capsys, args, message):

@@ -100,6 +100,9 @@ def check_guidance_args(args) -> None:
         raise ValueError("--guidance-rescale/--guidance-interval: they modify --guidance W, which is not given")
     if args.threshold is not None:
         DynamicThresholding(None, args.threshold)
+    if args.schedule == "auto" and (_guiding(args) or args.threshold is not None):
+        raise ValueError("--schedule: 'auto' is fitted to and cached for the unguided model; with guidance or "
+                         "thresholding name a fixed schedule (e.g. karras or logsnr)")
     if args.classifier is not None:
         ClassifierGuidance(None, None, args.classifier_scale, args.classifier_form)
         if args.classifier_form == "mean" and args.sampler != "ddpm":
