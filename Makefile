@@ -50,8 +50,11 @@ bench: $(TESTDEPS)
 	$(PY) benchmarks/sampler_accuracy.py; s2=$$?; \
 	$(PY) benchmarks/vs_ddpm_pytorch.py; s3=$$?; \
 	$(PY) benchmarks/quality_vs_nfe.py --run runs/vs_ddpm_pytorch --nfe 10,20,50 && \
-	$(PY) benchmarks/ddim_table.py --run runs/vs_ddpm_pytorch && $(PY) benchmarks/report.py && \
-	exit $$(( s1 || s2 || s3 ))
+	$(PY) benchmarks/ddim_table.py --run runs/vs_ddpm_pytorch; \
+	$(PY) benchmarks/guidance_tradeoff.py; \
+	$(PY) benchmarks/guidance_tradeoff.py --sampler dpmpp_2m_sde --ws 0,1,2,3 --ss "" --figure "" --grid "" \
+		--name guidance_tradeoff_sde; s4=$$?; \
+	$(PY) benchmarks/report.py && exit $$(( s1 || s2 || s3 || s4 ))
 
 clean:
 	rm -rf $(VENV) runs
