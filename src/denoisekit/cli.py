@@ -220,22 +220,24 @@ def cmd_train(args) -> int:
         print(f"no --config or --data given: the default run, {DEFAULT_RUN} (about 20 minutes on a laptop CPU; "
               f"Ctrl-C saves a checkpoint and stops)")
     run = prepare_run(rc)  # data loaded and network built: every error so far left the folder untouched
-    if args.check:
-        print(f"config valid: {run.summary()}")
-        return 0
-    train_run(rc, out, resume=not args.no_resume, run=run)
-    print(f"run folder: {out}")
-    return 0
+    return _train_or_check(args, out, run.summary(), lambda: train_run(rc, out, not args.no_resume, run=run))
 
 
 def cmd_train_classifier(args) -> int:
     from .recipe_classifier import prepare_classifier, train_classifier_run
     rc, out = run_config(args)
     prepared = prepare_classifier(rc)
+    ds = prepared[0]
+    return _train_or_check(args, out, f"a noisy classifier on {ds.name!r} ({len(ds)} labelled images)",
+                           lambda: train_classifier_run(rc, out, not args.no_resume, prepared=prepared))
+
+
+def _train_or_check(args, out: Path, summary: str, train) -> int:
+    """After validation: stop there under --check, else train into the run folder."""
     if args.check:
-        print(f"config valid: a noisy classifier on {prepared[0].name!r} ({len(prepared[0])} labelled images)")
+        print(f"config valid: {summary}")
         return 0
-    train_classifier_run(rc, out, resume=not args.no_resume, prepared=prepared)
+    train()
     print(f"run folder: {out}")
     return 0
 

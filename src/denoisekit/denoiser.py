@@ -20,6 +20,19 @@ class Prediction:
     eps: torch.Tensor
 
 
+def time_coefficients(process: NoiseProcess, x_t: torch.Tensor, t, alpha=None, sigma=None):
+    """(t, alpha(t), sigma(t)), each broadcastable over the batch; alpha and sigma may come precomputed."""
+    if alpha is not None and sigma is not None and isinstance(t, torch.Tensor) and t.ndim == 1:
+        return t, alpha, sigma  # a sampler's precomputed step: nothing to look up
+    t = torch.as_tensor(t, device=x_t.device)
+    if alpha is None or sigma is None:
+        t = t.to(torch.float64)
+        alpha, sigma = process.alpha(t), process.sigma(t)
+    if t.ndim == 0:
+        t = t.expand(x_t.shape[0])
+    return t, alpha, sigma
+
+
 @configurable
 class Denoiser(nn.Module):
     """`model(x_t, t, cond) -> Prediction(x0, eps)` for a network trained with any prediction type.
@@ -51,16 +64,7 @@ class Denoiser(nn.Module):
         return cls(FunctionNet(fn), process, prediction, **kwargs)
 
     def _coefficients(self, x_t: torch.Tensor, t, alpha=None, sigma=None):
-        """(t, alpha(t), sigma(t)), each broadcastable over the batch; alpha and sigma may come precomputed."""
-        if alpha is not None and sigma is not None and isinstance(t, torch.Tensor) and t.ndim == 1:
-            return t, alpha, sigma  # a sampler's precomputed step: nothing to look up
-        t = torch.as_tensor(t, device=x_t.device)
-        if alpha is None or sigma is None:
-            t = t.to(torch.float64)
-            alpha, sigma = self.process.alpha(t), self.process.sigma(t)
-        if t.ndim == 0:
-            t = t.expand(x_t.shape[0])
-        return t, alpha, sigma
+        return time_coefficients(self.process, x_t, t, alpha, sigma)
 
     def net_output(self, x_t: torch.Tensor, t, cond: Any = None, *, alpha=None, sigma=None) -> torch.Tensor:
         """The raw network output at (x_t, t), in the coordinates of `self.prediction`."""

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from .config import configurable, require
-from .denoiser import Denoiser, Prediction
+from .denoiser import Denoiser, Prediction, time_coefficients
 from .nets.embeddings import split_cond
-from .prediction import network_inputs
+from .prediction import bcast, network_inputs, to_x0_eps
 from .utils import append_dims
 
 NULL_LABEL = -1  # 'no label': the network's extra label embedding (index num_classes), trained with p_uncond
@@ -35,19 +35,13 @@ class DenoiserWrapper(nn.Module):
 
     def coefficients(self, x: torch.Tensor, t, alpha=None, sigma=None):
         """(t as a batch vector, alpha, sigma) broadcastable against x, computed unless the sampler passed them."""
-        t = torch.as_tensor(t, device=x.device)
-        if t.ndim == 0:
-            t = t.expand(x.shape[0])
-        if alpha is None or sigma is None:
-            t64 = t.to(torch.float64)
-            alpha = append_dims(self.process.alpha(t64), x.ndim).to(x.dtype)
-            sigma = append_dims(self.process.sigma(t64), x.ndim).to(x.dtype)
-        return t, alpha, sigma
+        t, alpha, sigma = time_coefficients(self.process, x, t, alpha, sigma)
+        return t, bcast(alpha, x), bcast(sigma, x)
 
 
 def from_x0(x0: torch.Tensor, x_t: torch.Tensor, alpha, sigma) -> Prediction:
-    """The Prediction whose x0 is given: eps = (x_t - alpha x0) / sigma."""
-    return Prediction(x0=x0, eps=(x_t - alpha * x0) / sigma)
+    """The Prediction whose x0 is given (eps follows from x_t = alpha x0 + sigma eps)."""
+    return Prediction(*to_x0_eps("x0", x0, x_t, alpha, sigma))
 
 
 def labels_of(cond, who: str) -> torch.Tensor:
@@ -57,11 +51,12 @@ def labels_of(cond, who: str) -> torch.Tensor:
     return labels
 
 
-def _twice(v):
-    """v for a batch sent twice (conditional, unconditional): per-example tensors are repeated, the rest kept."""
+def _twice(v, batch: int):
+    """v for a batch sent twice (conditional, unconditional): per-example tensors are repeated, the rest (shared
+    coefficients, broadcast over the batch) kept."""
     if isinstance(v, dict):
-        return {k: _twice(u) for k, u in v.items()}
-    return torch.cat([v, v]) if isinstance(v, torch.Tensor) and v.ndim >= 1 else v
+        return {k: _twice(u, batch) for k, u in v.items()}
+    return torch.cat([v, v]) if isinstance(v, torch.Tensor) and v.ndim >= 1 and v.shape[0] == batch else v
 
 
 class ClassifierFreeGuidance(DenoiserWrapper):
@@ -92,12 +87,12 @@ class ClassifierFreeGuidance(DenoiserWrapper):
         t, alpha, sigma = self.coefficients(x, t, alpha, sigma)
         both = torch.cat([labels, torch.full_like(labels, NULL_LABEL)])
         if isinstance(cond, dict):  # other conditioning (a concatenated image) goes to both branches
-            both = {**{k: _twice(v) for k, v in cond.items()}, "label": both}
+            both = {**_twice(cond, len(x)), "label": both}
         inner = self.denoiser
         clip = getattr(inner, "clip_x0", None) if isinstance(inner, Denoiser) else None
         kwargs = {"clip": False} if isinstance(inner, Denoiser) else {}
-        pred = inner(torch.cat([x, x]), torch.cat([t, t]), both, alpha=_twice(alpha) if alpha.shape[0] > 1 else alpha,
-                     sigma=_twice(sigma) if sigma.shape[0] > 1 else sigma, **kwargs)  # one batched pass
+        pred = inner(torch.cat([x, x]), torch.cat([t, t]), both, alpha=_twice(alpha, len(x)),
+                     sigma=_twice(sigma, len(x)), **kwargs)  # one batched pass
         x0_c, x0_u = pred.x0.chunk(2)
         w = torch.full((x.shape[0],), self.w, dtype=x.dtype, device=x.device)
         if self.interval is not None:
@@ -167,8 +162,7 @@ class ClassifierGuidance(DenoiserWrapper):
         if self.form == "mean" or self.scale == 0:
             return pred
         g = self.grad(x, t, labels_of(cond, "classifier guidance"))
-        eps = pred.eps - self.scale * sigma * g
-        return Prediction(x0=(x - sigma * eps) / alpha, eps=eps)
+        return Prediction(*to_x0_eps("eps", pred.eps - self.scale * sigma * g, x, alpha, sigma))
 
 
 @configurable

@@ -21,7 +21,8 @@ def check_prediction(kind: str) -> str:
     return kind
 
 
-def _b(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def bcast(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """c (per example, or already broadcast-ready) shaped and typed to broadcast against x."""
     if c.ndim == x.ndim and c.dtype == x.dtype:  # already broadcastable (samplers precompute it so)
         return c
     return append_dims(c, x.ndim).to(x.dtype)
@@ -39,7 +40,7 @@ def edm_coefficients(level: torch.Tensor, sigma_data: float = 0.5):
 
 def to_x0_eps(kind: str, out, x_t, alpha, sigma, sigma_data: float = 0.5):
     """(x0, eps) from a network output of type `kind` at x_t = alpha x0 + sigma eps."""
-    a, s = _b(alpha, x_t), _b(sigma, x_t)
+    a, s = bcast(alpha, x_t), bcast(sigma, x_t)
     if kind == "eps":
         return torch.addcmul(x_t, s, out, value=-1) / a, out
     if kind == "score":
@@ -53,14 +54,14 @@ def to_x0_eps(kind: str, out, x_t, alpha, sigma, sigma_data: float = 0.5):
     if kind == "edm":  # D(x) = c_skip x + c_out F in the coordinates x_t/alpha
         c_skip, c_out, _, _ = edm_coefficients(sigma / alpha, sigma_data)
         x_tilde = x_t / a
-        x0 = _b(c_skip, x_t) * x_tilde + _b(c_out, x_t) * out
+        x0 = bcast(c_skip, x_t) * x_tilde + bcast(c_out, x_t) * out
         return x0, (x_t - a * x0) / s
     raise ValueError(f"prediction: expected one of {PREDICTION_TYPES}, got {kind!r}")
 
 
 def from_x0_eps(kind: str, x0, eps, x_t, alpha, sigma, sigma_data: float = 0.5):
     """The network output of type `kind` that corresponds to (x0, eps): the training target."""
-    a, s = _b(alpha, x_t), _b(sigma, x_t)
+    a, s = bcast(alpha, x_t), bcast(sigma, x_t)
     if kind == "eps":
         return eps
     if kind == "score":
@@ -71,7 +72,7 @@ def from_x0_eps(kind: str, x0, eps, x_t, alpha, sigma, sigma_data: float = 0.5):
         return a * eps - s * x0
     if kind == "edm":
         c_skip, c_out, _, _ = edm_coefficients(sigma / alpha, sigma_data)
-        return (x0 - _b(c_skip, x_t) * (x_t / a)) / _b(c_out, x_t)
+        return (x0 - bcast(c_skip, x_t) * (x_t / a)) / bcast(c_out, x_t)
     raise ValueError(f"prediction: expected one of {PREDICTION_TYPES}, got {kind!r}")
 
 
@@ -79,7 +80,7 @@ def network_inputs(kind: str, x_t, t, alpha, sigma, sigma_data: float = 0.5):
     """What the network sees: (scaled input, noise conditioning); EDM scales by c_in and conditions on ln(sigma)/4."""
     if kind == "edm":
         _, _, c_in, c_noise = edm_coefficients(sigma / alpha, sigma_data)
-        return x_t * _b(c_in / alpha, x_t), c_noise.to(x_t.dtype).reshape(-1).expand(x_t.shape[0])
+        return x_t * bcast(c_in / alpha, x_t), c_noise.to(x_t.dtype).reshape(-1).expand(x_t.shape[0])
     return x_t, t.to(x_t.dtype)
 
 

@@ -245,14 +245,24 @@ class Run:
 def prepare_run(rc: RunConfig) -> Run:
     """Load the data and build the network (seeded by train.seed, so the same config gives the same weights)."""
     ds = build_dataset(rc)
-    tc = build_section("train", TrainConfig, {"use_labels": rc.class_cond, **rc.train})
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(tc.seed)
-        denoiser = build_denoiser(rc, ds)
-    loss = build_section("loss", SimpleLoss, loss_arguments(rc))
+    tc = train_settings(rc, ds, use_labels=rc.class_cond)
+    denoiser = seeded(tc.seed, lambda: build_denoiser(rc, ds))
+    return Run(rc, ds, denoiser, build_section("loss", SimpleLoss, loss_arguments(rc)), tc)
+
+
+def train_settings(rc: RunConfig, ds: ArrayDataset, use_labels: bool) -> TrainConfig:
+    """The train section as a TrainConfig, checked against the data set (a batch must fit in it)."""
+    tc = build_section("train", TrainConfig, {**rc.train, "use_labels": use_labels})
     if tc.batch_size > len(ds):
         raise ValueError(f"train.batch_size: {tc.batch_size} is larger than the data set ({len(ds)} examples)")
-    return Run(rc, ds, denoiser, loss, tc)
+    return tc
+
+
+def seeded(seed: int, build):
+    """build() under torch.manual_seed(seed) in a forked RNG: the same seed gives the same weights, whatever ran before."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
 
 
 # What a resumed run must share with its checkpoints; train, sample and eval settings may change between sessions.

@@ -13,7 +13,8 @@ from .guidance import NoisyClassifier
 from .losses import ClassifierLoss
 from .nets import EncoderClassifier
 from .process import DiscreteVP
-from .recipe import RunConfig, build_dataset, build_section, compatibility_check, run_record, start_run
+from .recipe import (RunConfig, build_dataset, build_section, compatibility_check, run_record, seeded, start_run,
+                     train_settings)
 from .train import TrainConfig, Trainer, find_checkpoint, load_config, load_weights
 from .train.checkpoint import load_matching
 from .utils import atomic_save
@@ -27,15 +28,11 @@ def prepare_classifier(rc: RunConfig) -> tuple[ArrayDataset, NoisyClassifier, Cl
     if not ds.is_image or ds.y is None:
         raise ValueError(f"data: train-classifier needs labelled images; {ds.name!r} holds "
                          f"{'unlabelled images' if ds.is_image else 'vectors'}")
-    tc = build_section("train", TrainConfig, {**rc.train, "use_labels": True})
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(tc.seed)
-        net = build_section("net", EncoderClassifier, rc.net, in_channels=ds.x.shape[1], num_classes=ds.num_classes)
+    tc = train_settings(rc, ds, use_labels=True)
+    net = seeded(tc.seed, lambda: build_section("net", EncoderClassifier, rc.net, in_channels=ds.x.shape[1],
+                                                num_classes=ds.num_classes))
     classifier = NoisyClassifier(net, build_section("process", DiscreteVP, rc.process))
-    loss = build_section("loss", ClassifierLoss, rc.loss)
-    if tc.batch_size > len(ds):
-        raise ValueError(f"train.batch_size: {tc.batch_size} is larger than the data set ({len(ds)} examples)")
-    return ds, classifier, loss, tc
+    return ds, classifier, build_section("loss", ClassifierLoss, rc.loss), tc
 
 
 @torch.no_grad()

@@ -313,7 +313,7 @@ class Trainer:
         loss.backward()
         clip = self.cfg.grad_clip if self.cfg.grad_clip is not None else float("inf")
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        if not (bool(torch.isfinite(loss)) and bool(torch.isfinite(grad_norm))):
+        if not bool(torch.isfinite(torch.stack([loss.detach().float(), grad_norm.float()])).all()):  # one host sync
             return self._nonfinite(loss.detach(), grad_norm.detach())
         self.opt.step()
         self.ema.update(self.model)
