@@ -248,6 +248,7 @@ def test_cli_guidance(runs, tmp_path, capsys):
     (["--classifier", "CC"], "--classifier:|is not a noisy classifier"),
     (["--classifier", "CLF", "--classifier-form", "mean", "--sampler", "ddim"], "--classifier-form: 'mean'"),
     (["--guidance", "1", "--schedule", "auto", "--sampler", "dpmpp_2m"], "--schedule: 'auto' is fitted to"),
+    (["--classifier", "CLF", "--classifier-scale", "nan"], "classifier_scale: expected a finite number"),
     (["--class", "three"], "argument --class/--label: expected a class index or 'all'"),
 ])
 def test_cli_guidance_errors(runs, tmp_path, capsys, args, message):
@@ -278,6 +279,8 @@ def test_cli_guidance_needs_a_model_trained_for_it(runs, tmp_path, capsys):
     assert "net: unknown key 'hidden'" in capsys.readouterr().err
     assert main(["train", "--data", "moons", "--set", "loss.p_uncond=0.1", "--check"]) == 2
     assert "loss.p_uncond: drops class labels, so it needs class_cond: true" in capsys.readouterr().err
+    assert main(["train", "--data", "digits", "--set", "class_cond=true", "--set", "loss.p_uncond=1.5", "--check"]) == 2
+    assert "loss.p_uncond: expected a probability in [0, 1), got 1.5" in capsys.readouterr().err
 
 
 def test_noisy_classifier_learns_and_is_least_sure_at_high_noise(tmp_path):
