@@ -2,7 +2,8 @@
 from .analytic import GaussianMixture
 from .data import ArrayDataset, load_dataset, make_toy
 from .denoiser import Denoiser, Prediction
-from .losses import SimpleLoss
+from .likelihood import ode_log_likelihood, variational_bound
+from .losses import HybridLoss, SimpleLoss, VLBLoss
 from .nets import MLP, UNet
 from .process import DiscreteVP, NoiseProcess
 from .recipe import RunConfig, generate, load_denoiser, train_run
@@ -11,7 +12,8 @@ from .steps import SCHEDULES, sampling_times
 from .train import TrainConfig, Trainer
 
 __version__ = "0.1.0"
-__all__ = ["ArrayDataset", "Denoiser", "DiscreteVP", "GaussianMixture", "MLP", "NoiseProcess", "Prediction",
-           "RunConfig", "SAMPLERS", "SCHEDULES", "SimpleLoss", "TrainConfig", "Trainer", "UNet", "ddim_interpolate",
-           "ddim_invert", "ddpm_sample", "ddpm_step", "generate", "load_dataset", "load_denoiser", "make_toy",
-           "sample", "sampling_times", "train_run"]
+__all__ = ["ArrayDataset", "Denoiser", "DiscreteVP", "GaussianMixture", "HybridLoss", "MLP", "NoiseProcess",
+           "Prediction", "RunConfig", "SAMPLERS", "SCHEDULES", "SimpleLoss", "TrainConfig", "Trainer", "UNet",
+           "VLBLoss", "ddim_interpolate", "ddim_invert", "ddpm_sample", "ddpm_step", "generate", "load_dataset",
+           "load_denoiser", "make_toy", "ode_log_likelihood", "sample", "sampling_times", "train_run",
+           "variational_bound"]

@@ -47,7 +47,8 @@ def _add_sampling_flags(s, default_steps: int = 100) -> None:
     s.add_argument("--schedule", help=f"step schedule: {', '.join(SCHEDULES)} (default: the sampler's own)")
     s.add_argument("--eta", type=_eta, help="DDIM's eta in [0, 1], or sigma_hat; SDE-DPM-Solver++'s eta")
     s.add_argument("--churn", type=float, help="EDM's S_churn for euler and heun")
-    s.add_argument("--variance", choices=["beta_tilde", "beta"], help="DDPM's sigma^2 (default beta_tilde)")
+    s.add_argument("--variance", choices=["beta_tilde", "beta", "learned"],
+                   help="DDPM's sigma^2 (default: the model's learned variance if it has one, else beta_tilde)")
     s.add_argument("--opt", action="append", metavar="KEY=VALUE", help="any other sampler option, e.g. order=2")
 
 
@@ -198,7 +199,7 @@ def run_config(args):
     raw: dict = read_run_config(args.config) if args.config else {}
     for flag, key in (("data", "data"), ("steps", "train.steps"), ("batch_size", "train.batch_size"),
                       ("lr", "train.lr"), ("seed", "train.seed"), ("device", "train.device"),
-                      ("prediction", "prediction"), ("image_size", "image_size")):
+                      ("prediction", "prediction"), ("image_size", "image_size"), ("objective", "objective")):
         if getattr(args, flag) is not None:
             _set_path(raw, key, getattr(args, flag))
     for item in args.set or []:
@@ -452,6 +453,71 @@ def cmd_interpolate(args) -> int:
     return 0
 
 
+def _terms(text: str):
+    """--terms: 'all' or a positive number of strata."""
+    if text == "all":
+        return None
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'all' or a positive number of strata, got {text!r}") from None
+    if k < 1:
+        raise argparse.ArgumentTypeError(f"expected 'all' or a positive number of strata, got {text!r}")
+    return k
+
+
+def cmd_nll(args) -> int:
+    import torch
+
+    from .data import load_dataset
+    from .images import atomic_save
+    from .likelihood import data_nll
+    from .recipe import load_denoiser
+    from .utils import check_device
+    from .vlb import resolve_variance
+    for flag, value, least in (("--n", args.n, 2), ("--batch-size", args.batch_size, 1), ("--seed", args.seed, 0)):
+        if value < least:
+            raise ValueError(f"{flag}: expected an integer >= {least}, got {value}")
+    for flag in ("rtol", "atol"):
+        if not getattr(args, flag) > 0:
+            raise ValueError(f"--{flag}: expected a positive tolerance, got {getattr(args, flag)}")
+    check_output("--json", args.json, [".json"])
+    check_device(args.device, "--device")
+    denoiser, config = load_denoiser(args.checkpoint, ema=not args.raw, device=args.device)
+    if args.method != "ode":
+        resolve_variance(denoiser, args.variance)
+        T = len(denoiser.process.trained_times())
+        if args.terms is not None and args.terms > T - 1:
+            raise ValueError(f"--terms: the model has T = {T} steps, so at most {T - 1} strata besides L_0; got "
+                             f"{args.terms}")
+    name = args.data or (config.get("run") or {}).get("data")
+    if not name:
+        raise ValueError("--data: name the data set (this checkpoint records none)")
+    ds = load_dataset(name)
+    shape = tuple((config.get("data") or {}).get("shape") or ())
+    if shape and tuple(ds.x.shape[1:]) != shape:
+        raise ValueError(f"--data: {name!r} holds {list(ds.x.shape[1:])} data; the model was trained on {list(shape)}")
+    labels = None
+    if (config.get("run") or {}).get("class_cond"):
+        if ds.y is None:
+            raise ValueError(f"--data: the model is class-conditional and {name!r} has no labels")
+        labels = ds.y
+    if args.n > len(ds):
+        raise ValueError(f"--n: {args.n} is more than the data set's {len(ds)} examples")
+    pick = torch.randperm(len(ds), generator=torch.Generator().manual_seed(args.seed))[: args.n]
+    result = data_nll(denoiser, ds.x[pick], None if labels is None else labels[pick], method=args.method,
+                      terms=args.terms, variance=args.variance, probe=args.probe, rtol=args.rtol, atol=args.atol,
+                      batch_size=args.batch_size, seed=args.seed)
+    result = {"checkpoint": str(args.checkpoint), "data_set": ds.name, **result}
+    for key, what in (("bound", "variational bound"), ("ode", "probability-flow ODE")):
+        if f"{key}_bpd" in result:
+            print(f"{what:22} {result[f'{key}_bpd']:.4f} +- {result[f'{key}_ci95']:.4f} bits/dim (95%, n={args.n})")
+    if args.json:
+        atomic_save(args.json, lambda p: Path(p).write_text(json.dumps(result, indent=2)))
+        print(f"figures: {args.json}")
+    return 0
+
+
 def cmd_info(args) -> int:
     from .recipe import load_denoiser
     from .train import find_checkpoint
@@ -540,6 +606,9 @@ def _add_run_flags(t) -> None:
     t.add_argument("--seed", type=int)
     t.add_argument("--device")
     t.add_argument("--prediction", choices=["eps", "x0", "v", "score", "edm"])
+    t.add_argument("--objective", choices=["simple", "hybrid", "vlb"], help="L_simple (the default), L_hybrid = "
+                   "L_simple + 0.001 L_vlb with learned variance, or L_vlb with importance-sampled t (Nichol & "
+                   "Dhariwal 2021)")
     t.add_argument("--image-size", type=int, dest="image_size")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field, e.g. net.channels=48")
     t.add_argument("--no-resume", action="store_true", help="start afresh: remove the run folder's previous "
@@ -625,6 +694,31 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--frames", type=int, default=8)
     q.add_argument("--out", default="interpolation.png")
     q.set_defaults(func=cmd_interpolate)
+
+    n = sub.add_parser("nll", parents=[common], help="bits/dim of data under a model, by the variational bound and "
+                       "by the probability-flow ODE", description="Negative log-likelihood in bits/dim, with a 95% "
+                       "confidence interval over the examples (their noise, probes and dequantization). Images are "
+                       "8-bit data: the bound ends in a discretized Gaussian decoder, the ODE sees uniformly "
+                       "dequantized pixels. Vectors are continuous.")
+    n.add_argument("checkpoint", help="a checkpoint folder or a run folder")
+    n.add_argument("--data", help="the data set (default: the one the model was trained on)")
+    n.add_argument("--n", type=int, default=256, help="examples (a seeded random subset of the data set)")
+    n.add_argument("--batch-size", type=int, dest="batch_size", default=64)
+    n.add_argument("--method", choices=["bound", "ode", "both"], default="both")
+    n.add_argument("--terms", type=_terms, default=None, metavar="all|K",
+                   help="bound terms: all T (the default), or L_0 and K strata of the rest, one random step each")
+    n.add_argument("--variance", choices=["learned", "beta_tilde", "beta"],
+                   help="the reverse steps' variance in the bound (default: learned if the model has it, else "
+                   "beta_tilde)")
+    n.add_argument("--probe", choices=["rademacher", "gaussian", "exact"], default="rademacher",
+                   help="ODE divergence: Hutchinson with Rademacher or Gaussian probes, or the exact trace (small d)")
+    n.add_argument("--rtol", type=float, default=1e-5)
+    n.add_argument("--atol", type=float, default=1e-5)
+    n.add_argument("--seed", type=int, default=0)
+    n.add_argument("--json", help="also write the figures as JSON")
+    n.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA weights")
+    n.add_argument("--device", default="cpu")
+    n.set_defaults(func=cmd_nll)
 
     i = sub.add_parser("info", parents=[common], help="what a checkpoint holds")
     i.add_argument("checkpoint")

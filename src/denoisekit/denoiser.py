@@ -15,9 +15,11 @@ from .process import NoiseProcess
 
 @dataclass
 class Prediction:
-    """What a denoiser predicts at (x_t, t): the clean data and the noise."""
+    """What a denoiser predicts at (x_t, t): the clean data and the noise, and for a model with learned variance the
+    interpolation v of its reverse-step variance (Nichol & Dhariwal 2021, eq. 15; see `vlb.model_log_variance`)."""
     x0: torch.Tensor
     eps: torch.Tensor
+    v: Optional[torch.Tensor] = None
 
 
 def time_coefficients(process: NoiseProcess, x_t: torch.Tensor, t, alpha=None, sigma=None):
@@ -38,10 +40,12 @@ class Denoiser(nn.Module):
     """`model(x_t, t, cond) -> Prediction(x0, eps)` for a network trained with any prediction type.
 
     `clip_x0` clamps the predicted x0 to [-clip_x0, clip_x0] (eps is recomputed to match).
+    `learned_variance`: the network outputs twice the data's channels, the prediction and then v' in [-1, 1] roughly,
+    split here once: Prediction.v = (v' + 1) / 2 (improved-diffusion's parametrisation of Nichol & Dhariwal's v).
     """
 
     def __init__(self, net: nn.Module, process: NoiseProcess, prediction: str = "eps",
-                 sigma_data: float = 0.5, clip_x0: Optional[float] = None):
+                 sigma_data: float = 0.5, clip_x0: Optional[float] = None, learned_variance: bool = False):
         super().__init__()
         self.net = net
         self.process = process
@@ -50,8 +54,10 @@ class Denoiser(nn.Module):
             raise ValueError(f"prediction: {prediction!r} cannot recover x0 at zero terminal SNR; use 'v', 'x0' or 'edm'")
         require(sigma_data > 0, "sigma_data", "a positive number", sigma_data)
         require(clip_x0 is None or clip_x0 > 0, "clip_x0", "a positive number (|x0| bound) or null", clip_x0)
+        require(isinstance(learned_variance, bool), "learned_variance", "true or false", learned_variance)
         self.sigma_data = sigma_data
         self.clip_x0 = clip_x0
+        self.learned_variance = learned_variance
 
     @classmethod
     def from_function(cls, fn: Callable, process: NoiseProcess, prediction: str = "eps", **kwargs) -> "Denoiser":
@@ -66,11 +72,22 @@ class Denoiser(nn.Module):
     def _coefficients(self, x_t: torch.Tensor, t, alpha=None, sigma=None):
         return time_coefficients(self.process, x_t, t, alpha, sigma)
 
-    def net_output(self, x_t: torch.Tensor, t, cond: Any = None, *, alpha=None, sigma=None) -> torch.Tensor:
-        """The raw network output at (x_t, t), in the coordinates of `self.prediction`."""
+    def net_outputs(self, x_t: torch.Tensor, t, cond: Any = None, *, alpha=None, sigma=None):
+        """(the network's prediction in the coordinates of `self.prediction`, v or None) at (x_t, t)."""
         t, alpha, sigma = self._coefficients(x_t, t, alpha, sigma)
         x_in, c_noise = network_inputs(self.prediction, x_t, t, alpha, sigma, self.sigma_data)
-        return self.net(x_in, c_noise, cond)
+        out = self.net(x_in, c_noise, cond)
+        if not self.learned_variance:
+            return out, None
+        if out.shape[1] != 2 * x_t.shape[1]:
+            raise ValueError(f"learned_variance: the network gives {out.shape[1]} output channels; a model with "
+                             f"learned variance needs {2 * x_t.shape[1]} (prediction and v)")
+        out, v = out.chunk(2, dim=1)
+        return out, (v + 1) / 2
+
+    def net_output(self, x_t: torch.Tensor, t, cond: Any = None, *, alpha=None, sigma=None) -> torch.Tensor:
+        """The network's prediction at (x_t, t), in the coordinates of `self.prediction` (v split off)."""
+        return self.net_outputs(x_t, t, cond, alpha=alpha, sigma=sigma)[0]
 
     def target(self, x0, eps, x_t, t) -> torch.Tensor:
         """The output a perfect network would give for this (x0, eps): the regression target."""
@@ -81,13 +98,12 @@ class Denoiser(nn.Module):
         """Prediction(x0, eps) at (x_t, t); samplers pass alpha(t), sigma(t) precomputed to skip the table look-ups.
         `clip=False` skips clip_x0 (classifier-free guidance clips after combining its branches)."""
         t, alpha, sigma = self._coefficients(x_t, t, alpha, sigma)
-        x_in, c_noise = network_inputs(self.prediction, x_t, t, alpha, sigma, self.sigma_data)
-        out = self.net(x_in, c_noise, cond)
+        out, v = self.net_outputs(x_t, t, cond, alpha=alpha, sigma=sigma)
         x0, eps = to_x0_eps(self.prediction, out, x_t, alpha, sigma, self.sigma_data)
         if clip and self.clip_x0 is not None:
             x0 = x0.clamp(-self.clip_x0, self.clip_x0)
             _, eps = to_x0_eps("x0", x0, x_t, alpha, sigma)
-        return Prediction(x0=x0, eps=eps)
+        return Prediction(x0=x0, eps=eps, v=v)
 
 
 class FunctionNet(nn.Module):

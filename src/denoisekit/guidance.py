@@ -33,15 +33,19 @@ class DenoiserWrapper(nn.Module):
     def mean_shift(self) -> Optional[Callable]:
         return getattr(self.denoiser, "mean_shift", None)
 
+    @property
+    def learned_variance(self) -> bool:
+        return bool(getattr(self.denoiser, "learned_variance", False))
+
     def coefficients(self, x: torch.Tensor, t, alpha=None, sigma=None):
         """(t as a batch vector, alpha, sigma) broadcastable against x, computed unless the sampler passed them."""
         t, alpha, sigma = time_coefficients(self.process, x, t, alpha, sigma)
         return t, bcast(alpha, x), bcast(sigma, x)
 
 
-def from_x0(x0: torch.Tensor, x_t: torch.Tensor, alpha, sigma) -> Prediction:
-    """The Prediction whose x0 is given (eps follows from x_t = alpha x0 + sigma eps)."""
-    return Prediction(*to_x0_eps("x0", x0, x_t, alpha, sigma))
+def from_x0(x0: torch.Tensor, x_t: torch.Tensor, alpha, sigma, v=None) -> Prediction:
+    """The Prediction whose x0 is given (eps follows from x_t = alpha x0 + sigma eps); a learned variance's v is kept."""
+    return Prediction(*to_x0_eps("x0", x0, x_t, alpha, sigma), v=v)
 
 
 def labels_of(cond, who: str) -> torch.Tensor:
@@ -105,7 +109,7 @@ class ClassifierFreeGuidance(DenoiserWrapper):
             x0 = self.rescale * x0 * ratio + (1 - self.rescale) * x0
         if clip is not None:
             x0 = x0.clamp(-clip, clip)
-        return from_x0(x0, x, alpha, sigma)
+        return from_x0(x0, x, alpha, sigma, None if pred.v is None else pred.v.chunk(2)[0])  # the conditional v
 
 
 class DynamicThresholding(DenoiserWrapper):
@@ -122,7 +126,7 @@ class DynamicThresholding(DenoiserWrapper):
         pred = self.denoiser(x, t, cond, alpha=alpha, sigma=sigma)
         s = torch.quantile(pred.x0.reshape(len(x), -1).abs().float(), self.percentile, dim=1).clamp(min=1)
         s = append_dims(s.to(x.dtype), x.ndim)
-        return from_x0(torch.maximum(torch.minimum(pred.x0, s), -s) / s, x, alpha, sigma)
+        return from_x0(torch.maximum(torch.minimum(pred.x0, s), -s) / s, x, alpha, sigma, pred.v)
 
 
 class ClassifierGuidance(DenoiserWrapper):
@@ -162,7 +166,7 @@ class ClassifierGuidance(DenoiserWrapper):
         if self.form == "mean" or self.scale == 0:
             return pred
         g = self.grad(x, t, labels_of(cond, "classifier guidance"))
-        return Prediction(*to_x0_eps("eps", pred.eps - self.scale * sigma * g, x, alpha, sigma))
+        return Prediction(*to_x0_eps("eps", pred.eps - self.scale * sigma * g, x, alpha, sigma), v=pred.v)
 
 
 @configurable

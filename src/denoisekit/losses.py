@@ -6,8 +6,11 @@ from typing import Literal, Optional
 import torch
 
 from .config import configurable, require
-from .prediction import x0_error_scale
+from .denoiser import Prediction, time_coefficients
+from .prediction import to_x0_eps, x0_error_scale
+from .time_sampling import ImportanceTimes, UniformTimes
 from .utils import Generator, rand, randn
+from .vlb import vlb_term
 
 TimeSampling = Literal["uniform", "lognormal"]
 
@@ -46,13 +49,8 @@ class SimpleLoss:
     def __call__(self, denoiser, x0: torch.Tensor, cond=None, generator: Generator = None) -> torch.Tensor:
         process = denoiser.process
         t = self.sample_t(process, x0.shape[0], generator, x0.device)
-        eps = randn(x0.shape, generator, device=x0.device, dtype=x0.dtype)
-        if self.p_uncond > 0 and cond is not None:
-            cond = drop_labels(cond, rand((x0.shape[0],), generator, device=x0.device) < self.p_uncond)
-        x_t = process.q_sample(x0, t, eps)
-        out = denoiser.net_output(x_t, t, cond)
-        err = (out.float() - denoiser.target(x0, eps, x_t, t).float()) ** 2
-        per_example = err.reshape(err.shape[0], -1).mean(1)
+        eps, x_t, cond = noised(process, x0, t, cond, self.p_uncond, generator)
+        per_example = regression_error(denoiser, denoiser.net_output(x_t, t, cond), x0, eps, x_t, t)
         if self.min_snr_gamma is not None:
             alpha, sigma = process.alpha(t), process.sigma(t)
             snr = alpha**2 / sigma**2
@@ -60,6 +58,89 @@ class SimpleLoss:
                                                                          denoiser.sigma_data)
             per_example = per_example * weight.to(per_example.dtype)
         return per_example
+
+
+def noised(process, x0: torch.Tensor, t: torch.Tensor, cond, p_uncond: float, generator: Generator):
+    """(eps, x_t ~ q(x_t | x_0), cond with each label dropped with probability p_uncond)."""
+    eps = randn(x0.shape, generator, device=x0.device, dtype=x0.dtype)
+    if p_uncond > 0 and cond is not None:
+        cond = drop_labels(cond, rand((x0.shape[0],), generator, device=x0.device) < p_uncond)
+    return eps, process.q_sample(x0, t, eps), cond
+
+
+def regression_error(denoiser, out: torch.Tensor, x0, eps, x_t, t) -> torch.Tensor:
+    """|target - out|^2 per example, averaged over dimensions, in the denoiser's prediction units (L_simple's term)."""
+    err = (out.float() - denoiser.target(x0, eps, x_t, t).float()) ** 2
+    return err.reshape(err.shape[0], -1).mean(1)
+
+
+@configurable
+class HybridLoss:
+    """L_hybrid = L_simple + lam L_vlb (Nichol & Dhariwal 2021, sec. 3.1), with L_vlb = T E_t[L_t] estimated by one
+    term per example (`vlb.vlb_term`, bits/dim) whose mean is a stop-gradient, so L_vlb trains only the variance.
+
+    t_sampling 'uniform', or 'importance': p_t proportional to sqrt(E[L_t^2]) (sec. 3.3; `ImportanceTimes`), each
+    example weighted by 1 / (T p_t) so the loss stays unbiased. The sampler's history is part of the checkpoint.
+    """
+
+    hybrid = True
+
+    def __init__(self, lam: float = 0.001, t_sampling: Literal["uniform", "importance"] = "uniform",
+                 p_uncond: float = 0.0):
+        require(lam > 0, "lam", "a positive weight of L_vlb", lam)
+        require(t_sampling in ("uniform", "importance"), "t_sampling", "'uniform' or 'importance'", t_sampling)
+        require(0 <= p_uncond < 1, "p_uncond", "a probability in [0, 1)", p_uncond)
+        self.lam, self.t_sampling, self.p_uncond = lam, t_sampling, p_uncond
+        self.times = None  # the time sampler, built for the process's T at the first call or load
+
+    def _new_times(self, T: int):
+        return (ImportanceTimes if self.t_sampling == "importance" else UniformTimes)(T)
+
+    def time_sampler(self, process):
+        """The time sampler for this process's T steps (kept across calls: it learns)."""
+        T = len(process.trained_times())
+        if self.times is None or self.times.T != T:
+            self.times = self._new_times(T)
+        return self.times
+
+    def __call__(self, denoiser, x0: torch.Tensor, cond=None, generator: Generator = None) -> torch.Tensor:
+        process = denoiser.process
+        sampler = self.time_sampler(process)
+        idx, weight = sampler.draw(x0.shape[0], generator)
+        t = process.trained_times()[idx].to(x0.device)
+        eps, x_t, cond = noised(process, x0, t, cond, self.p_uncond, generator)
+        out, v = denoiser.net_outputs(x_t, t, cond)
+        _, alpha, sigma = time_coefficients(process, x_t, t)
+        mean_out = out.detach() if self.hybrid else out  # the stop-gradient of L_hybrid (sec. 3.1)
+        x0_hat, eps_hat = to_x0_eps(denoiser.prediction, mean_out, x_t, alpha, sigma, denoiser.sigma_data)
+        term = vlb_term(denoiser, x0, t, x_t=x_t, pred=Prediction(x0_hat, eps_hat, v))
+        sampler.update(idx, term)
+        loss = sampler.T * term.float() * (self.lam if self.hybrid else 1.0)
+        if self.hybrid:
+            loss = loss + regression_error(denoiser, out, x0, eps, x_t, t)
+        return loss * weight.to(loss.device, loss.dtype)
+
+    def state_dict(self) -> dict:
+        """The time sampler's history, saved with each checkpoint."""
+        return {} if self.times is None else {"T": self.times.T, **self.times.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the time sampler (a checkpoint without one starts it afresh)."""
+        self.times = None
+        if state.get("T") is not None:
+            self.times = self._new_times(int(state["T"]))
+            self.times.load_state_dict({k: v for k, v in state.items() if k != "T"})
+
+
+@configurable
+class VLBLoss(HybridLoss):
+    """L_vlb alone (Nichol & Dhariwal 2021, sec. 3.3): T L_t for one t per example, the gradient reaching the mean and
+    the variance; importance-sampled t by default, as in the paper."""
+
+    hybrid = False
+
+    def __init__(self, t_sampling: Literal["uniform", "importance"] = "importance", p_uncond: float = 0.0):
+        super().__init__(1.0, t_sampling, p_uncond)
 
 
 def drop_labels(cond, drop: torch.Tensor):

@@ -77,10 +77,23 @@ class NoiseProcess(ABC):
         """sigma^2_{t|s} = sigma_t^2 - (alpha_t/alpha_s)^2 sigma_s^2, the variance of q(x_t | x_s) (beta_t for one step)."""
         return self.sigma(t) ** 2 - (self.alpha(t) / self.alpha(s)) ** 2 * self.sigma(s) ** 2
 
+    @property
+    def prior_std(self) -> float:
+        """The prior's scale: p(x_T) = N(0, prior_std^2 I), sigma(t_max) (alpha(t_max) x_0 is taken as negligible)."""
+        return float(self.sigma(torch.tensor(self.t_max, dtype=torch.float64)))
+
     def prior_sample(self, shape, generator: Generator = None, *, device=None, dtype=torch.float32):
-        """A draw from the prior N(0, sigma(t_max)^2 I) (alpha(t_max) x_0 is taken as negligible)."""
-        scale = float(self.sigma(torch.tensor(self.t_max, dtype=torch.float64)))
-        return scale * randn(shape, generator, device=device, dtype=dtype)
+        """A draw from the prior N(0, prior_std^2 I)."""
+        return self.prior_std * randn(shape, generator, device=device, dtype=dtype)
+
+    def trained_times(self) -> torch.Tensor:
+        """The network times of a discrete process, t_eps, t_eps + step, ..., t_max (float64); each step t has its
+        predecessor t - grid_step, the first one the data. The variational bound sums one term per time."""
+        if self.grid_step == 0:
+            raise ValueError("process: the variational bound and its training losses need a discrete-time process "
+                             "(one with a grid of trained times, like ddpm's)")
+        n = int(round((self.t_max - self.t_eps) / self.grid_step)) + 1
+        return self.t_eps + self.grid_step * torch.arange(n, dtype=torch.float64)
 
 
 @configurable
@@ -142,3 +155,8 @@ class DiscreteVP(NoiseProcess):
 
     def t_from_log_snr(self, lam):
         return self.t_from_alpha_bar(torch.sigmoid(torch.as_tensor(lam, dtype=torch.float64)))
+
+    @property
+    def prior_std(self) -> float:
+        """DDPM's prior p(x_T) = N(0, I) (Ho et al. 2020, sec. 2)."""
+        return 1.0

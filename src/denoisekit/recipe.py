@@ -9,7 +9,7 @@ import shutil
 import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import yaml
@@ -19,7 +19,7 @@ from .config import REGISTRY, build, check_arguments, encode_value, require
 from .data import ArrayDataset, load_dataset
 from .denoiser import Denoiser
 from .images import save_picture, save_row_strip
-from .losses import SimpleLoss
+from .losses import HybridLoss, SimpleLoss, VLBLoss
 from .nets import MLP, UNet
 from .process import DiscreteVP
 from .samplers import check_request, sample
@@ -41,7 +41,9 @@ class RunConfig:
     prediction: str = "eps"
     sigma_data: float = 0.5
     clip_x0: Optional[float] = None
-    loss: dict = field(default_factory=dict)         # SimpleLoss arguments
+    objective: str = "simple"                        # simple (L_simple), hybrid (L_simple + lam L_vlb) or vlb
+    learned_variance: Optional[bool] = None          # null: learned for objective hybrid or vlb, fixed for simple
+    loss: dict = field(default_factory=dict)         # the objective's loss arguments (OBJECTIVES)
     train: dict = field(default_factory=dict)        # TrainConfig fields
     sample: dict = field(default_factory=lambda: {"sampler": "ddpm", "steps": 100, "schedule": None, "options": {},
                                                   "n": 64, "seed": 0})
@@ -77,14 +79,35 @@ class RunConfig:
         require(self.channels in (None, 1, 3), "channels", "1 (grey), 3 (RGB) or null", self.channels)
         check_net_keys(self.net)
         process = build_section("process", DiscreteVP, self.process)
-        build_section("loss", SimpleLoss, loss_arguments(self))
+        build_loss(self)
         build_section("train", TrainConfig, self.train, reserved={"use_labels": "set by class_cond"})
-        Denoiser(nn.Identity(), process, self.prediction, self.sigma_data, self.clip_x0)
+        Denoiser(nn.Identity(), process, self.prediction, self.sigma_data, self.clip_x0, learns_variance(self))
         for section in ("sample", "eval"):
             check_sampling(getattr(self, section), section)
 
     def as_dict(self) -> dict:
         return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+
+
+# The training objectives: L_simple (Ho et al. 2020), L_hybrid and L_vlb (Nichol & Dhariwal 2021).
+OBJECTIVES = {"simple": SimpleLoss, "hybrid": HybridLoss, "vlb": VLBLoss}
+
+
+def build_loss(rc: RunConfig):
+    """The objective's loss from the loss section (its keys checked against that loss's arguments)."""
+    if rc.objective not in OBJECTIVES:
+        raise ValueError(f"objective: expected one of {', '.join(OBJECTIVES)}, got {rc.objective!r}")
+    return build_section("loss", OBJECTIVES[rc.objective], loss_arguments(rc))
+
+
+def learns_variance(rc: RunConfig) -> bool:
+    """Whether the network also outputs the variance interpolation v: by default exactly when the objective trains it."""
+    if rc.learned_variance is None:
+        return rc.objective in ("hybrid", "vlb")
+    if rc.learned_variance and rc.objective == "simple":
+        raise ValueError("learned_variance: L_simple gives the variance no training signal; use objective hybrid or "
+                         "vlb to learn it")
+    return rc.learned_variance
 
 
 def loss_arguments(rc: RunConfig) -> dict:
@@ -170,17 +193,25 @@ def build_denoiser(rc: RunConfig, ds: ArrayDataset) -> Denoiser:
     num_classes = ds.num_classes if rc.class_cond else None
     if rc.class_cond and not num_classes:
         raise ValueError(f"class_cond: the data set {ds.name!r} has no labels")
+    learned = learns_variance(rc)
+    widths = 2 if learned else 1  # learned variance: the prediction and v, split by the denoiser
     if ds.is_image:
-        net = build_section("net", UNet, rc.net, in_channels=ds.x.shape[1], num_classes=num_classes)
+        net = build_section("net", UNet, rc.net, in_channels=ds.x.shape[1], num_classes=num_classes,
+                            out_channels=widths * ds.x.shape[1])
     else:
-        net = build_section("net", MLP, rc.net, dim=ds.x.shape[1], num_classes=num_classes)
+        net = build_section("net", MLP, rc.net, dim=ds.x.shape[1], num_classes=num_classes,
+                            out_dim=widths * ds.x.shape[1])
     process = build_section("process", DiscreteVP, rc.process)
     alpha_end = float(process.alpha(torch.tensor(process.t_max, dtype=torch.float64)))
+    if rc.objective in ("hybrid", "vlb") and rc.prediction in ("eps", "score") and alpha_end == 0:
+        raise ValueError(f"objective: L_vlb's last term needs x0 = (x_t - sigma eps) / alpha from the "
+                         f"{rc.prediction}-prediction, and this schedule ends at alpha = 0; use a larger process.T, "
+                         f"another schedule, or prediction v or x0")
     if ds.is_image and rc.prediction == "eps" and rc.clip_x0 is None and alpha_end < 1e-3:
         warnings.warn(f"clip_x0: the noise schedule ends at alpha = {alpha_end:.1e}, where x0 = (x_t - sigma eps) / "
                       f"alpha from an eps prediction is unbounded; set clip_x0: 1.0 (as improved-diffusion's samplers "
                       f"do) for images in [-1, 1]", stacklevel=2)
-    return Denoiser(net, process, rc.prediction, rc.sigma_data, rc.clip_x0)
+    return Denoiser(net, process, rc.prediction, rc.sigma_data, rc.clip_x0, learned)
 
 
 @torch.no_grad()
@@ -211,7 +242,7 @@ def forward_process_picture(ds: ArrayDataset, process, path, n: int = 8, columns
     return save_row_strip(frames, path, scale=2 if ds.is_image else 1)
 
 
-def run_record(rc: RunConfig, ds: ArrayDataset, loss: SimpleLoss) -> dict:
+def run_record(rc: RunConfig, ds: ArrayDataset, loss) -> dict:
     """What a checkpoint records beside the model: the run config, the loss and the data's name, shape and content."""
     digest = hashlib.sha256(ds.x.contiguous().numpy().tobytes())
     if ds.y is not None:
@@ -227,7 +258,7 @@ class Run:
     rc: RunConfig
     ds: ArrayDataset
     denoiser: Denoiser
-    loss: SimpleLoss
+    loss: Callable  # one of OBJECTIVES
     tc: TrainConfig
 
     @property
@@ -247,7 +278,7 @@ def prepare_run(rc: RunConfig) -> Run:
     ds = build_dataset(rc)
     tc = train_settings(rc, ds, use_labels=rc.class_cond)
     denoiser = seeded(tc.seed, lambda: build_denoiser(rc, ds))
-    return Run(rc, ds, denoiser, build_section("loss", SimpleLoss, loss_arguments(rc)), tc)
+    return Run(rc, ds, denoiser, build_loss(rc), tc)
 
 
 def train_settings(rc: RunConfig, ds: ArrayDataset, use_labels: bool) -> TrainConfig:

@@ -80,6 +80,7 @@ class CountingDenoiser(torch.nn.Module):
         super().__init__()
         self.inner, self.process, self.nfe = denoiser, denoiser.process, 0
         self.mean_shift = getattr(denoiser, "mean_shift", None)
+        self.learned_variance = bool(getattr(denoiser, "learned_variance", False))
 
     def forward(self, *args, **kwargs):
         self.nfe += 1

@@ -202,6 +202,8 @@ class Trainer:
                  "train_config": asdict(self.cfg)}
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        if hasattr(self.loss_fn, "state_dict"):  # a stateful loss (an importance sampler's history of L_t)
+            state["loss_state"] = self.loss_fn.state_dict()
         self.saved_step = self.step
         config = {**self.config, "train": asdict(self.cfg)}
         if hasattr(self.model, "config"):  # rebuildable with denoisekit.config.build(config["model"])
@@ -249,6 +251,8 @@ class Trainer:
             raise FileNotFoundError(f"checkpoint: {folder} has no training state (state.pt)")
         step, updates, torch_rng = int(state["step"]), int(state["ema_updates"]), state["torch_rng"]
         numpy_rng = numpy_rng_from_plain(state["numpy_rng"])
+        if hasattr(self.loss_fn, "load_state_dict"):
+            self.loss_fn.load_state_dict(state.get("loss_state") or {})
         load_matching(self.model, weights, folder)
         load_matching(self.ema.model, ema_weights, folder)
         self.opt.load_state_dict(state["optimizer"])
