@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
@@ -180,9 +181,69 @@ def guidance_section(d: dict, figure_prefix: str) -> list[str]:
     return out + [""]
 
 
+def improved_ddpm_findings(rows: list, long: int, seeds: Optional[dict] = None) -> list[str]:
+    """The paper's two findings, checked against the rows (Nichol & Dhariwal 2021, sec. 3.1-3.2)."""
+    by = {(r["objective"], r["variance"]): r for r in rows}
+    simple = [r for r in rows if r["objective"] == "simple"]
+    hybrid = by.get(("hybrid", "learned"))
+    if not simple or hybrid is None:
+        return []
+    best = min(simple, key=lambda r: r["bound_bpd"])
+    gap = best["bound_bpd"] - hybrid["bound_bpd"]
+    out = [f"Likelihood: L_hybrid's bound is {abs(gap):.3f} bits/dim {'below' if gap > 0 else 'above'} L_simple's "
+           f"best fixed-variance bound ({best['variance']}): the paper's finding "
+           f"{'reproduces' if gap > max(hybrid['bound_ci95'], best['bound_ci95']) else 'does not reproduce here'}."]
+    pool = seeds["rows"] if seeds else rows
+    key = "mean" if seeds else "fd_50"
+    fixed = min((r for r in pool if r["objective"] == "simple"), key=lambda r: r[key])
+    learned = min((r for r in pool if r["variance"] == "learned"), key=lambda r: r[key])
+    fixed50, learned50 = fixed[key], learned[key]
+    noise = max(fixed["std"] or 0.0, learned["std"] or 0.0) if seeds else 0.0
+    verdict = ("reproduces" if learned50 < fixed50 - noise else
+               "is within seed noise here" if learned50 < fixed50 + noise else "does not reproduce here")
+    out.append(f"Few steps: with 50 respaced steps the best learned-variance model reaches Frechet distance "
+               f"{learned50:.2f} against {fixed50:.2f} for the best fixed variance"
+               f"{f' (means over seeds; seed-to-seed standard deviation up to {noise:.2f})' if seeds else ''}: the "
+               f"paper's "
+               f"finding {verdict}.")
+    if all(f"fd_{long}" in r for r in rows):
+        out.append(f"At {long} steps: L_simple {min(r[f'fd_{long}'] for r in simple):.2f}, L_hybrid "
+                   f"{hybrid[f'fd_{long}']:.2f} (similar sample quality is the paper's claim).")
+    return out
+
+
+def improved_ddpm_section(d: dict, figure_prefix: str) -> list[str]:
+    st = d["settings"]
+    out = [f"**Improved DDPM on MNIST-5k: likelihood and sample quality by objective** ({_machine(d)}; "
+           f"`benchmarks/improved_ddpm.py`). Three demo-configuration models, {st['train_steps']} steps of 32 each, "
+           f"differing only in the objective. Bits/dim of {st['n_nll']} images ({st['bound']}; ODE: {st['ode']}), "
+           f"mean +- 95% interval; Frechet distance of {st['n_fd']} ancestral samples at 50 respaced and "
+           f"{st['long_steps']} steps (lower is better):", "",
+           f"| objective | sampling variance | bound bits/dim | ODE bits/dim | FD, 50 steps | FD, {st['long_steps']} steps | "
+           f"train s |", "|---|---|---:|---:|---:|---:|---:|"]
+    for r in d["rows"]:
+        ode = f"{r['ode_bpd']:.3f} +- {r['ode_ci95']:.3f}" if "ode_bpd" in r else "(same model)"
+        train = f"{r['train_seconds']:.0f}" if r.get("train_seconds") else "-"
+        out.append(f"| {r['objective']} | {r['variance']} | {r['bound_bpd']:.3f} +- {r['bound_ci95']:.3f} | {ode} | "
+                   f"{r['fd_50']:.2f} | {r.get('fd_' + str(st['long_steps']), float('nan')):.2f} | {train} |")
+    seeds = _load("improved_ddpm_fd50")
+    if seeds:
+        out += ["", f"Frechet distance at 50 respaced steps over {len(seeds['settings']['seeds'])} sample seeds "
+                f"({seeds['settings']['n_fd']} samples each; mean +- standard deviation): "
+                + "; ".join(f"{r['objective']}/{r['variance']} {r['mean']:.3f} +- {r['std']:.3f}"
+                            for r in seeds["rows"]) + "."]
+    findings = improved_ddpm_findings(d["rows"], st["long_steps"], seeds)
+    if findings:
+        out += [""] + [f"- {f}" for f in findings]
+    if d.get("figure"):
+        out += ["", f"![terms of the bound]({figure_prefix}vlb_terms.png)"]
+    return out + [""]
+
+
 def sections(figure_prefix: str) -> list[str]:
     out = []
     for name, render in (("sampler_accuracy", lambda d: accuracy_section(d, figure_prefix)),
+                         ("improved_ddpm", lambda d: improved_ddpm_section(d, figure_prefix)),
                          ("guidance_tradeoff", lambda d: guidance_section(d, figure_prefix)),
                          ("guidance_tradeoff_sde", lambda d: guidance_section(d, figure_prefix)),
                          ("sampler_overhead", overhead_section), ("ddim_table", ddim_section)):
