@@ -199,7 +199,8 @@ def run_config(args):
     raw: dict = read_run_config(args.config) if args.config else {}
     for flag, key in (("data", "data"), ("steps", "train.steps"), ("batch_size", "train.batch_size"),
                       ("lr", "train.lr"), ("seed", "train.seed"), ("device", "train.device"),
-                      ("prediction", "prediction"), ("image_size", "image_size"), ("objective", "objective")):
+                      ("prediction", "prediction"), ("image_size", "image_size"), ("objective", "objective"),
+                      ("process", "process.kind")):
         if getattr(args, flag) is not None:
             _set_path(raw, key, getattr(args, flag))
     for item in args.set or []:
@@ -606,6 +607,8 @@ def _add_run_flags(t) -> None:
     t.add_argument("--seed", type=int)
     t.add_argument("--device")
     t.add_argument("--prediction", choices=["eps", "x0", "v", "score", "edm"])
+    t.add_argument("--process", choices=["ddpm", "vp", "subvp", "ve"], help="the noise process: DDPM's discrete "
+                   "VP (the default) or the score SDEs' VP, sub-VP or VE on t in [0, 1] (Song et al. 2021)")
     t.add_argument("--objective", choices=["simple", "hybrid", "vlb"], help="L_simple (the default), L_hybrid = "
                    "L_simple + 0.001 L_vlb with learned variance, or L_vlb with importance-sampled t (Nichol & "
                    "Dhariwal 2021)")

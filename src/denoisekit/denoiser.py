@@ -75,7 +75,7 @@ class Denoiser(nn.Module):
     def net_outputs(self, x_t: torch.Tensor, t, cond: Any = None, *, alpha=None, sigma=None):
         """(the network's prediction in the coordinates of `self.prediction`, v or None) at (x_t, t)."""
         t, alpha, sigma = self._coefficients(x_t, t, alpha, sigma)
-        x_in, c_noise = network_inputs(self.prediction, x_t, t, alpha, sigma, self.sigma_data)
+        x_in, c_noise = network_inputs(self.prediction, x_t, self.process.net_time(t), alpha, sigma, self.sigma_data)
         out = self.net(x_in, c_noise, cond)
         if not self.learned_variance:
             return out, None

@@ -138,8 +138,7 @@ def ode_log_likelihood(denoiser, x: torch.Tensor, *, cond=None, probe: Probe = "
     with torch.no_grad():
         xs, deltas = odeint(f, state, u, rtol=rtol, atol=atol, method="dopri5")
     x1, delta = xs[-1] * a1, deltas[-1]
-    sp = process.prior_std
-    log_prior = -0.5 * (x1 / sp).pow(2).reshape(b, -1).sum(1) - d * (math.log(sp) + 0.5 * math.log(2 * math.pi))
+    log_prior = process.prior_log_prob(x1)
     if stats is not None:
         stats["nfe"] = stats.get("nfe", 0) + nfe[0]
     return log_prior + d * math.log(a1) + delta - d * math.log(a0)

@@ -19,7 +19,7 @@ TimeSampling = Literal["uniform", "lognormal"]
 class SimpleLoss:
     """L_simple (Ho et al. 2020, eq. 14): E_{t, eps} |target - net(x_t, t)|^2 in the denoiser's prediction units.
 
-    t_sampling 'uniform' draws t ~ U{0..T-1}; 'lognormal' draws the noise level sigma/alpha ~ exp(N(p_mean, p_std^2))
+    t_sampling 'uniform' draws t ~ U{0..T-1} (U[t_eps, 1] for a continuous process); 'lognormal' draws the noise level sigma/alpha ~ exp(N(p_mean, p_std^2))
     as in EDM (Karras et al. 2022, sec. 5): with prediction 'edm' this is exactly EDM's loss.
     min_snr_gamma weights the x0 error by min(SNR, gamma) (Hang et al. 2023).
     p_uncond replaces each class label by 'no label' (-1) with this probability, so one network learns p(x | y) and
@@ -40,11 +40,14 @@ class SimpleLoss:
 
     def sample_t(self, process, n: int, generator: Generator = None, device=None) -> torch.Tensor:
         """Training times: uniform integer steps, or log-normal noise levels mapped to times."""
+        if self.t_sampling == "uniform" and process.grid_step == 0:  # a continuous process: t ~ U[t_eps, t_max]
+            u = rand((n,), generator, dtype=torch.float64)
+            return (process.t_eps + u * (process.t_max - process.t_eps)).to(device)
         if self.t_sampling == "uniform":
             T = int(round(process.t_max)) + 1
             return (rand((n,), generator, dtype=torch.float64) * T).floor().clamp(max=T - 1).to(device)
         level = (self.p_mean + self.p_std * randn((n,), generator, dtype=torch.float64)).exp()
-        return process.t_from_noise_level(level).clamp(0, process.t_max).to(device)
+        return process.t_from_noise_level(level).clamp(process.t_eps, process.t_max).to(device)
 
     def __call__(self, denoiser, x0: torch.Tensor, cond=None, generator: Generator = None) -> torch.Tensor:
         process = denoiser.process

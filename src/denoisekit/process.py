@@ -1,6 +1,7 @@
 """Noise processes x_t = alpha(t) x_0 + sigma(t) eps, with their formulas in float64."""
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 
 import torch
@@ -76,6 +77,31 @@ class NoiseProcess(ABC):
     def transition_variance(self, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """sigma^2_{t|s} = sigma_t^2 - (alpha_t/alpha_s)^2 sigma_s^2, the variance of q(x_t | x_s) (beta_t for one step)."""
         return self.sigma(t) ** 2 - (self.alpha(t) / self.alpha(s)) ** 2 * self.sigma(s) ** 2
+
+    def sde(self, t):
+        """(f(t), g(t)^2) of the linear SDE dx = f x dt + g dw with this process's marginals: f = d log alpha / dt,
+        g^2 = d sigma^2 / dt - 2 f sigma^2 (Song et al. 2021, eq. 5-6; by autograd unless a subclass has it closed)."""
+        with torch.enable_grad():
+            t = torch.as_tensor(t, dtype=torch.float64).detach().requires_grad_(True)
+            log_alpha, var = self.alpha(t).log(), self.sigma(t) ** 2
+            f = torch.autograd.grad(log_alpha.sum(), t, retain_graph=True)[0] if log_alpha.requires_grad \
+                else torch.zeros_like(t)
+            dvar = torch.autograd.grad(var.sum(), t)[0]
+        return f, dvar - 2 * f * var.detach()
+
+    def net_time(self, t: torch.Tensor) -> torch.Tensor:
+        """The time a network is given (continuous processes scale [0, 1] up to DDPM's step range)."""
+        return t
+
+    def from_net_time(self, c: torch.Tensor) -> torch.Tensor:
+        """Inverse of net_time (for plain functions standing in for a network)."""
+        return c
+
+    def prior_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log N(x; 0, prior_std^2 I) per example."""
+        d = x[0].numel()
+        sp = self.prior_std
+        return -0.5 * (x / sp).pow(2).reshape(len(x), -1).sum(1) - d * (math.log(sp) + 0.5 * math.log(2 * math.pi))
 
     @property
     def prior_std(self) -> float:

@@ -21,6 +21,7 @@ from .denoiser import Denoiser
 from .images import save_picture, save_row_strip
 from .losses import HybridLoss, SimpleLoss, VLBLoss
 from .nets import MLP, UNet
+from .continuous import SubVPSDE, VESDE, VPSDE
 from .process import DiscreteVP
 from .samplers import check_request, sample
 from .train import TrainConfig, Trainer, find_checkpoint, load_config, load_weights
@@ -37,7 +38,7 @@ class RunConfig:
     channels: Optional[int] = None
     class_cond: bool = False
     net: dict = field(default_factory=dict)          # UNet or MLP arguments
-    process: dict = field(default_factory=dict)      # DiscreteVP arguments
+    process: dict = field(default_factory=dict)      # kind (PROCESSES) and that process's arguments
     prediction: str = "eps"
     sigma_data: float = 0.5
     clip_x0: Optional[float] = None
@@ -78,7 +79,10 @@ class RunConfig:
                 self.image_size)
         require(self.channels in (None, 1, 3), "channels", "1 (grey), 3 (RGB) or null", self.channels)
         check_net_keys(self.net)
-        process = build_section("process", DiscreteVP, self.process)
+        process = build_process(self.process)
+        if self.objective in ("hybrid", "vlb") and process.grid_step == 0:
+            raise ValueError(f"objective: {self.objective} sums the discrete variational bound; it needs process.kind "
+                             f"ddpm, not a continuous process")
         build_loss(self)
         build_section("train", TrainConfig, self.train, reserved={"use_labels": "set by class_cond"})
         Denoiser(nn.Identity(), process, self.prediction, self.sigma_data, self.clip_x0, learns_variance(self))
@@ -87,6 +91,21 @@ class RunConfig:
 
     def as_dict(self) -> dict:
         return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+
+
+# The noise processes: DDPM's discrete VP (Ho et al. 2020) and the score SDEs' VP, sub-VP and VE (Song et al. 2021).
+PROCESSES = {"ddpm": DiscreteVP, "vp": VPSDE, "subvp": SubVPSDE, "ve": VESDE}
+
+
+def build_process(section):
+    """The process named by the section's `kind` (ddpm by default), built from the section's other keys."""
+    if not isinstance(section, dict):
+        return build_section("process", DiscreteVP, section)
+    values = dict(section)
+    kind = values.pop("kind", "ddpm")
+    if kind not in PROCESSES:
+        raise ValueError(f"process.kind: expected one of {', '.join(PROCESSES)}, got {kind!r}")
+    return build_section("process", PROCESSES[kind], values)
 
 
 # The training objectives: L_simple (Ho et al. 2020), L_hybrid and L_vlb (Nichol & Dhariwal 2021).
@@ -201,7 +220,7 @@ def build_denoiser(rc: RunConfig, ds: ArrayDataset) -> Denoiser:
     else:
         net = build_section("net", MLP, rc.net, dim=ds.x.shape[1], num_classes=num_classes,
                             out_dim=widths * ds.x.shape[1])
-    process = build_section("process", DiscreteVP, rc.process)
+    process = build_process(rc.process)
     alpha_end = float(process.alpha(torch.tensor(process.t_max, dtype=torch.float64)))
     if rc.objective in ("hybrid", "vlb") and rc.prediction in ("eps", "score") and alpha_end == 0:
         raise ValueError(f"objective: L_vlb's last term needs x0 = (x_t - sigma eps) / alpha from the "
@@ -237,7 +256,7 @@ def forward_process_picture(ds: ArrayDataset, process, path, n: int = 8, columns
     """x_t for a few data points at evenly spaced t: the forward process q(x_t | x_0)."""
     g = torch.Generator().manual_seed(seed)
     x0 = ds.x[torch.randperm(len(ds), generator=g)[: (n if ds.is_image else 2000)]]
-    ts = torch.linspace(-1, process.t_max, columns, dtype=torch.float64)
+    ts = torch.linspace(process.t_min, process.t_max, columns, dtype=torch.float64)
     frames = [process.q_sample(x0, t.expand(len(x0)), torch.randn(x0.shape, generator=g)) for t in ts]
     return save_row_strip(frames, path, scale=2 if ds.is_image else 1)
 

@@ -13,8 +13,8 @@ from .guidance import NoisyClassifier
 from .losses import ClassifierLoss
 from .nets import EncoderClassifier
 from .process import DiscreteVP
-from .recipe import (RunConfig, build_dataset, build_section, compatibility_check, run_record, seeded, start_run,
-                     train_settings)
+from .recipe import (RunConfig, build_dataset, build_process, build_section, compatibility_check, run_record, seeded,
+                     start_run, train_settings)
 from .train import TrainConfig, Trainer, find_checkpoint, load_config, load_weights
 from .train.checkpoint import load_matching
 from .utils import atomic_save
@@ -31,7 +31,10 @@ def prepare_classifier(rc: RunConfig) -> tuple[ArrayDataset, NoisyClassifier, Cl
     tc = train_settings(rc, ds, use_labels=True)
     net = seeded(tc.seed, lambda: build_section("net", EncoderClassifier, rc.net, in_channels=ds.x.shape[1],
                                                 num_classes=ds.num_classes))
-    classifier = NoisyClassifier(net, build_section("process", DiscreteVP, rc.process))
+    process = build_process(rc.process)
+    if not isinstance(process, DiscreteVP):
+        raise ValueError("process.kind: train-classifier supports the ddpm process only")
+    classifier = NoisyClassifier(net, process)
     return ds, classifier, build_section("loss", ClassifierLoss, rc.loss), tc
 
 

@@ -16,6 +16,7 @@ from .dpm_solver import dpmpp_2m_sample, dpmpp_2m_sde_sample, dpmpp_2s_sample, d
 from .euler import euler_maruyama_sample, euler_sample, heun_sample
 from .multistep import deis_sample, ipndm_sample, pndm_sample
 from .rk45 import rk45_sample
+from .sde import em_sample, pc_sample, reverse_drift
 from .unipc import unipc_sample
 
 SAMPLERS: dict[str, Callable] = {
@@ -33,10 +34,13 @@ SAMPLERS: dict[str, Callable] = {
     "ipndm": ipndm_sample,
     "pndm": pndm_sample,
     "rk45": rk45_sample,
+    "pc": pc_sample,
+    "em": em_sample,
 }
 
 # The schedule each sampler gets when none is named: the time grids its paper used.
-DEFAULT_SCHEDULES = {"ddpm": "uniform", "ddim": "uniform", "pndm": "uniform", "euler_maruyama": "uniform"}
+DEFAULT_SCHEDULES = {"ddpm": "uniform", "ddim": "uniform", "pndm": "uniform", "euler_maruyama": "uniform",
+                     "pc": "uniform", "em": "uniform"}
 COMMON = ("cond", "generator", "callback", "progress")
 
 
@@ -125,6 +129,6 @@ def sample(denoiser, x_T: torch.Tensor, sampler: str = "dpmpp_2m", steps: Option
 
 __all__ = ["COMMON", "DEFAULT_SCHEDULES", "SAMPLERS", "CountingDenoiser", "check_options", "check_request", "ddim_interpolate",
            "ddim_invert", "ddim_sample", "ddpm_sample", "ddpm_step", "deis_sample", "dpmpp_2m_sample",
-           "dpmpp_2m_sde_sample", "dpmpp_2s_sample", "dpmpp_3m_sample", "euler_maruyama_sample", "euler_sample",
-           "get_sampler", "heun_sample", "ipndm_sample", "pndm_sample", "rk45_sample", "sample",
+           "dpmpp_2m_sde_sample", "dpmpp_2s_sample", "dpmpp_3m_sample", "em_sample", "euler_maruyama_sample", "euler_sample",
+           "get_sampler", "heun_sample", "ipndm_sample", "pc_sample", "pndm_sample", "reverse_drift", "rk45_sample", "sample",
            "sampler_options", "slerp", "unipc_sample"]
