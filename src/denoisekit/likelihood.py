@@ -11,6 +11,7 @@ from typing import Literal, Optional
 import torch
 from tqdm.auto import tqdm
 
+from .samplers.base import Grid
 from .utils import Generator, rand, randn
 from .vlb import LN2, Decoder, Variance, check_decoder, default_decoder, prior_kl, resolve_variance, vlb_term
 
@@ -106,15 +107,15 @@ def ode_log_likelihood(denoiser, x: torch.Tensor, *, cond=None, probe: Probe = "
     z = None if probe == "exact" else _probe(x.shape, probe, generator, x.device, x.dtype)
     nfe = [0]
 
-    def denoised(xt: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        t = process.t_from_noise_level(u.double().exp()).to(xt.device)
-        a, s = process.alpha(t).to(xt.dtype), process.sigma(t).to(xt.dtype)
-        return denoiser(xt * a, t.to(xt.dtype).expand(xt.shape[0]), cond_for(xt), alpha=a, sigma=s).x0
+    ends = torch.stack([t1, t0])
+    grids = {b: Grid(denoiser, ends, x, cond)}  # by batch size: the exact trace sends the batch d times
+    if z is None:
+        grids[b * d] = Grid(denoiser, ends, x.repeat(d, *([1] * (x.ndim - 1))),
+                            None if cond is None else cond.repeat(d, *([1] * (cond.ndim - 1))))
 
-    def cond_for(xt):
-        if cond is None or xt.shape[0] == b:
-            return cond
-        return cond.repeat(xt.shape[0] // b, *([1] * (cond.ndim - 1)))
+    def denoised(xt: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """D(x~, e^u), as the ODE samplers evaluate it off their grid."""
+        return grids[xt.shape[0]].denoise_at_level(xt, float(u.double().exp())).x0
 
     def f(u, state):
         xt = state[0]

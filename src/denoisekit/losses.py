@@ -99,18 +99,18 @@ class HybridLoss:
     def _new_times(self, T: int):
         return (ImportanceTimes if self.t_sampling == "importance" else UniformTimes)(T)
 
-    def time_sampler(self, process):
-        """The time sampler for this process's T steps (kept across calls: it learns)."""
-        T = len(process.trained_times())
+    def time_sampler(self, T: int):
+        """The time sampler for T steps (kept across calls: it learns)."""
         if self.times is None or self.times.T != T:
             self.times = self._new_times(T)
         return self.times
 
     def __call__(self, denoiser, x0: torch.Tensor, cond=None, generator: Generator = None) -> torch.Tensor:
         process = denoiser.process
-        sampler = self.time_sampler(process)
+        times = process.trained_times()
+        sampler = self.time_sampler(len(times))
         idx, weight = sampler.draw(x0.shape[0], generator)
-        t = process.trained_times()[idx].to(x0.device)
+        t = times[idx].to(x0.device)
         eps, x_t, cond = noised(process, x0, t, cond, self.p_uncond, generator)
         out, v = denoiser.net_outputs(x_t, t, cond)
         _, alpha, sigma = time_coefficients(process, x_t, t)

@@ -80,7 +80,7 @@ class RunConfig:
         require(self.channels in (None, 1, 3), "channels", "1 (grey), 3 (RGB) or null", self.channels)
         check_net_keys(self.net)
         process = build_process(self.process)
-        if self.objective in ("hybrid", "vlb") and process.grid_step == 0:
+        if self.objective in BOUND_OBJECTIVES and process.grid_step == 0:
             raise ValueError(f"objective: {self.objective} sums the discrete variational bound; it needs process.kind "
                              f"ddpm, not a continuous process")
         build_loss(self)
@@ -110,6 +110,7 @@ def build_process(section):
 
 # The training objectives: L_simple (Ho et al. 2020), L_hybrid and L_vlb (Nichol & Dhariwal 2021).
 OBJECTIVES = {"simple": SimpleLoss, "hybrid": HybridLoss, "vlb": VLBLoss}
+BOUND_OBJECTIVES = tuple(k for k, loss in OBJECTIVES.items() if issubclass(loss, HybridLoss))  # train through L_vlb
 
 
 def build_loss(rc: RunConfig):
@@ -122,7 +123,7 @@ def build_loss(rc: RunConfig):
 def learns_variance(rc: RunConfig) -> bool:
     """Whether the network also outputs the variance interpolation v: by default exactly when the objective trains it."""
     if rc.learned_variance is None:
-        return rc.objective in ("hybrid", "vlb")
+        return rc.objective in BOUND_OBJECTIVES
     if rc.learned_variance and rc.objective == "simple":
         raise ValueError("learned_variance: L_simple gives the variance no training signal; use objective hybrid or "
                          "vlb to learn it")
@@ -222,7 +223,7 @@ def build_denoiser(rc: RunConfig, ds: ArrayDataset) -> Denoiser:
                             out_dim=widths * ds.x.shape[1])
     process = build_process(rc.process)
     alpha_end = float(process.alpha(torch.tensor(process.t_max, dtype=torch.float64)))
-    if rc.objective in ("hybrid", "vlb") and rc.prediction in ("eps", "score") and alpha_end == 0:
+    if rc.objective in BOUND_OBJECTIVES and rc.prediction in ("eps", "score") and alpha_end == 0:
         raise ValueError(f"objective: L_vlb's last term needs x0 = (x_t - sigma eps) / alpha from the "
                          f"{rc.prediction}-prediction, and this schedule ends at alpha = 0; use a larger process.T, "
                          f"another schedule, or prediction v or x0")

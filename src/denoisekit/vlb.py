@@ -74,27 +74,37 @@ def resolve_variance(denoiser, variance: Optional[Variance]) -> Variance:
     return variance
 
 
-def model_log_variance(process, t, s, variance: Variance, v: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """log Sigma of the reverse step p(x_s | x_t) (float64, per time, or broadcast against v).
-
-    beta = sigma^2_{t|s} and beta-tilde = the posterior variance are taken between the two times visited, so the
-    variance stays right under respacing. 'learned': v log beta + (1 - v) log beta-tilde (Nichol & Dhariwal 2021,
-    eq. 15). At the data step beta-tilde is 0, so it is replaced there by that of the step above (improved-diffusion's
-    clipped log variance), and so is fixed 'beta' there (the decoder's scale; the learned one keeps beta).
-    """
+def log_variance_ends(process, t, s):
+    """(log beta, log beta-tilde, at_data) of the reverse step from t to s (float64): beta = sigma^2_{t|s} and
+    beta-tilde = the posterior variance, taken between the two times visited; at the data step beta-tilde is 0 and is
+    replaced by that of the step above (improved-diffusion's clipped log variance)."""
     t, s = torch.as_tensor(t, dtype=torch.float64), torch.as_tensor(s, dtype=torch.float64)
     at_data = process.sigma(s) == 0
     post = process.posterior_coefficients(t, s)[2]
     above = process.posterior_coefficients(2 * t - s, t)[2]  # beta-tilde of the step from t + (t - s) to t
-    log_tilde = torch.where(at_data, above, post).log()
-    log_beta = process.transition_variance(t, s).log()
+    return process.transition_variance(t, s).log(), torch.where(at_data, above, post).log(), at_data
+
+
+def model_log_variance(process, t, s, variance: Variance, v: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """log Sigma of the reverse step p(x_s | x_t) (float64, per time, or broadcast against v).
+
+    Between the ends of `log_variance_ends`, so the variance stays right under respacing. 'learned':
+    v log beta + (1 - v) log beta-tilde (Nichol & Dhariwal 2021, eq. 15). At the data step fixed 'beta' takes
+    beta-tilde's clipped value too (the decoder's scale); the learned one keeps beta.
+    """
+    log_beta, log_tilde, at_data = log_variance_ends(process, t, s)
     if variance == "beta_tilde":
         return log_tilde
     if variance == "beta":
         return torch.where(at_data, log_tilde, log_beta)
     if v is None:
         raise ValueError("variance: 'learned' needs the model's v (a denoiser with learned_variance: true)")
-    return v * bcast(log_beta, v) + (1 - v) * bcast(log_tilde, v)
+    return interpolate_log_variance(v, bcast(log_beta, v), bcast(log_tilde, v))
+
+
+def interpolate_log_variance(v, log_beta, log_tilde):
+    """v log beta + (1 - v) log beta-tilde (Nichol & Dhariwal 2021, eq. 15)."""
+    return log_tilde + v * (log_beta - log_tilde)
 
 
 def _mean_over_dims(x: torch.Tensor) -> torch.Tensor:

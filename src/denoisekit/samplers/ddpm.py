@@ -6,7 +6,7 @@ from typing import Callable, Literal, Optional
 import torch
 
 from ..utils import Generator, append_dims
-from ..vlb import model_log_variance, resolve_variance
+from ..vlb import interpolate_log_variance, log_variance_ends, model_log_variance, resolve_variance
 from .base import Grid, check_times, noise_like, steps_of
 
 Variance = Literal["beta_tilde", "beta", "learned"]
@@ -65,19 +65,24 @@ def ddpm_sample(denoiser, x_T: torch.Tensor, times: torch.Tensor, *, variance: O
     times = check_times(times)
     variance = resolve_variance(denoiser, variance)
     c_xt, c_x0, std = (c.tolist() for c in ddpm_coefficients(denoiser.process, times[:-1], times[1:], variance))
+    if variance == "learned":  # the ends of each step's learned interpolation, once, before the loop
+        log_beta, log_tilde = (c.tolist() for c in log_variance_ends(denoiser.process, times[:-1], times[1:])[:2])
     grid = Grid(denoiser, times, x_T, cond)
     shift = getattr(denoiser, "mean_shift", None)  # classifier guidance's mean form: mu + s Sigma grad log p(y|x_t)
     x = x_T
     for i in steps_of(grid, progress):
         pred = grid.denoise_x(x, i)
-        sd = learned_std(grid.process, times[i], times[i + 1], pred.v) if variance == "learned" else std[i]
+        sd = (0.5 * interpolate_log_variance(pred.v, log_beta[i], log_tilde[i])).exp() if variance == "learned" \
+            else std[i]
         delta = shift(x, grid._t[i], cond, sd ** 2) if shift is not None and std[i] > 0 else None
         x = x * c_xt[i]
         x.add_(pred.x0, alpha=c_x0[i])
         if delta is not None:
             x.add_(delta)
-        if std[i] > 0:
-            x.add_(noise_like(x, generator) * sd)
+        if std[i] > 0 and variance == "learned":
+            x.addcmul_(noise_like(x, generator), sd)
+        elif std[i] > 0:
+            x.add_(noise_like(x, generator), alpha=sd)
         if callback is not None:
             callback(i, grid.t[i], x, pred)
     return x

@@ -21,14 +21,18 @@ def score_of(pred, sigma) -> torch.Tensor:
     return -pred.eps / sigma
 
 
+def drift(f: float, g2: float, x: torch.Tensor, score: torch.Tensor, probability_flow: bool = False) -> torch.Tensor:
+    """f x - c g^2 score: the reverse SDE's drift (Song et al. 2021, eq. 6, c = 1) or the probability-flow ODE's
+    (eq. 13, c = 1/2)."""
+    return f * x - (0.5 if probability_flow else 1.0) * g2 * score
+
+
 def reverse_drift(process, denoiser, x: torch.Tensor, t, *, cond=None, probability_flow: bool = False):
-    """(f(t) x - c g(t)^2 score, prediction): the reverse SDE's drift (eq. 6, c = 1) or the probability-flow ODE's
-    (eq. 13, c = 1/2), for any process through process.sde(t)."""
+    """(`drift` at a time t, prediction), for any process through process.sde(t)."""
     t = torch.as_tensor(t, dtype=torch.float64, device=x.device)
     f, g2 = process.sde(t)
     pred = denoiser(x, t.to(x.dtype).expand(x.shape[0]), cond)
-    score = score_of(pred, float(process.sigma(t)))
-    return float(f) * x - (0.5 if probability_flow else 1.0) * float(g2) * score, pred
+    return drift(float(f), float(g2), x, score_of(pred, float(process.sigma(t))), probability_flow), pred
 
 
 def langevin_correct(grid: Grid, x: torch.Tensor, i: int, snr: float, alpha: float, generator: Generator):
@@ -85,7 +89,7 @@ def pc_sample(denoiser, x_T: torch.Tensor, times: torch.Tensor, *, predictor: Pr
                 x.add_(noise_like(x, generator), alpha=math.sqrt(g2_step[i]))
             else:
                 dt = float(s[i] - t[i])
-                x = x + (f[i] * x - g2[i] * score) * dt
+                x = x + drift(f[i], g2[i], x, score) * dt
                 x.add_(noise_like(x, generator), alpha=math.sqrt(g2[i] * -dt))
         if callback is not None:
             callback(i, grid.t[i], x, pred)
