@@ -186,3 +186,24 @@ def test_bad_pc_options_from_the_cli_are_one_line(tmp_path, capsys):
                  "--out", str(tmp_path / "x.png")]) == 2
     one_line_error(capsys, "snr: expected a positive number")
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("opt,fragment", [("corrector_steps=0", "corrector_steps: expected a positive integer"),
+                                          ("predictor=heun", "predictor: expected"),
+                                          ("corrector=annealed", "corrector: expected")])
+def test_more_bad_pc_options_from_the_cli_are_one_line(opt, fragment, tmp_path, capsys):
+    run = tmp_path / "vp"
+    assert main(["train", "--data", "moons", "--out", str(run), "--steps", "2", "--process", "vp", *TINY]) == 0
+    capsys.readouterr()
+    assert main(["sample", str(run), "--sampler", "pc", "--steps", "5", "--opt", opt,
+                 "--out", str(tmp_path / "x.png")]) == 2
+    one_line_error(capsys, fragment)
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_train_classifier_refuses_a_continuous_process_in_one_line(tmp_path, capsys):
+    run = tmp_path / "clf"
+    assert cli(["train-classifier", "--data", "digits", "--out", str(run), "--steps", "2", "--process", "vp",
+                "--set", "train.progress=false"]) == 2
+    one_line_error(capsys, "process.kind: train-classifier supports the ddpm process only")
+    assert not run.exists()
