@@ -157,7 +157,7 @@ def test_nll_of_a_missing_checkpoint_is_one_line(tmp_path, capsys):
 @pytest.mark.parametrize("extra,fragments", [
     (["--objective", "elbo"], ["--objective", "invalid choice"]),
     (["--set", "objective=elbo"], ["objective: expected one of simple, hybrid, vlb"]),
-    (["--set", "learned_variance=true"], ["learned_variance: L_simple gives the variance no training signal"]),
+    (["--set", "learned_variance=true"], ["learned_variance: objective simple gives the variance no training signal"]),
     (["--set", "learned_variance=3"], ["learned_variance"]),
     (["--objective", "hybrid", "--set", "loss.lam=-1"], ["loss.lam: expected a positive weight of L_vlb"]),
     (["--objective", "hybrid", "--set", "loss.lam=[1]"], ["loss.lam"]),

@@ -281,6 +281,8 @@ def cmd_sample(args) -> int:
         raise ValueError(f"--scale: expected a positive integer, got {args.scale}")
     check_guidance_args(args)
     denoiser, config = load_denoiser(args.checkpoint, ema=not args.raw, device=args.device)
+    from .samplers import check_request
+    check_request(args.sampler, args.schedule, options, where="--schedule", process=denoiser.process, steps=args.steps)
     shape = _data_shape(config, args.checkpoint)
     denoiser, num_classes = guided(args, denoiser, config, shape)
     labels, nrow = None, None
@@ -607,11 +609,13 @@ def _add_run_flags(t) -> None:
     t.add_argument("--seed", type=int)
     t.add_argument("--device")
     t.add_argument("--prediction", choices=["eps", "x0", "v", "score", "edm"])
-    t.add_argument("--process", choices=["ddpm", "vp", "subvp", "ve"], help="the noise process: DDPM's discrete "
-                   "VP (the default) or the score SDEs' VP, sub-VP or VE on t in [0, 1] (Song et al. 2021)")
-    t.add_argument("--objective", choices=["simple", "hybrid", "vlb"], help="L_simple (the default), L_hybrid = "
-                   "L_simple + 0.001 L_vlb with learned variance, or L_vlb with importance-sampled t (Nichol & "
-                   "Dhariwal 2021)")
+    t.add_argument("--process", choices=["ddpm", "ncsn", "vp", "subvp", "ve"], help="the noise process: DDPM's "
+                   "discrete VP (the default), NCSN's geometric noise ladder (Song & Ermon 2019), or the score SDEs' "
+                   "VP, sub-VP or VE on t in [0, 1] (Song et al. 2021)")
+    t.add_argument("--objective", choices=["simple", "hybrid", "vlb", "dsm", "ssm", "esm"], help="L_simple (the "
+                   "default); L_hybrid = L_simple + 0.001 L_vlb with learned variance, or L_vlb with importance-"
+                   "sampled t (Nichol & Dhariwal 2021); denoising (dsm), sliced (ssm) or explicit (esm) score "
+                   "matching with lambda = sigma^2")
     t.add_argument("--image-size", type=int, dest="image_size")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field, e.g. net.channels=48")
     t.add_argument("--no-resume", action="store_true", help="start afresh: remove the run folder's previous "

@@ -11,8 +11,9 @@ from typing import Literal, Optional
 import torch
 from tqdm.auto import tqdm
 
+from .divergence import divergence, probe as make_probe
 from .samplers.base import Grid
-from .utils import Generator, rand, randn
+from .utils import Generator, rand
 from .vlb import LN2, Decoder, Variance, check_decoder, default_decoder, prior_kl, resolve_variance, vlb_term
 
 Probe = Literal["rademacher", "gaussian", "exact"]
@@ -68,11 +69,6 @@ def variational_bound(denoiser, x0: torch.Tensor, *, cond=None, terms: Optional[
     return Bound(total, prior, decoder_term, None)
 
 
-def _probe(shape, kind: Probe, generator: Generator, device, dtype) -> torch.Tensor:
-    z = randn(shape, generator, device=device, dtype=dtype)
-    return z.sign() if kind == "rademacher" else z
-
-
 def ode_log_likelihood(denoiser, x: torch.Tensor, *, cond=None, probe: Probe = "rademacher",
                        t_eps: Optional[float] = None, rtol: float = 1e-5, atol: float = 1e-5,
                        generator: Generator = None, stats: Optional[dict] = None) -> torch.Tensor:
@@ -104,7 +100,7 @@ def ode_log_likelihood(denoiser, x: torch.Tensor, *, cond=None, probe: Probe = "
         raise ValueError(f"probe: 'exact' evaluates the network on d = {d} copies of each example; use it for d <= "
                          f"{EXACT_TRACE_MAX_DIM}, and 'rademacher' or 'gaussian' (Hutchinson) above")
     a0, a1 = float(process.alpha(t0)), float(process.alpha(t1))
-    z = None if probe == "exact" else _probe(x.shape, probe, generator, x.device, x.dtype)
+    z = None if probe == "exact" else make_probe(x.shape, probe, generator, x.device, x.dtype)
     nfe = [0]
 
     ends = torch.stack([t1, t0])
@@ -120,18 +116,7 @@ def ode_log_likelihood(denoiser, x: torch.Tensor, *, cond=None, probe: Probe = "
     def f(u, state):
         xt = state[0]
         nfe[0] += 1
-        with torch.enable_grad():
-            if z is not None:
-                xg = xt.detach().requires_grad_(True)
-                D = denoised(xg, u)
-                trace = (torch.autograd.grad(D, xg, z)[0] * z).reshape(b, -1).sum(1)
-            else:  # the d basis vectors at once: the batch repeated d times
-                xg = xt.detach().repeat(d, *([1] * (xt.ndim - 1))).requires_grad_(True)
-                D = denoised(xg, u)
-                basis = torch.eye(d, dtype=xt.dtype, device=xt.device).repeat_interleave(b, 0).reshape(xg.shape)
-                grads = torch.autograd.grad(D, xg, basis)[0]
-                trace = (grads * basis).reshape(d, b, -1).sum((0, 2))
-                D = D[:b]
+        D, trace = divergence(lambda xg: denoised(xg, u), xt, z)
         return xt - D.detach(), d - trace.detach()
 
     u = torch.stack([process.noise_level(t0).log(), process.noise_level(t1).log()]).to(x.dtype).to(x.device)

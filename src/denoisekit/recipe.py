@@ -22,7 +22,9 @@ from .images import save_picture, save_row_strip
 from .losses import HybridLoss, SimpleLoss, VLBLoss
 from .nets import MLP, UNet
 from .continuous import SubVPSDE, VESDE, VPSDE
+from .ladder import NoiseLadder
 from .process import DiscreteVP
+from .score_matching import DSMLoss, ESMLoss, SSMLoss
 from .samplers import check_request, sample
 from .train import TrainConfig, Trainer, find_checkpoint, load_config, load_weights
 from .train.checkpoint import load_matching
@@ -42,7 +44,7 @@ class RunConfig:
     prediction: str = "eps"
     sigma_data: float = 0.5
     clip_x0: Optional[float] = None
-    objective: str = "simple"                        # simple (L_simple), hybrid (L_simple + lam L_vlb) or vlb
+    objective: str = "simple"                        # OBJECTIVES: simple, hybrid, vlb, dsm, ssm or esm
     learned_variance: Optional[bool] = None          # null: learned for objective hybrid or vlb, fixed for simple
     loss: dict = field(default_factory=dict)         # the objective's loss arguments (OBJECTIVES)
     train: dict = field(default_factory=dict)        # TrainConfig fields
@@ -67,7 +69,7 @@ class RunConfig:
             default = getattr(base, f.name)
             value = values.get(f.name, default)
             if f.name in ("sample", "eval"):
-                value = {**default, **value}
+                value = {**default, **process_sampling(values.get("process", base.process)), **values.get(f.name, {})}
             merged[f.name] = value
         rc = cls(**merged)
         rc.check()
@@ -87,14 +89,15 @@ class RunConfig:
         build_section("train", TrainConfig, self.train, reserved={"use_labels": "set by class_cond"})
         Denoiser(nn.Identity(), process, self.prediction, self.sigma_data, self.clip_x0, learns_variance(self))
         for section in ("sample", "eval"):
-            check_sampling(getattr(self, section), section)
+            check_sampling(getattr(self, section), section, process)
 
     def as_dict(self) -> dict:
         return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
 
 
-# The noise processes: DDPM's discrete VP (Ho et al. 2020) and the score SDEs' VP, sub-VP and VE (Song et al. 2021).
-PROCESSES = {"ddpm": DiscreteVP, "vp": VPSDE, "subvp": SubVPSDE, "ve": VESDE}
+# The noise processes: DDPM's discrete VP (Ho et al. 2020), NCSN's noise ladder (Song & Ermon 2019) and the score
+# SDEs' VP, sub-VP and VE (Song et al. 2021).
+PROCESSES = {"ddpm": DiscreteVP, "ncsn": NoiseLadder, "vp": VPSDE, "subvp": SubVPSDE, "ve": VESDE}
 
 
 def build_process(section):
@@ -108,8 +111,18 @@ def build_process(section):
     return build_section("process", PROCESSES[kind], values)
 
 
-# The training objectives: L_simple (Ho et al. 2020), L_hybrid and L_vlb (Nichol & Dhariwal 2021).
-OBJECTIVES = {"simple": SimpleLoss, "hybrid": HybridLoss, "vlb": VLBLoss}
+def process_sampling(section) -> dict:
+    """The sampling defaults a process changes: annealed Langevin over the rungs of NCSN's ladder (Song & Ermon
+    2019), where DDPM's 100 ancestral steps would be more steps than the process has times."""
+    if isinstance(section, dict) and section.get("kind") == "ncsn":
+        return {"sampler": "ald", "steps": build_process(section).levels}
+    return {}
+
+
+# The training objectives: L_simple (Ho et al. 2020), L_hybrid and L_vlb (Nichol & Dhariwal 2021), and denoising,
+# sliced and explicit score matching (Vincent 2011; Song et al. 2019; Hyvarinen 2005).
+OBJECTIVES = {"simple": SimpleLoss, "hybrid": HybridLoss, "vlb": VLBLoss, "dsm": DSMLoss, "ssm": SSMLoss,
+              "esm": ESMLoss}
 BOUND_OBJECTIVES = tuple(k for k, loss in OBJECTIVES.items() if issubclass(loss, HybridLoss))  # train through L_vlb
 
 
@@ -124,9 +137,9 @@ def learns_variance(rc: RunConfig) -> bool:
     """Whether the network also outputs the variance interpolation v: by default exactly when the objective trains it."""
     if rc.learned_variance is None:
         return rc.objective in BOUND_OBJECTIVES
-    if rc.learned_variance and rc.objective == "simple":
-        raise ValueError("learned_variance: L_simple gives the variance no training signal; use objective hybrid or "
-                         "vlb to learn it")
+    if rc.learned_variance and rc.objective not in BOUND_OBJECTIVES:
+        raise ValueError(f"learned_variance: objective {rc.objective} gives the variance no training signal; use "
+                         f"objective hybrid or vlb to learn it")
     return rc.learned_variance
 
 
@@ -170,8 +183,9 @@ def build_section(name: str, cls, values, reserved: Optional[dict] = None, **fix
         raise ValueError(f"{name}.{msg}" if re.match(r"^[A-Za-z_][\w\[\]]*: ", msg) else f"{name}: {msg}") from None
 
 
-def check_sampling(section: dict, name: str) -> None:
-    """Validate a run config's sampling section (sampler, steps, schedule, options, n, seed) before any work."""
+def check_sampling(section: dict, name: str, process=None) -> None:
+    """Validate a run config's sampling section (sampler, steps, schedule, options, n, seed) before any work; given
+    the process, also its times and the sampler's options for them."""
     known = {"sampler", "steps", "schedule", "options", "n", "seed"}
     unknown = set(section) - known
     if unknown:
@@ -190,9 +204,16 @@ def check_sampling(section: dict, name: str) -> None:
     require(isinstance(section["options"], dict), f"{name}.options", "a mapping of sampler options",
             section["options"])
     try:
-        check_request(section["sampler"], section["schedule"], section["options"], where=f"{name}.schedule")
+        check_request(section["sampler"], section["schedule"], section["options"], where=f"{name}.schedule",
+                      process=process, steps=section["steps"])
     except ValueError as e:
-        raise ValueError(str(e) if str(e).startswith((f"{name}.", f"{name}:")) else f"{name}: {e}") from None
+        msg = str(e)
+        if msg.startswith((f"{name}.", f"{name}:")):
+            raise
+        key = re.match(r"^(\w+): ", msg)
+        if key and key.group(1) in section["options"]:
+            raise ValueError(f"{name}.options.{msg}") from None
+        raise ValueError(f"{name}.{msg}" if key and key.group(1) in ("steps", "schedule") else f"{name}: {msg}") from None
 
 
 def build_dataset(rc: RunConfig) -> ArrayDataset:

@@ -64,8 +64,9 @@ def sampling_times(process: NoiseProcess, steps: int, schedule: str = "uniform",
         raise ValueError(f"schedule: expected one of {', '.join(SCHEDULES)}; got {schedule!r}")
     t = t.clamp(process.t_eps, process.t_max)
     if steps > 1 and not bool((t[1:] < t[:-1]).all()):
-        raise ValueError(f"steps: {steps} {schedule} steps of this process repeat a time; use fewer steps or "
-                         f"another schedule")
+        trained = f" (it has {int(round(_span(process) / process.grid_step))} trained times)" if process.grid_step else ""
+        raise ValueError(f"steps: {steps} {schedule} steps of this process repeat a time{trained}; use fewer steps "
+                         f"or another schedule")
     return torch.cat([t, torch.tensor([process.t_min], dtype=torch.float64)])
 
 

@@ -14,6 +14,7 @@ from .ddim import ddim_interpolate, ddim_invert, ddim_sample, slerp
 from .ddpm import ddpm_sample, ddpm_step
 from .dpm_solver import dpmpp_2m_sample, dpmpp_2m_sde_sample, dpmpp_2s_sample, dpmpp_3m_sample
 from .euler import euler_maruyama_sample, euler_sample, heun_sample
+from .langevin import ald_sample, langevin_sample
 from .multistep import deis_sample, ipndm_sample, pndm_sample
 from .rk45 import rk45_sample
 from .sde import em_sample, pc_sample, reverse_drift
@@ -36,11 +37,13 @@ SAMPLERS: dict[str, Callable] = {
     "rk45": rk45_sample,
     "pc": pc_sample,
     "em": em_sample,
+    "ald": ald_sample,
+    "langevin": langevin_sample,
 }
 
 # The schedule each sampler gets when none is named: the time grids its paper used.
 DEFAULT_SCHEDULES = {"ddpm": "uniform", "ddim": "uniform", "pndm": "uniform", "euler_maruyama": "uniform",
-                     "pc": "uniform", "em": "uniform"}
+                     "pc": "uniform", "em": "uniform", "ald": "uniform", "langevin": "uniform"}
 COMMON = ("cond", "generator", "callback", "progress")
 
 
@@ -65,9 +68,12 @@ def check_options(name: str, options: dict) -> None:
             raise ValueError(f"sampler {name!r}: unknown option {key!r}; it takes {takes}")
 
 
-def check_request(sampler: str, schedule: Optional[str], options: dict, where: str = "schedule") -> None:
+def check_request(sampler: str, schedule: Optional[str], options: dict, where: str = "schedule", *,
+                  process=None, steps: Optional[int] = None) -> None:
     """Everything about a sampling request that can be checked before any work: the sampler, its options, the
-    schedule's name (reported as `where`), and that 'auto' is asked only of a deterministic solver."""
+    schedule's name (reported as `where`), and that 'auto' is asked only of a deterministic solver. Given the process
+    and the steps too: that the schedule has that many distinct times, and the sampler's own `check(process, times,
+    **options)` where it has one (a step size that would diverge)."""
     get_sampler(sampler)
     check_options(sampler, options)
     if schedule is not None:
@@ -75,6 +81,11 @@ def check_request(sampler: str, schedule: Optional[str], options: dict, where: s
             raise ValueError(f"{where}: expected one of {', '.join(SCHEDULES)}; got {schedule!r}")
         if schedule == "auto":
             check_auto(sampler, options)
+    if process is not None and steps is not None and schedule != "auto":
+        times = sampling_times(process, steps, schedule or DEFAULT_SCHEDULES.get(sampler, "karras"))
+        check = getattr(get_sampler(sampler), "check", None)
+        if check is not None:
+            check(process, times, **options)
 
 
 class CountingDenoiser(torch.nn.Module):
@@ -127,8 +138,8 @@ def sample(denoiser, x_T: torch.Tensor, sampler: str = "dpmpp_2m", steps: Option
     return x
 
 
-__all__ = ["COMMON", "DEFAULT_SCHEDULES", "SAMPLERS", "CountingDenoiser", "check_options", "check_request", "ddim_interpolate",
+__all__ = ["COMMON", "DEFAULT_SCHEDULES", "SAMPLERS", "CountingDenoiser", "ald_sample", "check_options", "check_request", "ddim_interpolate",
            "ddim_invert", "ddim_sample", "ddpm_sample", "ddpm_step", "deis_sample", "dpmpp_2m_sample",
            "dpmpp_2m_sde_sample", "dpmpp_2s_sample", "dpmpp_3m_sample", "em_sample", "euler_maruyama_sample", "euler_sample",
-           "get_sampler", "heun_sample", "ipndm_sample", "pc_sample", "pndm_sample", "reverse_drift", "rk45_sample", "sample",
+           "get_sampler", "heun_sample", "ipndm_sample", "langevin_sample", "pc_sample", "pndm_sample", "reverse_drift", "rk45_sample", "sample",
            "sampler_options", "slerp", "unipc_sample"]
