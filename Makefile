@@ -55,6 +55,9 @@ bench: $(TESTDEPS)
 	$(PY) benchmarks/guidance_tradeoff.py --sampler dpmpp_2m_sde --ws 0,1,2,3 --ss "" --figure "" --grid "" \
 		--name guidance_tradeoff_sde; s4=$$?; \
 	$(PY) benchmarks/improved_ddpm.py; \
+	$(PY) benchmarks/score_based.py; \
+	$(PY) benchmarks/pc_corrector.py; \
+	$(PY) benchmarks/score_pictures.py; \
 	$(PY) benchmarks/report.py && exit $$(( s1 || s2 || s3 || s4 ))
 
 clean:

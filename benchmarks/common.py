@@ -28,6 +28,20 @@ def demo_config(overrides: Optional[dict] = None) -> dict:
     return merged(yaml.safe_load(DEMO_CONFIG.read_text()), overrides or {})
 
 
+def train_once(run, cfg: dict, label: str):
+    """(denoiser, config, training seconds): the model in run folder `run`, trained there from the run config `cfg`
+    first when the folder has no checkpoint (seconds None when it was only loaded)."""
+    import time
+    from denoisekit.recipe import RunConfig, load_denoiser, train_run
+    run, seconds = Path(run), None
+    if not (run / "checkpoints").exists():
+        print(f"training the {label} model into {display_path(run)}", flush=True)
+        t0 = time.perf_counter()
+        train_run(RunConfig.from_dict(cfg), run, resume=False)
+        seconds = time.perf_counter() - t0
+    denoiser, config = load_denoiser(run)
+    return denoiser, config, seconds
+
 def trained_model(run, device: str = "cpu"):
     """(denoiser, config, evaluator, sample shape) of the model in run folder `run`; the demo configuration is
     trained there first when the folder has no checkpoint."""

@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import demo_config, display_path, save_figure, write_result  # noqa: E402
+from common import demo_config, display_path, save_figure, train_once, write_result  # noqa: E402
 
 from denoisekit.data import load_dataset  # noqa: E402
 from denoisekit.eval import Evaluator  # noqa: E402
 from denoisekit.likelihood import data_nll, variational_bound  # noqa: E402
-from denoisekit.recipe import RunConfig, generate, load_denoiser, train_run  # noqa: E402
+from denoisekit.recipe import generate  # noqa: E402
 from denoisekit.utils import sample_generators  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,18 +36,9 @@ MODELS = {  # name: (objective, loss section, the variances its samples and boun
 def model(name: str, steps: int, runs: Path):
     """The trained model `name` (trained first if its run folder has no checkpoint) and the training seconds."""
     objective, loss, _ = MODELS[name]
-    run = runs / f"iddpm_{name}"
-    seconds = None
-    if not (run / "checkpoints").exists():
-        cfg = demo_config({"objective": objective, "loss": loss, "train": {"steps": steps, "progress": True},
-                           "sample": {"options": {}}})
-        print(f"training the {name} model into {display_path(run)}", flush=True)
-        t0 = time.perf_counter()
-        train_run(RunConfig.from_dict(cfg), run, resume=False)
-        seconds = time.perf_counter() - t0
-    denoiser, config = load_denoiser(run)
-    return denoiser, config, seconds
-
+    cfg = demo_config({"objective": objective, "loss": loss, "train": {"steps": steps, "progress": True},
+                       "sample": {"options": {}}})
+    return train_once(runs / f"iddpm_{name}", cfg, name)
 
 def plot_terms(terms: dict, path: Path) -> Path:
     import matplotlib

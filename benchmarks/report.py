@@ -240,10 +240,62 @@ def improved_ddpm_section(d: dict, figure_prefix: str) -> list[str]:
     return out + [""]
 
 
+def score_based_section(d: dict, figure_prefix: str) -> list[str]:
+    st = d["settings"]
+    secs = st["train_seconds"]
+    train = ", ".join(f"{k} {v:.0f} s" for k, v in secs.items() if v)
+    out = [f"**Score-based models on MNIST-5k: DDPM, NCSN and a VE-SDE at one training budget** ({_machine(d)}; "
+           f"`benchmarks/score_based.py`). The demo U-Net, {st['train_steps']} steps of 32 for each model"
+           f"{f' ({train})' if train else ''}: DDPM with L_simple; NCSN with denoising score matching over "
+           f"{st['ncsn_ladder']['levels']} geometric sigmas {st['ncsn_ladder']['sigma_max']} .. "
+           f"{st['ncsn_ladder']['sigma_min']}; the VE SDE (sigma 0.01 .. 50) with denoising score matching over "
+           f"t ~ U[t_eps, 1]. Frechet distance of {st['n_fd']} samples in the reference classifier's features (lower "
+           f"is better), each sampler at about 200 network evaluations:", "",
+           "| model | objective | sampling | NFE | Frechet distance | precision | recall | sample s |",
+           "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in d["rows"]:
+        out.append(f"| {r['model']} | {r['objective']} | {r['sampling']} | {r['nfe']} | {r['fd']:.3f} | "
+                   f"{r['precision']:.2f} | {r['recall']:.2f} | {r['sample_seconds']:.0f} |")
+    pics = [f"![{name}]({figure_prefix}{name}.png)" for name in ("ncsn_samples", "ve_pc_samples")
+            if any(str(r.get("figure", "")).endswith(f"{name}.png") for r in d["rows"])]
+    if pics:
+        out += ["", "NCSN by annealed Langevin, and the VE SDE by PC: " + " ".join(pics)]
+    return out + [""]
+
+
+def pc_corrector_section(d: dict) -> list[str]:
+    st = d["settings"]
+    out = [f"**Predictor-corrector against the predictor alone at equal NFE** ({_machine(d)}; "
+           f"`benchmarks/pc_corrector.py`). {st['mixture']}, {st['n']} samples per seed, seeds {st['seeds']}; "
+           f"predictor: {st['predictor']} over {st['schedule']}; PC takes half the steps, each with a corrector "
+           f"({st['corrector']}) before it. Sliced Wasserstein-2 distance to fresh mixture draws (floor between two independent draws: "
+           f"{st['swd_floor']:.4f}):", "", "| process | NFE | predictor alone | best PC | its SW2 | PC better |",
+           "|---|---:|---:|---|---:|---|"]
+    for v in d["verdicts"]:
+        out.append(f"| {v['process']} | {v['nfe']} | {v['predictor_swd']:.4f} | {v['best_pc']} | "
+                   f"{v['best_pc_swd']:.4f} | {'yes' if v['pc_better'] else 'no'} |")
+    return out + [""]
+
+
+def score_pictures_section(d: dict, figure_prefix: str) -> list[str]:
+    w = d["mixture_weights"]
+    fmt = ", ".join
+    return [f"**Langevin dynamics on a 2-D mixture** ({_machine(d)}; `benchmarks/score_pictures.py`): an MLP trained "
+            f"by DSM over NCSN's ladder for {d['train_steps']} steps. Mode weights: true "
+            f"{fmt(f'{v:.2f}' for v in w['true'])}; annealed Langevin {fmt(f'{v:.2f}' for v in w['annealed'])}; plain "
+            f"Langevin at the smallest sigma with the same NFE {fmt(f'{v:.2f}' for v in w['plain'])}; annealed Langevin "
+            f"with the exact score {fmt(f'{v:.2f}' for v in w.get('annealed_exact_score', []))}.", "",
+            f"![score field and Langevin trajectories]({figure_prefix}langevin_score_field.png)", "",
+            f"![annealed Langevin across noise levels]({figure_prefix}annealed_langevin_2d.png)", ""]
+
+
 def sections(figure_prefix: str) -> list[str]:
     out = []
     for name, render in (("sampler_accuracy", lambda d: accuracy_section(d, figure_prefix)),
                          ("improved_ddpm", lambda d: improved_ddpm_section(d, figure_prefix)),
+                         ("score_based", lambda d: score_based_section(d, figure_prefix)),
+                         ("pc_corrector", pc_corrector_section),
+                         ("score_pictures", lambda d: score_pictures_section(d, figure_prefix)),
                          ("guidance_tradeoff", lambda d: guidance_section(d, figure_prefix)),
                          ("guidance_tradeoff_sde", lambda d: guidance_section(d, figure_prefix)),
                          ("sampler_overhead", overhead_section), ("ddim_table", ddim_section)):

@@ -164,7 +164,8 @@ def test_nll_of_a_missing_checkpoint_is_one_line(tmp_path, capsys):
     (["--objective", "vlb", "--set", "loss.t_sampling=lognormal"], ["loss.t_sampling", "'importance'"]),
     (["--objective", "vlb", "--set", "loss.lam=0.1"], ["loss", "lam"]),
     (["--objective", "hybrid", "--set", "loss.min_snr_gamma=5"], ["loss", "min_snr_gamma"]),
-    (["--objective", "vlb", "--set", "process.T=20"], ["objective: L_vlb's last term needs x0", "alpha = 0"]),
+    (["--objective", "vlb", "--set", "process.T=20", "--set", "eval.steps=10"],
+     ["objective: L_vlb's last term needs x0", "alpha = 0"]),
 ])
 def test_new_training_keys_refuse_bad_values_in_one_line(tmp_path, capsys, extra, fragments):
     run = tmp_path / "run"

@@ -176,7 +176,9 @@ def test_reference_3m_is_second_order(oracle):
 
 # --- every sampler reproduces the mixture ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", list(SAMPLERS))
+# Plain Langevin at the smallest noise level is not meant to: from the prior it mixes far too slowly between modes
+# (Song & Ermon 2019, sec. 3.2); test_score_matching checks it against its own stationary law instead.
+@pytest.mark.parametrize("name", [s for s in SAMPLERS if s != "langevin"])
 def test_every_sampler_reproduces_the_mixture_weights(gmm, name):
     """At generous NFE each sampler's samples fall into the components in the mixture's proportions (within
     4 binomial standard errors) with the components' means, from a plain-function model (Denoiser.from_function)."""

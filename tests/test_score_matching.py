@@ -207,6 +207,7 @@ def test_score_matching_trains_a_u_net_through_the_double_backward(tmp_path):
     (["--process", "ncsn", "--set", "sample.options.eps=0.1"], ["sample.options.eps: the Langevin step", "diverges"]),
     (["--process", "ncsn", "--set", "eval.options.n_steps=0"], ["eval.options.n_steps: expected a positive integer"]),
     (["--process", "ncsn", "--set", "sample.options.denoise=1"], ["sample.options.denoise: expected true or false"]),
+    (["--objective", "ssm", "--set", "train.compile=true"], ["train.compile: objective ssm differentiates"]),
 ])
 def test_bad_score_matching_settings_are_one_line_before_any_work(extra, fragments, tmp_path, capsys):
     run = tmp_path / "run"

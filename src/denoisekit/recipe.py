@@ -69,7 +69,8 @@ class RunConfig:
             default = getattr(base, f.name)
             value = values.get(f.name, default)
             if f.name in ("sample", "eval"):
-                value = {**default, **process_sampling(values.get("process", base.process)), **values.get(f.name, {})}
+                by_process = process_sampling(values.get("process", base.process))
+                value = {**default, **by_process, **values.get(f.name, {})}
             merged[f.name] = value
         rc = cls(**merged)
         rc.check()
@@ -85,8 +86,11 @@ class RunConfig:
         if self.objective in BOUND_OBJECTIVES and process.grid_step == 0:
             raise ValueError(f"objective: {self.objective} sums the discrete variational bound; it needs process.kind "
                              f"ddpm, not a continuous process")
-        build_loss(self)
-        build_section("train", TrainConfig, self.train, reserved={"use_labels": "set by class_cond"})
+        loss = build_loss(self)
+        train = build_section("train", TrainConfig, self.train, reserved={"use_labels": "set by class_cond"})
+        if train.compile and getattr(loss, "double_backward", False):
+            raise ValueError(f"train.compile: objective {self.objective} differentiates tr(grad s) (a double "
+                             f"backward), which torch.compile does not support; set train.compile: false")
         Denoiser(nn.Identity(), process, self.prediction, self.sigma_data, self.clip_x0, learns_variance(self))
         for section in ("sample", "eval"):
             check_sampling(getattr(self, section), section, process)
@@ -213,7 +217,8 @@ def check_sampling(section: dict, name: str, process=None) -> None:
         key = re.match(r"^(\w+): ", msg)
         if key and key.group(1) in section["options"]:
             raise ValueError(f"{name}.options.{msg}") from None
-        raise ValueError(f"{name}.{msg}" if key and key.group(1) in ("steps", "schedule") else f"{name}: {msg}") from None
+        named = key and key.group(1) in ("steps", "schedule")
+        raise ValueError(f"{name}.{msg}" if named else f"{name}: {msg}") from None
 
 
 def build_dataset(rc: RunConfig) -> ArrayDataset:

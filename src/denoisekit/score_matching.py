@@ -88,6 +88,8 @@ class ESMLoss(ScoreMatching):
     z^T (grad u) z; Hutchinson 1989) or 'auto': exact up to 16 dimensions.
     """
 
+    double_backward = True  # training differentiates tr(grad s)
+
     def __init__(self, sigma: Optional[float] = None, trace: Trace = "auto", probes: int = 1, p_uncond: float = 0.0):
         super().__init__(sigma, p_uncond)
         require(trace in ("auto", "exact", "hutchinson"), "trace", "'auto', 'exact' or 'hutchinson'", trace)
@@ -107,7 +109,9 @@ class ESMLoss(ScoreMatching):
 class SSMLoss(ScoreMatching):
     """Sliced score matching (Song et al. 2019, eq. 7-8): lambda (v^T (grad s) v + 1/2 (v^T s)^2) averaged over
     `projections` random directions v (E[v v^T] = I); `variance_reduced` replaces 1/2 (v^T s)^2 by its expectation
-    1/2 |s|^2 (SSM-VR, eq. 9). Unbiased for explicit score matching, at the cost of one extra backward per projection."""
+    1/2 |s|^2 (SSM-VR, eq. 9). Unbiased for explicit score matching, at one extra backward per projection."""
+
+    double_backward = True
 
     def __init__(self, sigma: Optional[float] = None, projections: int = 1, variance_reduced: bool = True,
                  distribution: Probe = "gaussian", p_uncond: float = 0.0):

@@ -64,7 +64,8 @@ def sampling_times(process: NoiseProcess, steps: int, schedule: str = "uniform",
         raise ValueError(f"schedule: expected one of {', '.join(SCHEDULES)}; got {schedule!r}")
     t = t.clamp(process.t_eps, process.t_max)
     if steps > 1 and not bool((t[1:] < t[:-1]).all()):
-        trained = f" (it has {int(round(_span(process) / process.grid_step))} trained times)" if process.grid_step else ""
+        n = int(round(_span(process) / process.grid_step)) if process.grid_step else 0
+        trained = f" (it has {n} trained times)" if n else ""
         raise ValueError(f"steps: {steps} {schedule} steps of this process repeat a time{trained}; use fewer steps "
                          f"or another schedule")
     return torch.cat([t, torch.tensor([process.t_min], dtype=torch.float64)])

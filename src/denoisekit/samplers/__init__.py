@@ -138,8 +138,9 @@ def sample(denoiser, x_T: torch.Tensor, sampler: str = "dpmpp_2m", steps: Option
     return x
 
 
-__all__ = ["COMMON", "DEFAULT_SCHEDULES", "SAMPLERS", "CountingDenoiser", "ald_sample", "check_options", "check_request", "ddim_interpolate",
-           "ddim_invert", "ddim_sample", "ddpm_sample", "ddpm_step", "deis_sample", "dpmpp_2m_sample",
-           "dpmpp_2m_sde_sample", "dpmpp_2s_sample", "dpmpp_3m_sample", "em_sample", "euler_maruyama_sample", "euler_sample",
-           "get_sampler", "heun_sample", "ipndm_sample", "langevin_sample", "pc_sample", "pndm_sample", "reverse_drift", "rk45_sample", "sample",
+__all__ = ["COMMON", "DEFAULT_SCHEDULES", "SAMPLERS", "CountingDenoiser", "ald_sample", "check_options",
+           "check_request", "ddim_interpolate", "ddim_invert", "ddim_sample", "ddpm_sample", "ddpm_step",
+           "deis_sample", "dpmpp_2m_sample", "dpmpp_2m_sde_sample", "dpmpp_2s_sample", "dpmpp_3m_sample",
+           "em_sample", "euler_maruyama_sample", "euler_sample", "get_sampler", "heun_sample", "ipndm_sample",
+           "langevin_sample", "pc_sample", "pndm_sample", "reverse_drift", "rk45_sample", "sample",
            "sampler_options", "slerp", "unipc_sample"]
