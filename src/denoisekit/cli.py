@@ -271,6 +271,7 @@ def cmd_sample(args) -> int:
 
     from .images import PICTURE_FORMATS, save_gif, save_picture, save_row_strip
     from .recipe import generate, load_denoiser
+    from .samplers import check_request
     from .utils import check_device
     options = _check_sampling_args(args)
     for flag, path, suffixes in (("--out", args.out, PICTURE_FORMATS), ("--strip", args.strip, PICTURE_FORMATS),
@@ -281,8 +282,8 @@ def cmd_sample(args) -> int:
         raise ValueError(f"--scale: expected a positive integer, got {args.scale}")
     check_guidance_args(args)
     denoiser, config = load_denoiser(args.checkpoint, ema=not args.raw, device=args.device)
-    from .samplers import check_request
-    check_request(args.sampler, args.schedule, options, where="--schedule", process=denoiser.process, steps=args.steps)
+    check_request(args.sampler, args.schedule, options, where="--schedule", process=denoiser.process,
+                  steps=args.steps)  # now that the process is known: its times and the sampler's own check
     shape = _data_shape(config, args.checkpoint)
     denoiser, num_classes = guided(args, denoiser, config, shape)
     labels, nrow = None, None

@@ -17,6 +17,16 @@ def probe(shape, kind: Probe, generator: Generator, device=None, dtype=torch.flo
     return z.sign() if kind == "rademacher" else z
 
 
+def repeat_batch(v, k: int):
+    """A batch (a tensor, a dict of them, or None) repeated k times along its first axis, as the exact trace
+    repeats x: copy j of example i sits at j * batch + i."""
+    if v is None or k == 1:
+        return v
+    if isinstance(v, dict):
+        return {key: repeat_batch(item, k) for key, item in v.items()}
+    return v.repeat(k, *([1] * (v.ndim - 1)))
+
+
 def divergence(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, z: Optional[torch.Tensor] = None, *,
                create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(F(x), div F(x)) per example for F = fn: with a probe z, Hutchinson's z^T (dF/dx) z (unbiased for E[z z^T] =
@@ -29,7 +39,7 @@ def divergence(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, z: O
             out = fn(xg)
             div = (torch.autograd.grad(out, xg, z, create_graph=create_graph)[0] * z).reshape(b, -1).sum(1)
             return out, div
-        xg = x.detach().repeat(d, *([1] * (x.ndim - 1))).requires_grad_(True)
+        xg = repeat_batch(x.detach(), d).requires_grad_(True)
         out = fn(xg)
         basis = torch.eye(d, dtype=x.dtype, device=x.device).repeat_interleave(b, 0).reshape(xg.shape)
         grads = torch.autograd.grad(out, xg, basis, create_graph=create_graph)[0]

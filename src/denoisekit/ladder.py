@@ -49,6 +49,10 @@ class NoiseLadder(NoiseProcess):
         return torch.where(s >= self.sigma_min, torch.log(s.clamp(min=self.sigma_min) / self.sigma_min) /
                            self.rung_ratio, s / self.sigma_min - 1)
 
+    def sampling_defaults(self) -> dict:
+        """Annealed Langevin over the rungs (Song & Ermon 2019), not DDPM's 100 steps: more than the ladder has times."""
+        return {"sampler": "ald", "steps": self.levels}
+
     def net_time(self, t: torch.Tensor) -> torch.Tensor:
         return t * (999 / self.t_max)
 

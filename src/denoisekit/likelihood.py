@@ -11,7 +11,7 @@ from typing import Literal, Optional
 import torch
 from tqdm.auto import tqdm
 
-from .divergence import divergence, probe as make_probe
+from .divergence import divergence, probe as make_probe, repeat_batch
 from .samplers.base import Grid
 from .utils import Generator, rand
 from .vlb import LN2, Decoder, Variance, check_decoder, default_decoder, prior_kl, resolve_variance, vlb_term
@@ -106,8 +106,7 @@ def ode_log_likelihood(denoiser, x: torch.Tensor, *, cond=None, probe: Probe = "
     ends = torch.stack([t1, t0])
     grids = {b: Grid(denoiser, ends, x, cond)}  # by batch size: the exact trace sends the batch d times
     if z is None:
-        grids[b * d] = Grid(denoiser, ends, x.repeat(d, *([1] * (x.ndim - 1))),
-                            None if cond is None else cond.repeat(d, *([1] * (cond.ndim - 1))))
+        grids[b * d] = Grid(denoiser, ends, repeat_batch(x, d), repeat_batch(cond, d))
 
     def denoised(xt: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """D(x~, e^u), as the ODE samplers evaluate it off their grid."""

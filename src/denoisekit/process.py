@@ -97,6 +97,10 @@ class NoiseProcess(ABC):
         """Inverse of net_time (for plain functions standing in for a network)."""
         return c
 
+    def sampling_defaults(self) -> dict:
+        """What a run config's sample and eval sections default to for this process, beyond the usual ones."""
+        return {}
+
     def prior_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log N(x; 0, prior_std^2 I) per example."""
         d = x[0].numel()

@@ -69,7 +69,7 @@ class RunConfig:
             default = getattr(base, f.name)
             value = values.get(f.name, default)
             if f.name in ("sample", "eval"):
-                by_process = process_sampling(values.get("process", base.process))
+                by_process = build_process(values.get("process", base.process)).sampling_defaults()
                 value = {**default, **by_process, **values.get(f.name, {})}
             merged[f.name] = value
         rc = cls(**merged)
@@ -113,14 +113,6 @@ def build_process(section):
     if kind not in PROCESSES:
         raise ValueError(f"process.kind: expected one of {', '.join(PROCESSES)}, got {kind!r}")
     return build_section("process", PROCESSES[kind], values)
-
-
-def process_sampling(section) -> dict:
-    """The sampling defaults a process changes: annealed Langevin over the rungs of NCSN's ladder (Song & Ermon
-    2019), where DDPM's 100 ancestral steps would be more steps than the process has times."""
-    if isinstance(section, dict) and section.get("kind") == "ncsn":
-        return {"sampler": "ald", "steps": build_process(section).levels}
-    return {}
 
 
 # The training objectives: L_simple (Ho et al. 2020), L_hybrid and L_vlb (Nichol & Dhariwal 2021), and denoising,

@@ -13,7 +13,7 @@ from typing import Literal, Optional
 import torch
 
 from .config import configurable, require
-from .divergence import Probe, divergence, probe
+from .divergence import Probe, divergence, probe, repeat_batch
 from .losses import SimpleLoss, noised
 from .utils import Generator, append_dims
 
@@ -45,20 +45,12 @@ class ScoreMatching:
         def scaled_score(x: torch.Tensor) -> torch.Tensor:
             """u = sigma_t s_theta(x, t) = -eps_hat, for x a multiple k of the batch (the exact trace repeats it)."""
             k = x.shape[0] // x0.shape[0]
-            c = cond if cond is None or k == 1 else repeat(cond, k)
-            return -denoiser(x, t.repeat(k), c, clip=False).eps
+            return -denoiser(x, t.repeat(k), repeat_batch(cond, k), clip=False).eps
 
         return self.objective(scaled_score, x_t.detach(), eps, sigma, generator).float()
 
     def objective(self, scaled_score, x_t, eps, sigma, generator) -> torch.Tensor:
         raise NotImplementedError
-
-
-def repeat(cond, k: int):
-    """Labels (or a dict of them) repeated k times along the batch, as the exact trace repeats x."""
-    if isinstance(cond, dict):
-        return {key: repeat(v, k) if v is not None else None for key, v in cond.items()}
-    return cond.repeat(k, *([1] * (cond.ndim - 1)))
 
 
 def per_dim(v: torch.Tensor) -> torch.Tensor:
@@ -96,13 +88,14 @@ class ESMLoss(ScoreMatching):
         require(isinstance(probes, int) and not isinstance(probes, bool) and probes >= 1, "probes",
                 "a positive integer", probes)
         self.trace, self.probes = trace, probes
+        self.hutchinson = SSMLoss(sigma, probes, True, "rademacher")  # Hutchinson's ESM is SSM-VR with +-1 probes
 
     def objective(self, scaled_score, x_t, eps, sigma, generator):
         d = x_t[0].numel()
         if self.trace == "exact" or (self.trace == "auto" and d <= EXACT_TRACE_MAX_DIM):
             u, tr = divergence(scaled_score, x_t, create_graph=True)
             return per_dim(0.5 * u**2) + per_dim(sigma) * tr / d
-        return SSMLoss(self.sigma, self.probes, True, "rademacher").objective(scaled_score, x_t, eps, sigma, generator)
+        return self.hutchinson.objective(scaled_score, x_t, eps, sigma, generator)
 
 
 @configurable
