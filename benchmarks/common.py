@@ -32,7 +32,8 @@ def train_once(run, cfg: dict, label: str):
     """(denoiser, config, training seconds): the model in run folder `run`, trained there from the run config `cfg`
     first when the folder has no checkpoint (seconds None when it was only loaded)."""
     import time
-    from denoisekit.recipe import RunConfig, load_denoiser, train_run
+    from denoisekit.recipes import RunConfig, train_run
+    from denoisekit.models import load_denoiser
     run, seconds = Path(run), None
     if not (run / "checkpoints").exists():
         print(f"training the {label} model into {display_path(run)}", flush=True)
@@ -47,7 +48,8 @@ def trained_model(run, device: str = "cpu"):
     trained there first when the folder has no checkpoint."""
     from denoisekit.data import load_dataset
     from denoisekit.eval import Evaluator
-    from denoisekit.recipe import RunConfig, load_denoiser, train_run
+    from denoisekit.recipes import RunConfig, train_run
+    from denoisekit.models import load_denoiser
     run = Path(run)
     if not (run / "checkpoints").exists():
         print(f"no trained model at {run}: training the demo configuration there first", flush=True)

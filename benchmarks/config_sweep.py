@@ -20,7 +20,9 @@ from common import demo_config, merged, write_result  # noqa: E402
 
 from denoisekit.data import load_dataset  # noqa: E402
 from denoisekit.eval import Evaluator  # noqa: E402
-from denoisekit.recipe import RunConfig, generate, load_denoiser, train_run  # noqa: E402
+from denoisekit.recipes import RunConfig, train_run  # noqa: E402
+from denoisekit.samplers import generate  # noqa: E402
+from denoisekit.models import load_denoiser  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import trained_model, write_result  # noqa: E402
 
-from denoisekit.recipe import generate  # noqa: E402
+from denoisekit.samplers import generate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ETAS = [0.0, 0.2, 0.5, 1.0, "sigma_hat"]

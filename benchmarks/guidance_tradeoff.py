@@ -23,8 +23,11 @@ from denoisekit.data import load_dataset  # noqa: E402
 from denoisekit.eval import Evaluator  # noqa: E402
 from denoisekit.guidance import ClassifierFreeGuidance, ClassifierGuidance  # noqa: E402
 from denoisekit.images import save_picture  # noqa: E402
-from denoisekit.recipe import RunConfig, balanced_labels, generate, load_denoiser, train_run  # noqa: E402
-from denoisekit.recipe_classifier import accuracy_by_noise_level, load_classifier, train_classifier_run  # noqa: E402
+from denoisekit.recipes import RunConfig, train_run  # noqa: E402
+from denoisekit.samplers import balanced_labels, generate  # noqa: E402
+from denoisekit.models import load_denoiser  # noqa: E402
+from denoisekit.recipes.classifier import accuracy_by_noise_level, train_classifier_run  # noqa: E402
+from denoisekit.models import load_classifier  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSIFIER = {"data": "mnist", "net": {"patch_size": 2, "channels": 32, "channel_mult": [1, 2, 2],

@@ -22,7 +22,7 @@ from common import demo_config, display_path, save_figure, train_once, write_res
 from denoisekit.data import load_dataset  # noqa: E402
 from denoisekit.eval import Evaluator  # noqa: E402
 from denoisekit.likelihood import data_nll, variational_bound  # noqa: E402
-from denoisekit.recipe import generate  # noqa: E402
+from denoisekit.samplers import generate  # noqa: E402
 from denoisekit.utils import sample_generators  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

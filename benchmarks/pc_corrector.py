@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import write_result  # noqa: E402
 
 from denoisekit import GaussianMixture, sample  # noqa: E402
-from denoisekit.continuous import VESDE, VPSDE  # noqa: E402
+from denoisekit.processes import VESDE, VPSDE  # noqa: E402
 from denoisekit.eval.lowdim import sliced_wasserstein  # noqa: E402
 
 PROCESSES = {"ve": VESDE(sigma_min=0.01, sigma_max=20.0), "vp": VPSDE()}

@@ -15,7 +15,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import display_path, save_figure, trained_model, write_result  # noqa: E402
 
-from denoisekit.recipe import generate  # noqa: E402
+from denoisekit.samplers import generate  # noqa: E402
 from denoisekit.samplers import SAMPLERS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -33,7 +33,7 @@ from anchors import k_model, load_k_sampling  # noqa: E402
 from denoisekit import DiscreteVP, GaussianMixture, load_dataset, sample  # noqa: E402
 from denoisekit.samplers import rk45_sample  # noqa: E402
 from denoisekit.samplers.auto import auto_schedule  # noqa: E402
-from denoisekit.steps import sampling_times  # noqa: E402
+from denoisekit.samplers import sampling_times  # noqa: E402
 
 PROCESS = DiscreteVP("linear", 1000)
 OURS = {  # name: (sampler, options)

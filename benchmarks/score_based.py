@@ -23,7 +23,7 @@ from common import RESULTS, demo_config, display_path, train_once, write_result 
 from denoisekit.data import load_dataset  # noqa: E402
 from denoisekit.eval import Evaluator  # noqa: E402
 from denoisekit.images import save_picture  # noqa: E402
-from denoisekit.recipe import generate  # noqa: E402
+from denoisekit.samplers import generate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # NCSN's ladder (Song & Ermon 2019: sigma 1 .. 0.01, L = 10, eps = 2e-5 for data in [0, 1]) for data in [-1, 1]:

@@ -22,9 +22,9 @@ from common import display_path, save_figure, write_result  # noqa: E402
 
 from denoisekit import GaussianMixture, sample  # noqa: E402
 from denoisekit.denoiser import Denoiser  # noqa: E402
-from denoisekit.ladder import NoiseLadder  # noqa: E402
+from denoisekit.processes import NoiseLadder  # noqa: E402
 from denoisekit.nets import MLP  # noqa: E402
-from denoisekit.score_matching import DSMLoss  # noqa: E402
+from denoisekit.objectives import DSMLoss  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GMM = GaussianMixture([0.55, 0.25, 0.12, 0.08], [[-1.5, -1.0], [1.5, -1.0], [1.5, 1.5], [-1.5, 1.5]],

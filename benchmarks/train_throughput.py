@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import demo_config, stub_torchvision_if_broken, write_result  # noqa: E402
 
 from denoisekit.data import ArrayDataset  # noqa: E402
-from denoisekit.losses import SimpleLoss  # noqa: E402
-from denoisekit.recipe import RunConfig, build_denoiser  # noqa: E402
+from denoisekit.objectives import SimpleLoss  # noqa: E402
+from denoisekit.recipes import RunConfig, build_denoiser  # noqa: E402
 
 
 def ours(batch: int, device: str = "cpu"):

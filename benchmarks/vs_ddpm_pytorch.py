@@ -30,8 +30,9 @@ from common import demo_config, display_path, stub_torchvision_if_broken, write_
 from denoisekit.data import load_dataset  # noqa: E402
 from denoisekit.eval import Evaluator  # noqa: E402
 from denoisekit.images import atomic_save, image_grid  # noqa: E402
-from denoisekit.losses import SimpleLoss  # noqa: E402
-from denoisekit.recipe import RunConfig, build_denoiser, generate, run_record  # noqa: E402
+from denoisekit.objectives import SimpleLoss  # noqa: E402
+from denoisekit.recipes import RunConfig, build_denoiser, run_record  # noqa: E402
+from denoisekit.samplers import generate  # noqa: E402
 from denoisekit.train import TrainConfig, Trainer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

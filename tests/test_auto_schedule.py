@@ -8,7 +8,7 @@ import torch
 from denoisekit import DiscreteVP, GaussianMixture, sample
 from denoisekit.samplers import rk45_sample
 from denoisekit.samplers.auto import auto_schedule, warp_levels
-from denoisekit.steps import sampling_times
+from denoisekit.samplers import sampling_times
 
 PROCESS = DiscreteVP("linear", 1000)
 

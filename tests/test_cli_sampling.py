@@ -57,9 +57,9 @@ def test_sample_with_auto_schedule_reads_the_checkpoints_cache(run, tmp_path, ca
     (fitted here cheaply through the API; the fit itself is tested in test_auto_schedule)."""
     import json
 
-    from denoisekit.recipe import load_denoiser
+    from denoisekit.models import load_denoiser
     from denoisekit.samplers.auto import _key
-    from denoisekit.steps import sampling_times
+    from denoisekit.samplers import sampling_times
     from denoisekit.train import find_checkpoint
     denoiser, _ = load_denoiser(run)
     cache = find_checkpoint(run) / "auto_schedules.json"

@@ -117,7 +117,7 @@ def test_recipe_warns_when_eps_prediction_meets_a_vanishing_alpha():
     import warnings
 
     from denoisekit.data import ArrayDataset
-    from denoisekit.recipe import RunConfig, build_denoiser
+    from denoisekit.recipes import RunConfig, build_denoiser
     ds = ArrayDataset(torch.zeros(2, 1, 8, 8), name="shape")
     net = {"channels": 8, "channel_mult": [1]}
     with pytest.warns(UserWarning, match="clip_x0"):

@@ -122,7 +122,7 @@ def test_eval_command_on_arrays(tmp_path, capsys, digits, cache):
 
 
 def test_training_evaluates_every_n_steps_into_the_run_scalars(tmp_path):
-    from denoisekit.recipe import RunConfig, train_run
+    from denoisekit.recipes import RunConfig, train_run
     rc = RunConfig.from_dict({"data": "moons", "net": {"hidden": 32, "depth": 2}, "prediction": "edm",
                               "train": {"steps": 20, "batch_size": 64, "eval_every": 10, "progress": False,
                                         "checkpoint_every": 100, "tensorboard": True},

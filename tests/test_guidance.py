@@ -8,7 +8,7 @@ from torchdiffeq import odeint
 
 from denoisekit import GaussianMixture, sample
 from denoisekit.guidance import ClassifierFreeGuidance, ClassifierGuidance, DynamicThresholding
-from denoisekit.process import DiscreteVP
+from denoisekit.processes import DiscreteVP
 from denoisekit.utils import sample_generators
 
 GM = GaussianMixture([0.5, 0.3, 0.2], [[-1.0, 0.0], [1.0, 0.5], [0.0, -1.2]], [0.3, 0.25, 0.2])
@@ -171,11 +171,11 @@ def test_guidance_errors_are_one_line():
 # ---- training with label dropout, the noisy classifier, and the command line ------------------------------------
 def test_label_dropout_feeds_the_null_label_at_rate_p_uncond():
     from denoisekit.denoiser import Denoiser
-    from denoisekit.losses import SimpleLoss
+    from denoisekit.objectives import SimpleLoss
     seen = []
 
     def net(x, t, cond):
-        seen.append(cond.clone())
+        seen.append(cond.label.clone())
         return torch.zeros_like(x)
 
     model = Denoiser.from_function(net, PROC)
@@ -284,8 +284,9 @@ def test_cli_guidance_needs_a_model_trained_for_it(runs, tmp_path, capsys):
 
 
 def test_noisy_classifier_learns_and_is_least_sure_at_high_noise(tmp_path):
-    from denoisekit.recipe import RunConfig
-    from denoisekit.recipe_classifier import accuracy_by_noise_level, load_classifier, train_classifier_run
+    from denoisekit.recipes import RunConfig
+    from denoisekit.recipes.classifier import accuracy_by_noise_level, train_classifier_run
+    from denoisekit.models import load_classifier
     rc = RunConfig.from_dict({"data": "digits", "net": {"channels": 16, "channel_mult": [1, 2]},
                               "train": {"steps": 300, "batch_size": 64, "lr": 2e-3, "warmup_steps": 20,
                                         "progress": False, "tensorboard": False, "ema_decay": 0.99}})

@@ -9,9 +9,9 @@ import torch
 from denoisekit.cli import main
 from denoisekit.denoiser import Denoiser
 from denoisekit.guidance import ClassifierFreeGuidance
-from denoisekit.losses import HybridLoss, VLBLoss
-from denoisekit.process import DiscreteVP
-from denoisekit.recipe import load_denoiser
+from denoisekit.objectives import HybridLoss, VLBLoss
+from denoisekit.processes import DiscreteVP
+from denoisekit.models import load_denoiser
 from denoisekit.train.checkpoint import load_state, load_weights
 from denoisekit.train import find_checkpoint
 
@@ -53,7 +53,7 @@ def test_hybrid_loss_trains_the_variance_through_l_vlb_only():
 
 def test_denoiser_splits_learned_variance_once_and_guidance_keeps_the_conditional_v():
     def net(x, t, cond):
-        v = torch.where(cond.reshape(-1, 1) >= 0, 0.5, -0.5).to(x.dtype).expand_as(x)
+        v = torch.where(cond.label.reshape(-1, 1) >= 0, 0.5, -0.5).to(x.dtype).expand_as(x)
         return torch.cat([x * 0.1, v], dim=1)
     den = Denoiser.from_function(net, PROCESS, "eps", learned_variance=True)
     x = torch.randn(3, 2)

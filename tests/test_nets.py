@@ -73,8 +73,8 @@ def test_demo_config_builds_a_working_net():
     import yaml
 
     from denoisekit.data import ArrayDataset
-    from denoisekit.losses import SimpleLoss
-    from denoisekit.recipe import RunConfig, build_denoiser
+    from denoisekit.objectives import SimpleLoss
+    from denoisekit.recipes import RunConfig, build_denoiser
     rc = RunConfig.from_dict(yaml.safe_load((Path(__file__).parents[1] / "configs" / "demo.yaml").read_text()))
     x0 = torch.rand(4, 1, 28, 28) * 2 - 1
     denoiser = build_denoiser(rc, ArrayDataset(x0, name="shape"))

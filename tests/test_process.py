@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from denoisekit.process import DiscreteVP
-from denoisekit.schedules import cosine_alpha_bar, cosine_betas, linear_betas, rescale_zero_terminal_snr
+from denoisekit.processes import DiscreteVP
+from denoisekit.processes import cosine_alpha_bar, cosine_betas, linear_betas, rescale_zero_terminal_snr
 
 
 def test_linear_schedule_matches_ddpm():

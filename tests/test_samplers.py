@@ -9,7 +9,7 @@ from anchors import k_model, load_k_sampling
 from denoisekit import DiscreteVP, sample
 from denoisekit.analytic import GaussianMixture
 from denoisekit.samplers import SAMPLERS, ddim_interpolate, ddim_invert, rk45_sample, sampler_options
-from denoisekit.steps import SCHEDULES, sampling_times
+from denoisekit.samplers import SCHEDULES, sampling_times
 from denoisekit.utils import sample_generators
 
 PROCESS = DiscreteVP("linear", 1000)

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from denoisekit.analytic import GaussianMixture
-from denoisekit.continuous import VESDE
+from denoisekit.processes import VESDE
 from denoisekit.denoiser import Denoiser
-from denoisekit.ladder import NoiseLadder
+from denoisekit.processes import NoiseLadder
 from denoisekit.nets import MLP
 from denoisekit.samplers import sample
-from denoisekit.score_matching import DSMLoss, ESMLoss, SSMLoss
+from denoisekit.objectives import DSMLoss, ESMLoss, SSMLoss
 
 GMM = GaussianMixture([0.3, 0.7], [[-1.0, -0.5], [1.0, 0.5]], [0.25, 0.35])
 VE = VESDE(sigma_min=0.01, sigma_max=5.0)
@@ -66,7 +66,7 @@ def test_dsm_over_ncsns_ladder_learns_the_smoothed_score_at_every_rung():
 def exact_score_model(process, delta: float = 0.0) -> Denoiser:
     """The mixture's exact score under `process`, plus delta h(x) with h(x) = (sin 2x_1, cos 3x_0), as a score model."""
     def score(x, c):
-        t = process.from_net_time(c.double())
+        t = c.double()  # a plain function is given the process time
         s = GMM.score(x, process.alpha(t)[:, None], process.sigma(t)[:, None])
         h = torch.stack([torch.sin(2 * x[:, 1]), torch.cos(3 * x[:, 0])], 1).double()
         return (s + delta * h).to(x.dtype)
@@ -122,7 +122,7 @@ def test_the_ladder_process():
     t = torch.linspace(-0.99, 9, 57, dtype=torch.float64)
     torch.testing.assert_close(p.t_from_log_snr(p.log_snr(t)), t)
     assert float(p.sigma(torch.tensor(-1.0))) == 0 and p.prior_std == pytest.approx(1.0)
-    from denoisekit.steps import sampling_times
+    from denoisekit.samplers import sampling_times
     assert sampling_times(p, 10, "uniform").tolist() == [9, 8, 7, 6, 5, 4, 3, 2, 1, 0, -1]
 
 
@@ -170,7 +170,7 @@ def test_training_with_each_score_matching_objective_and_sampling_by_langevin(ob
     run = tmp_path / objective
     assert main(["train", "--data", "moons", "--out", str(run), "--steps", "20", "--objective", objective,
                  "--process", process, *TINY[:-2]]) == 0
-    from denoisekit.recipe import load_denoiser
+    from denoisekit.models import load_denoiser
     den, config = load_denoiser(run)
     assert config["run"]["objective"] == objective
     if process == "ncsn":  # the ladder's own sampling defaults: annealed Langevin over its 10 rungs

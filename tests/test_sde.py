@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from denoisekit.analytic import GaussianMixture
-from denoisekit.continuous import SubVPSDE, VESDE, VPSDE
+from denoisekit.processes import SubVPSDE, VESDE, VPSDE
 from denoisekit.denoiser import Denoiser
-from denoisekit.process import DiscreteVP, NoiseProcess
+from denoisekit.processes import DiscreteVP, NoiseProcess
 from denoisekit.samplers import reverse_drift, sample
 from denoisekit.utils import sample_generators
 
@@ -108,7 +108,7 @@ def test_eps_and_score_models_sample_alike():
     exact = GMM.denoiser(p)
 
     def score(x, c):
-        t = p.from_net_time(c.double())
+        t = c.double()  # a plain function is given the process time
         return GMM.score(x, p.alpha(t)[:, None], p.sigma(t)[:, None]).to(x.dtype)
     score_model = Denoiser.from_function(score, p, "score")
     n = 64
@@ -152,7 +152,7 @@ from test_reliability import TINY, one_line_error  # noqa: E402
 def test_training_and_sampling_a_continuous_process_through_the_cli(kind, tmp_path, capsys):
     run = tmp_path / kind
     assert main(["train", "--data", "moons", "--out", str(run), "--steps", "30", "--process", kind, *TINY]) == 0
-    from denoisekit.recipe import load_denoiser
+    from denoisekit.models import load_denoiser
     den, config = load_denoiser(run)
     assert type(den.process).__name__ == {"vp": "VPSDE", "subvp": "SubVPSDE", "ve": "VESDE"}[kind]
     for sampler in ("pc", "em", "dpmpp_2m"):

@@ -11,10 +11,10 @@ from scipy import integrate, special, stats
 from denoisekit.analytic import GaussianMixture
 from denoisekit.denoiser import Denoiser
 from denoisekit.likelihood import mean_interval, ode_log_likelihood, variational_bound
-from denoisekit.process import DiscreteVP
+from denoisekit.processes import DiscreteVP
 from denoisekit.samplers import ddpm_sample
-from denoisekit.steps import sampling_times
-from denoisekit.time_sampling import ImportanceTimes, UniformTimes
+from denoisekit.samplers import sampling_times
+from denoisekit.objectives import ImportanceTimes, UniformTimes
 from denoisekit.utils import sample_generators
 from denoisekit.vlb import (check_decoder, discretized_gaussian_log_likelihood, model_log_variance, normal_kl,
                             prior_kl, resolve_variance, vlb_term)

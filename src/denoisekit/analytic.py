@@ -6,7 +6,8 @@ import math
 import torch
 
 from .denoiser import Denoiser
-from .process import NoiseProcess
+from .conditioning import Cond
+from .processes import NoiseProcess
 
 
 class GaussianMixture:
@@ -94,8 +95,8 @@ class GaussianMixture:
         `conditional`, cond = component labels gives p(x | k) (label -1: the whole mixture), as a class-conditional
         model trained with label dropout would."""
         def x0(x_t, t, cond=None):
-            t = process.from_net_time(t.double())
-            labels = cond if conditional else None
+            t = t.double()
+            labels = Cond.of(cond).label if conditional and cond is not None else None
             return self.posterior_mean(x_t, process.alpha(t), process.sigma(t), labels).to(x_t.dtype)
         return Denoiser.from_function(x0, process, prediction="x0")
 

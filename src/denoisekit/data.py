@@ -15,6 +15,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .conditioning import Cond
+
 TOYS = ("swiss_roll", "moons", "8gaussians", "checkerboard")
 BUILTIN = ("digits", "mnist") + TOYS
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -34,6 +36,10 @@ class ArrayDataset:
     @property
     def is_image(self) -> bool:
         return self.x.ndim == 4
+
+    def conditioning(self, idx) -> Optional[Cond]:
+        """The conditioning of examples `idx` (their labels), or None for an unlabelled data set."""
+        return None if self.y is None else Cond(label=self.y[idx])
 
 
 def make_toy(name: str, n: int = 10000, seed: int = 0) -> ArrayDataset:

@@ -8,9 +8,10 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
+from .conditioning import Cond
 from .config import configurable, require
 from .prediction import check_prediction, from_x0_eps, network_inputs, to_x0_eps
-from .process import NoiseProcess
+from .processes import NoiseProcess
 
 
 @dataclass
@@ -63,9 +64,11 @@ class Denoiser(nn.Module):
     def from_function(cls, fn: Callable, process: NoiseProcess, prediction: str = "eps", **kwargs) -> "Denoiser":
         """Wrap a plain callable `fn(x_t, t)` (or `fn(x_t, t, cond)`) that returns a `prediction`-type output.
 
-        It receives what a network would: (x_t, t) for eps / x0 / v / score, (c_in x_t, ln(sigma)/4) for 'edm'.
-        Analytic models (a Gaussian mixture's exact denoiser) and other libraries' networks then sample with every
-        sampler. The result is not saved with checkpoints: its config records the function only by name.
+        It receives the process's own time t (float, per example; not the network time `process.net_time(t)` that a
+        network is given, e.g. 1000 t on the score SDEs) for eps / x0 / v / score, and (c_in x_t, ln(sigma)/4) for
+        'edm'; `cond` comes as a `Cond` (or None). Analytic models (a Gaussian mixture's exact denoiser) and other
+        libraries' networks then sample with every sampler. The result is not saved with checkpoints: its config
+        records the function only by name.
         """
         return cls(FunctionNet(fn), process, prediction, **kwargs)
 
@@ -75,8 +78,9 @@ class Denoiser(nn.Module):
     def net_outputs(self, x_t: torch.Tensor, t, cond: Any = None, *, alpha=None, sigma=None):
         """(the network's prediction in the coordinates of `self.prediction`, v or None) at (x_t, t)."""
         t, alpha, sigma = self._coefficients(x_t, t, alpha, sigma)
-        x_in, c_noise = network_inputs(self.prediction, x_t, self.process.net_time(t), alpha, sigma, self.sigma_data)
-        out = self.net(x_in, c_noise, cond)
+        c = t if getattr(self.net, "process_time", False) else self.process.net_time(t)
+        x_in, c_noise = network_inputs(self.prediction, x_t, c, alpha, sigma, self.sigma_data)
+        out = self.net(x_in, c_noise, Cond.of(cond))
         if not self.learned_variance:
             return out, None
         if out.shape[1] != 2 * x_t.shape[1]:
@@ -108,6 +112,8 @@ class Denoiser(nn.Module):
 
 class FunctionNet(nn.Module):
     """A plain callable `fn(x, t)` or `fn(x, t, cond)` in the place of a network (see `Denoiser.from_function`)."""
+
+    process_time = True  # given the process's time t, not the network time
 
     def __init__(self, fn: Callable):
         super().__init__()

@@ -17,14 +17,10 @@ def probe(shape, kind: Probe, generator: Generator, device=None, dtype=torch.flo
     return z.sign() if kind == "rademacher" else z
 
 
-def repeat_batch(v, k: int):
-    """A batch (a tensor, a dict of them, or None) repeated k times along its first axis, as the exact trace
-    repeats x: copy j of example i sits at j * batch + i."""
-    if v is None or k == 1:
-        return v
-    if isinstance(v, dict):
-        return {key: repeat_batch(item, k) for key, item in v.items()}
-    return v.repeat(k, *([1] * (v.ndim - 1)))
+def repeat_batch(v: torch.Tensor, k: int) -> torch.Tensor:
+    """A batch repeated k times along its first axis, as the exact trace repeats x: copy j of example i sits at
+    j * batch + i (`Cond.repeat` does the same for a conditioning)."""
+    return v if k == 1 else v.repeat(k, *([1] * (v.ndim - 1)))
 
 
 def divergence(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, z: Optional[torch.Tensor] = None, *,

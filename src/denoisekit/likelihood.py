@@ -6,17 +6,21 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal, Optional, get_args
 
 import torch
 from tqdm.auto import tqdm
 
+from .conditioning import Cond
 from .divergence import divergence, probe as make_probe, repeat_batch
 from .samplers.base import Grid
 from .utils import Generator, rand
 from .vlb import LN2, Decoder, Variance, check_decoder, default_decoder, prior_kl, resolve_variance, vlb_term
 
 Probe = Literal["rademacher", "gaussian", "exact"]
+PROBES = get_args(Probe)
+Method = Literal["bound", "ode", "both"]
+METHODS = get_args(Method)
 EXACT_TRACE_MAX_DIM = 256  # the exact divergence repeats the batch d times
 DEQUANT_BITS = math.log2(127.5)  # log2 of 1 / (bin width 2/255): uniform dequantization of 8-bit data in [-1, 1]
 
@@ -85,7 +89,7 @@ def ode_log_likelihood(denoiser, x: torch.Tensor, *, cond=None, probe: Probe = "
         from torchdiffeq import odeint
     except ImportError as e:  # a dependency of denoisekit; only a stripped environment lacks it
         raise ValueError("nll: the ODE likelihood needs the torchdiffeq package (pip install torchdiffeq)") from e
-    if probe not in ("rademacher", "gaussian", "exact"):
+    if probe not in PROBES:
         raise ValueError(f"probe: expected 'rademacher', 'gaussian' or 'exact', got {probe!r}")
     for name, v in (("rtol", rtol), ("atol", atol)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
@@ -106,7 +110,7 @@ def ode_log_likelihood(denoiser, x: torch.Tensor, *, cond=None, probe: Probe = "
     ends = torch.stack([t1, t0])
     grids = {b: Grid(denoiser, ends, x, cond)}  # by batch size: the exact trace sends the batch d times
     if z is None:
-        grids[b * d] = Grid(denoiser, ends, repeat_batch(x, d), repeat_batch(cond, d))
+        grids[b * d] = Grid(denoiser, ends, repeat_batch(x, d), None if cond is None else Cond.of(cond).repeat(d))
 
     def denoised(xt: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """D(x~, e^u), as the ODE samplers evaluate it off their grid."""
@@ -152,7 +156,7 @@ def mean_interval(values: torch.Tensor, z: float = 1.96) -> tuple[float, float]:
     return float(v.mean()), half
 
 
-def data_nll(denoiser, x: torch.Tensor, labels: Optional[torch.Tensor] = None, *, method: str = "both",
+def data_nll(denoiser, x: torch.Tensor, labels: Optional[torch.Tensor] = None, *, method: Method = "both",
              terms: Optional[int] = None, variance: Optional[Variance] = None, probe: Probe = "rademacher",
              rtol: float = 1e-5, atol: float = 1e-5, batch_size: int = 64, seed: int = 0,
              progress: bool = True) -> dict:

@@ -3,7 +3,7 @@ eq. 5), every term in bits per dimension, for the hybrid loss, the bits/dim repo
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional
+from typing import Literal, Optional, get_args
 
 import torch
 
@@ -14,6 +14,7 @@ LN2 = math.log(2.0)
 BIN = 1 / 255  # half the width of an 8-bit bin of data scaled to [-1, 1]: x = k / 127.5 - 1
 
 Variance = Literal["learned", "beta_tilde", "beta"]
+VARIANCES = get_args(Variance)
 Decoder = Literal["discretized", "gaussian"]
 
 

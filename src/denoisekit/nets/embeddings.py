@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 from torch import nn
+
+from ..conditioning import Cond
 
 
 class SinusoidalEmbedding(nn.Module):
@@ -42,15 +45,6 @@ def make_embedding(kind: str, dim: int) -> nn.Module:
     raise ValueError(f"time_embedding: expected 'sinusoidal' or 'fourier', got {kind!r}")
 
 
-def split_cond(cond):
-    """Conditioning as (class labels or None, concat image or None): cond is None, a label tensor or a dict."""
-    if cond is None:
-        return None, None
-    if isinstance(cond, dict):
-        return cond.get("label"), cond.get("concat")
-    return cond, None
-
-
 class ConditionEmbedding(nn.Module):
     """The conditioning vector: embedded noise level, plus a label embedding (index num_classes = 'no label')."""
 
@@ -63,9 +57,11 @@ class ConditionEmbedding(nn.Module):
         self.num_classes = num_classes
         self.label = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
 
-    def forward(self, c_noise: torch.Tensor, labels, batch: int) -> torch.Tensor:
+    def forward(self, c_noise: torch.Tensor, cond: Optional[Cond], batch: int) -> torch.Tensor:
+        """The noise level's embedding plus the label's (a missing label is 'no label')."""
         emb = self.noise(c_noise.reshape(-1).expand(batch) if c_noise.numel() == 1 else c_noise)
         if self.label is not None:
+            labels = None if cond is None else cond.label
             if labels is None:
                 labels = torch.full((batch,), self.num_classes, device=emb.device, dtype=torch.long)
             labels = torch.where(labels < 0, self.num_classes, labels)  # -1: no label (classifier-free guidance)

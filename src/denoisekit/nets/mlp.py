@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import configurable, require
-from .embeddings import ConditionEmbedding, split_cond
+from ..conditioning import Cond
+from .embeddings import ConditionEmbedding
 
 
 @configurable
@@ -28,8 +29,7 @@ class MLP(nn.Module):
         self.out = nn.Linear(hidden, out_dim or dim)
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond=None) -> torch.Tensor:
-        labels, _ = split_cond(cond)
-        emb = self.embed(c_noise, labels, x.shape[0])
+        emb = self.embed(c_noise, Cond.of(cond), x.shape[0])
         h = self.inp(x)
         for block, proj in zip(self.blocks, self.emb_proj):
             h = h + block(F.silu(h + proj(emb)))

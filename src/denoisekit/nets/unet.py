@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import configurable, require
-from .embeddings import ConditionEmbedding, split_cond
+from ..conditioning import Cond
+from .embeddings import ConditionEmbedding
 
 
 def _groups(ch: int, max_groups: int = 32) -> int:
@@ -189,10 +190,10 @@ class UNet(nn.Module):
         return h
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond=None) -> torch.Tensor:
-        labels, concat = split_cond(cond)
-        emb = self.embed(c_noise, labels, x.shape[0])
-        if concat is not None:
-            x = torch.cat([x, concat], dim=1)
+        cond = Cond.of(cond)
+        emb = self.embed(c_noise, cond, x.shape[0])
+        if cond is not None and cond.concat is not None:
+            x = torch.cat([x, cond.concat], dim=1)
         if self.patch_size > 1:
             if x.shape[-1] % self.patch_size or x.shape[-2] % self.patch_size:
                 raise ValueError(f"patch_size: image size {tuple(x.shape[-2:])} is not divisible by {self.patch_size}")

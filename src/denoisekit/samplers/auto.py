@@ -10,6 +10,7 @@ ground truth), and results are cached per model, sampler, options and steps.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import weakref
@@ -19,7 +20,11 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..steps import sampling_times, times_from_levels
+from ..conditioning import Cond
+from ..utils import atomic_save
+from .registry import get_sampler
+from .rk45 import rk45_sample
+from .times import sampling_times, times_from_levels
 
 _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 STOCHASTIC = ("ddpm", "euler_maruyama", "dpmpp_2m_sde", "rk45")  # rk45 adapts its own steps
@@ -44,11 +49,21 @@ def check_auto(sampler: str, options: dict) -> None:
                          f"another schedule)")
 
 
+def weights_digest(module) -> str:
+    """A SHA-256 of the module's parameters and buffers, names, shapes, dtypes and bytes: any change to a weight (a
+    sign flip, a permutation) changes it."""
+    h = hashlib.sha256()
+    for name, v in list(module.named_parameters()) + list(module.named_buffers()):
+        v = v.detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(v.shape)}:{v.dtype}".encode())
+        h.update(v.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def _key(denoiser, sampler: str, steps: int, shape, options: dict, pilots: int, knots: int, seed: int) -> str:
-    """Cache key: the sampler's settings and a fingerprint of the weights (a model that trains on is refitted)."""
-    weights = [round(float(p.detach().double().abs().sum()), 6) for p in denoiser.parameters()]
+    """Cache key: the sampler's settings and a digest of the weights (a model that trains on is refitted)."""
     return json.dumps([sampler, steps, list(shape), sorted(options.items()), pilots, knots, seed,
-                       len(weights), sum(weights)], default=str)
+                       weights_digest(denoiser)], default=str)
 
 
 @torch.no_grad()
@@ -59,8 +74,6 @@ def auto_schedule(denoiser, sampler: str, steps: int, shape, *, cond=None, optio
 
     `cache_file` (JSON) keeps fitted schedules across processes; the in-memory cache keeps them per denoiser.
     """
-    from . import sample  # the entry point; imported here to avoid a cycle
-    from .rk45 import rk45_sample
     from scipy.optimize import minimize
 
     options = dict(options or {})
@@ -85,7 +98,7 @@ def auto_schedule(denoiser, sampler: str, steps: int, shape, *, cond=None, optio
     device = param.device if param is not None else torch.device("cpu")
     g = torch.Generator().manual_seed(seed)
     x_T = process.prior_sample((pilots, *shape), g, device=device, dtype=dtype)
-    pilot_cond = cond[:pilots] if cond is not None and hasattr(cond, "__getitem__") else cond
+    pilot_cond = None if cond is None else Cond.of(cond).index(slice(0, pilots))
     ref = rk45_sample(denoiser, x_T, sampling_times(process, 2), rtol=1e-6, atol=1e-6, cond=pilot_cond)
     ends = process.noise_level(torch.tensor([process.t_eps, process.t_max], dtype=torch.float64)).tolist()
 
@@ -103,11 +116,11 @@ def auto_schedule(denoiser, sampler: str, steps: int, shape, *, cond=None, optio
         t = times_for(w)
         if not bool((t[1:] < t[:-1]).all()):
             return 1e9
-        x = sample(denoiser, x_T, sampler, times=t, cond=pilot_cond, generator=torch.Generator().manual_seed(0),
-                   **options)
+        x = solver(denoiser, x_T, t, cond=pilot_cond, generator=torch.Generator().manual_seed(0), **options)
         err = float((x - ref).double().pow(2).mean().sqrt())
         return math.log(err) if err > 0 and math.isfinite(err) else 1e9
 
+    solver = get_sampler(sampler)
     best, best_loss = np.zeros(knots + 1), math.inf
     for skip in (0.0, 0.3):  # two starts: from the top, and already skipping (local optima differ)
         w0 = np.zeros(knots + 1)
@@ -137,5 +150,4 @@ def _read(path) -> dict:
 
 
 def _write(path, data: dict) -> None:
-    from ..images import atomic_save
     atomic_save(path, lambda p: Path(p).write_text(json.dumps(data)))

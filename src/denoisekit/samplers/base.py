@@ -67,6 +67,17 @@ class Grid:
         return self.denoise_at_time(x_tilde, self.process.t_from_noise_level(torch.tensor(level, dtype=torch.float64)))
 
 
+def step_coefficients(process, x: torch.Tensor, t, s):
+    """Per-example (t, s, alpha_t, alpha_s, level_t, level_s) for a teacher step from t to s: times as (B,) tensors in
+    float64, the rest broadcastable against x in its dtype (level = sigma / alpha, the noise level of x~ = x / alpha)."""
+    b = x.shape[0]
+    t = torch.as_tensor(t, dtype=torch.float64, device=x.device).expand(b)
+    s = torch.as_tensor(s, dtype=torch.float64, device=x.device).expand(b)
+    shape = (b,) + (1,) * (x.ndim - 1)
+    out = [process.alpha(t), process.alpha(s), process.noise_level(t), process.noise_level(s)]
+    return (t, s, *(v.reshape(shape).to(x.dtype) for v in out))
+
+
 def steps_of(grid: Grid, progress: bool, desc: str = "sampling"):
     """The step indices 0..n-1, with a tqdm bar when asked for."""
     return tqdm(range(grid.n), desc=desc, leave=False) if progress else range(grid.n)

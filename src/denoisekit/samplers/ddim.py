@@ -7,7 +7,7 @@ from typing import Callable, Optional, Union
 import torch
 
 from ..utils import Generator
-from .base import Grid, noise_like, report, steps_of
+from .base import Grid, noise_like, report, step_coefficients, steps_of
 from .ddpm import ddpm_sample
 
 
@@ -50,6 +50,25 @@ def ddim_sample(denoiser, x_T: torch.Tensor, times: torch.Tensor, *, eta: Union[
             x.add_(noise_like(x, generator), alpha=s_up)
         report(callback, grid, i, x, pred)
     return x * grid.alphas[-1]
+
+
+def ddim_step(denoiser, x: torch.Tensor, t, s, *, cond=None, eta: float = 0.0,
+              noise: Optional[torch.Tensor] = None):
+    """One DDIM step from t to s < t per example (Song et al. 2021, eq. 12), differentiable (a distillation teacher's
+    step): x~_s = x0_hat + s_down eps_hat + s_up z in x~ = x / alpha, s_up = eta's sigma_t / alpha_s. Returns
+    (x_s, the prediction at t); `noise` z is needed only for eta > 0."""
+    if check_eta(eta) == "sigma_hat":
+        raise ValueError("eta: ddim_step takes a number in [0, 1]; sigma_hat is ddpm_step with variance='beta'")
+    t, s, _, a_s, lvl_t, lvl_s = step_coefficients(denoiser.process, x, t, s)
+    pred = denoiser(x, t, cond)
+    s_up = torch.minimum(lvl_s, eta * (lvl_s**2 * (lvl_t**2 - lvl_s**2) / lvl_t**2).clamp(min=0).sqrt())
+    s_down = (lvl_s**2 - s_up**2).clamp(min=0).sqrt()
+    x_s = pred.x0 + s_down * pred.eps
+    if eta > 0:
+        if noise is None:
+            raise ValueError("noise: ddim_step with eta > 0 needs the noise z (a tensor shaped like x)")
+        x_s = x_s + s_up * noise
+    return a_s * x_s, pred
 
 
 @torch.no_grad()

@@ -1,15 +1,14 @@
 """Ancestral DDPM sampling (Ho et al. 2020, Algorithm 2) on any descending sequence of times."""
 from __future__ import annotations
 
-from typing import Callable, Literal, Optional
+from typing import Callable, Optional
 
 import torch
 
 from ..utils import Generator, append_dims
-from ..vlb import interpolate_log_variance, log_variance_ends, model_log_variance, resolve_variance
+from ..vlb import VARIANCES, Variance, interpolate_log_variance, log_variance_ends, model_log_variance, resolve_variance
 from .base import Grid, check_times, noise_like, steps_of
 
-Variance = Literal["beta_tilde", "beta", "learned"]
 
 
 def ddpm_coefficients(process, t: torch.Tensor, s: torch.Tensor, variance: Variance = "beta_tilde"):
@@ -18,7 +17,7 @@ def ddpm_coefficients(process, t: torch.Tensor, s: torch.Tensor, variance: Varia
     The last step (sigma(s) = 0) adds no noise. For 'learned' the std is the model's (`learned_std`); the one returned
     is beta-tilde's, zero exactly where no noise is added.
     """
-    if variance not in ("beta_tilde", "beta", "learned"):
+    if variance not in VARIANCES:
         raise ValueError(f"variance: expected 'beta_tilde', 'beta' or 'learned', got {variance!r}")
     c_xt, c_x0, var = process.posterior_coefficients(t, s)
     if variance == "beta":

@@ -7,7 +7,7 @@ from typing import Callable, Optional
 import torch
 
 from ..utils import Generator
-from .base import Grid, noise_like, report, steps_of
+from .base import Grid, noise_like, report, step_coefficients, steps_of
 
 
 def churn_gammas(levels: list[float], s_churn: float, s_tmin: float, s_tmax: float) -> list[float]:
@@ -66,6 +66,22 @@ def heun_sample(denoiser, x_T: torch.Tensor, times: torch.Tensor, *, s_churn: fl
             x_next = x_hat + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_prime)
         report(callback, grid, i, x_next, pred)
     return x_next * grid.alphas[-1]
+
+
+def heun_step(denoiser, x: torch.Tensor, t, s, *, cond=None):
+    """One Heun step of the probability-flow ODE dx~/ds = (x~ - D(x~, s)) / s from t to s < t per example (Karras et
+    al. 2022, Alg. 1; consistency distillation's teacher), differentiable; an Euler step where s is the data (level 0).
+    Returns (x_s, the prediction at t)."""
+    t, s, a_t, a_s, lvl_t, lvl_s = step_coefficients(denoiser.process, x, t, s)
+    pred = denoiser(x, t, cond)
+    x_tilde = x / a_t
+    x_euler = x_tilde + (lvl_s - lvl_t) * pred.eps  # d = (x~ - D) / s = eps
+    second = lvl_s.reshape(-1) > 0
+    s_eval = torch.where(second, s, t)  # where s is the data the second evaluation is unused: keep it finite
+    a_eval = torch.where(second.reshape(a_s.shape), a_s, a_t)
+    eps_next = denoiser(x_euler * a_eval, s_eval, cond).eps
+    x_heun = x_tilde + (lvl_s - lvl_t) * 0.5 * (pred.eps + eps_next)
+    return a_s * torch.where(second.reshape(a_s.shape), x_heun, x_euler), pred
 
 
 @torch.no_grad()

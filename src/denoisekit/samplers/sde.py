@@ -35,6 +35,20 @@ def reverse_drift(process, denoiser, x: torch.Tensor, t, *, cond=None, probabili
     return drift(float(f), float(g2), x, score_of(pred, float(process.sigma(t))), probability_flow), pred
 
 
+def euler_step(denoiser, x: torch.Tensor, t, s, *, cond=None):
+    """One Euler step of the probability-flow ODE dx/dt = f x - 1/2 g^2 score (Song et al. 2021, eq. 13) in the
+    process's own coordinates, from t to s per example, differentiable. Returns (x_s, the prediction at t)."""
+    b = x.shape[0]
+    process = denoiser.process
+    t = torch.as_tensor(t, dtype=torch.float64, device=x.device).expand(b)
+    s = torch.as_tensor(s, dtype=torch.float64, device=x.device).expand(b)
+    shape = (b,) + (1,) * (x.ndim - 1)
+    f, g2 = (v.reshape(shape).to(x.dtype) for v in process.sde(t))
+    sigma, dt = (v.reshape(shape).to(x.dtype) for v in (process.sigma(t), s - t))
+    pred = denoiser(x, t, cond)
+    return x + dt * drift(f, g2, x, score_of(pred, sigma), probability_flow=True), pred
+
+
 def langevin_correct(grid: Grid, x: torch.Tensor, i: int, snr: float, alpha: float, generator: Generator):
     """One Langevin step at t_i, x <- x + eps_i score + sqrt(2 eps_i) z, with the step of the target signal-to-noise
     ratio (Song et al. 2021, Alg. 5), eps_i = 2 alpha (snr |z| / |score|)^2, taken at the norms' expectations

@@ -2,74 +2,26 @@
 from __future__ import annotations
 
 import csv
-import math
 import os
 import signal
 import threading
 import time
-import typing
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Literal, Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..config import coerce, require
-from ..utils import check_device, sample_generators
-from ..utils import atomic_save
+from ..utils import sample_generators
 from .checkpoint import (checkpoint_candidates, clean_interrupted_writes, find_checkpoint, load_config, load_matching,
                          load_state, load_weights, numpy_rng_from_plain, numpy_rng_to_plain, save_checkpoint)
+from .config import TrainConfig, lr_at
 from .distributed import barrier, init_distributed
 from .ema import EMA
-
-
-@dataclass
-class TrainConfig:
-    """Everything about optimisation; nothing about diffusion."""
-    steps: int = 1000
-    batch_size: int = 64               # global batch, split over the ranks
-    lr: float = 2e-4
-    lr_schedule: Literal["constant", "cosine"] = "constant"
-    warmup_steps: int = 100
-    weight_decay: float = 0.0
-    betas: tuple[float, ...] = (0.9, 0.999)
-    grad_clip: Optional[float] = 1.0
-    ema_decay: float = 0.999
-    ema_warmup: bool = True
-    seed: int = 0
-    use_labels: bool = False           # pass the data set's labels to the loss as `cond`
-    log_every: int = 50
-    checkpoint_every: int = 1000
-    sample_every: int = 0              # 0: only at the end
-    eval_every: int = 0                # 0: never; else call eval_fn every this many steps and at the end
-    amp: bool = False                  # bfloat16 autocast on CUDA
-    compile: bool = False              # torch.compile the model
-    device: str = "auto"
-    tensorboard: bool = True
-    progress: bool = True
-    nonfinite: Literal["stop", "skip"] = "stop"  # a NaN/inf loss or gradient: stop with an error, or skip the step
-
-    def __post_init__(self):
-        hints = typing.get_type_hints(TrainConfig)
-        for f in fields(self):  # types as a config file spells them: 10.7 steps or batch_size: true are refused
-            setattr(self, f.name, coerce(getattr(self, f.name), hints[f.name], f.name))
-        for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
-            require(getattr(self, name) >= 1, name, "a positive integer", getattr(self, name))
-        for name in ("warmup_steps", "sample_every", "eval_every", "seed"):
-            require(getattr(self, name) >= 0, name, "an integer >= 0 (0: never)" if name.endswith("every")
-                    else "an integer >= 0", getattr(self, name))
-        require(math.isfinite(self.lr) and self.lr > 0, "lr", "a positive number", self.lr)
-        require(self.weight_decay >= 0, "weight_decay", "a number >= 0", self.weight_decay)
-        require(0 <= self.ema_decay < 1, "ema_decay", "a number in [0, 1)", self.ema_decay)
-        require(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "a positive number or null", self.grad_clip)
-        require(len(self.betas) == 2 and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
-                                             for b in self.betas), "betas", "two numbers in [0, 1)", self.betas)
-        self.betas = tuple(float(b) for b in self.betas)
-        check_device(self.device)
-
+from .logs import match_header, truncate_log
 
 MAX_CONSECUTIVE_SKIPS = 100  # under nonfinite='skip', this many bad steps in a row stop the run all the same
 
@@ -89,40 +41,22 @@ class TrainingInterrupted(Exception):
 class IncompatibleRun(ValueError):
     """A resume asked of a run folder whose checkpoints come from another data set, network or process."""
 
-
-def truncate_log(path: Path, step: int) -> None:
-    """Drop the rows of a CSV log written after `step`: a resume continues from that checkpoint, so they recur."""
-    if not path.exists():
-        return
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    keep = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= step]
-    if len(keep) != len(rows):
-        def write(p):
-            with open(p, "w", newline="") as g:
-                csv.writer(g).writerows(keep)
-        atomic_save(path, write)
-
+def loss_terms(loss_fn, model, x, cond, generators) -> dict:
+    """A loss's named per-example terms: {'loss': what is minimised, other names: what is logged beside it}. A loss
+    with `terms(model, x, cond, generators)` names its own; a plain callable's value is 'loss'."""
+    if hasattr(loss_fn, "terms"):
+        return loss_fn.terms(model, x, cond, generators)
+    return {"loss": loss_fn(model, x, cond, generators)}
 
 class _LossModule(nn.Module):
-    """model + loss as one module, so DistributedDataParallel sees the forward pass."""
+    """model + loss as one module, so DistributedDataParallel sees the forward pass; the batch means of the terms."""
 
     def __init__(self, model, loss_fn):
         super().__init__()
         self.model, self.loss_fn = model, loss_fn
 
     def forward(self, x, cond, generators):
-        return self.loss_fn(self.model, x, cond, generators).mean()
-
-
-def lr_at(cfg: TrainConfig, step: int) -> float:
-    """Linear warm-up over warmup_steps, then constant, or cosine decay to 0 over the remaining steps."""
-    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
-    if cfg.lr_schedule == "cosine":
-        progress = min(1.0, max(0, step + 1 - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
-        return cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * progress))
-    return cfg.lr * warm
-
+        return {k: v.mean() for k, v in loss_terms(self.loss_fn, self.model, x, cond, generators).items()}
 
 def resolve_device(name: str) -> torch.device:
     """'auto' is CUDA when present; under torchrun each rank takes the GPU of its LOCAL_RANK."""
@@ -138,6 +72,9 @@ def resolve_device(name: str) -> torch.device:
 
 class Trainer:
     """`Trainer(model, loss_fn, dataset, run_dir, cfg).train()`; loss_fn(model, x, cond, generators) -> per-example loss.
+
+    A loss may also name the terms it sums (`terms(...)` and `term_names`: logged as columns of metrics.csv and as
+    TensorBoard scalars) and act after each optimizer step (`after_step(model, step)`: a target network's EMA).
 
     Data order and per-example noise are functions of (seed, step, example index) alone, so resuming continues
     exactly, and N ranks with batch B/N see the same examples and noise as one process with batch B.
@@ -157,9 +94,10 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.model = model.to(self.device)
         self.loss_fn = loss_fn
+        self.term_names = tuple(getattr(loss_fn, "term_names", ()))  # logged beside the loss
         self.data_x = dataset.x
-        self.data_y = dataset.y if cfg.use_labels else None
-        if cfg.use_labels and dataset.y is None:
+        self.data_cond = dataset.conditioning if cfg.use_labels else None  # idx -> the examples' conditioning
+        if cfg.use_labels and dataset.conditioning(slice(0, 1)) is None:
             raise ValueError("use_labels: the data set has no labels")
         self.config = config or {}
         self.sample_fn = sample_fn
@@ -171,6 +109,7 @@ class Trainer:
         self.step = 0
         self.saved_step: Optional[int] = None  # the step of the last checkpoint written or resumed from
         self.skipped = self._skips_in_a_row = 0
+        self.last_terms: dict = {}
         module = _LossModule(self.model, loss_fn)
         if cfg.compile:
             module = torch.compile(module)
@@ -290,10 +229,13 @@ class Trainer:
         if not new:  # rows logged after the checkpoint (before a kill) are logged again from here
             truncate_log(path, self.step)
             truncate_log(self.run_dir / "eval.csv", self.step)
+        header = ["step", "loss", "lr", "grad_norm", "images_per_s", *self.term_names]
+        if not new:
+            match_header(path, header)
         f = open(path, "w" if new else "a", newline="")
         writer = csv.writer(f)
         if new:
-            writer.writerow(["step", "loss", "lr", "grad_norm", "images_per_s"])
+            writer.writerow(header)
         tb = None
         if self.cfg.tensorboard:
             try:
@@ -304,15 +246,17 @@ class Trainer:
         return (f, writer), tb
 
     def train_step(self) -> tuple[float, float]:
-        """One optimizer step; returns (loss, gradient norm before clipping)."""
+        """One optimizer step; returns (loss, gradient norm before clipping); the named terms go to self.last_terms."""
         idx = self.batch_indices(self.step)
         x = self.data_x[idx].to(self.device, non_blocking=True)
-        cond = self.data_y[idx].to(self.device) if self.data_y is not None else None
+        cond = self.data_cond(idx).to(self.device) if self.data_cond is not None else None
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.cfg, self.step)
         self.model.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp and self.device.type == "cuda"):
-            loss = self.module(x, cond, self._generators(self.step))
+            terms = self.module(x, cond, self._generators(self.step))
+        loss = terms["loss"]
+        self.last_terms = {k: terms[k].detach() for k in self.term_names}
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         clip = self.cfg.grad_clip if self.cfg.grad_clip is not None else float("inf")
@@ -322,6 +266,8 @@ class Trainer:
         self.opt.step()
         self.ema.update(self.model)
         self.step += 1
+        if hasattr(self.loss_fn, "after_step"):
+            self.loss_fn.after_step(self.model, self.step)
         self._skips_in_a_row = 0
         return loss.detach(), grad_norm.detach()
 
@@ -353,6 +299,7 @@ class Trainer:
         csv_log, tb = self._loggers()
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress or self.rank != 0, desc="training")
         losses, t0, n0 = [], time.perf_counter(), self.step
+        term_sums: dict = {}
         stop: list[str] = []
         previous = self._catch_signals(stop)
         try:
@@ -361,19 +308,26 @@ class Trainer:
                 loss, grad_norm = self.train_step()
                 if self.skipped == skipped:
                     losses.append(loss)
+                    for k, v in self.last_terms.items():
+                        term_sums.setdefault(k, []).append(v)
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     mean_loss = float(torch.stack(losses).mean()) if losses else float("nan")
+                    means = [float(torch.stack(term_sums[k]).mean()) if term_sums.get(k) else float("nan")
+                             for k in self.term_names]
                     ips = (self.step - n0) * cfg.batch_size / (time.perf_counter() - t0)
-                    losses, t0, n0 = [], time.perf_counter(), self.step
+                    losses, t0, n0, term_sums = [], time.perf_counter(), self.step, {}
                     bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{ips:.0f}")
                     if csv_log is not None:
-                        csv_log[1].writerow([self.step, mean_loss, lr_at(cfg, self.step - 1), float(grad_norm), ips])
+                        csv_log[1].writerow([self.step, mean_loss, lr_at(cfg, self.step - 1), float(grad_norm), ips,
+                                             *means])
                         csv_log[0].flush()
                     if tb is not None:
                         tb.add_scalar("loss", mean_loss, self.step)
                         tb.add_scalar("lr", lr_at(cfg, self.step - 1), self.step)
                         tb.add_scalar("images_per_s", ips, self.step)
+                        for k, v in zip(self.term_names, means):
+                            tb.add_scalar(f"loss/{k}", v, self.step)
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     self.save()
                     barrier(self.world)

@@ -4,18 +4,19 @@ and with eps = -sigma grad log p(x_t), a score correction g becomes eps-hat = ep
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Literal, Optional, get_args
 
 import torch
 from torch import nn
 
-from .config import configurable, require
-from .denoiser import Denoiser, Prediction, time_coefficients
-from .nets.embeddings import split_cond
-from .prediction import bcast, network_inputs, to_x0_eps
-from .utils import append_dims
+from ..conditioning import Cond, labels_of
+from ..config import require
+from ..denoiser import Denoiser, Prediction, time_coefficients
+from ..prediction import bcast, to_x0_eps
+from ..utils import append_dims
 
-NULL_LABEL = -1  # 'no label': the network's extra label embedding (index num_classes), trained with p_uncond
+ClassifierForm = Literal["score", "mean"]
+CLASSIFIER_FORMS = get_args(ClassifierForm)
 
 
 class DenoiserWrapper(nn.Module):
@@ -48,19 +49,9 @@ def from_x0(x0: torch.Tensor, x_t: torch.Tensor, alpha, sigma, v=None) -> Predic
     return Prediction(*to_x0_eps("x0", x0, x_t, alpha, sigma), v=v)
 
 
-def labels_of(cond, who: str) -> torch.Tensor:
-    labels, _ = split_cond(cond)
-    if labels is None:
-        raise ValueError(f"{who}: needs class labels; pass cond=labels (a LongTensor, one per sample)")
-    return labels
-
-
-def _twice(v, batch: int):
-    """v for a batch sent twice (conditional, unconditional): per-example tensors are repeated, the rest (shared
-    coefficients, broadcast over the batch) kept."""
-    if isinstance(v, dict):
-        return {k: _twice(u, batch) for k, u in v.items()}
-    return torch.cat([v, v]) if isinstance(v, torch.Tensor) and v.ndim >= 1 and v.shape[0] == batch else v
+def _repeat_coefficient(v: torch.Tensor, batch: int) -> torch.Tensor:
+    """A time coefficient for a batch sent twice: per-example values repeated, shared ones (broadcast) kept."""
+    return torch.cat([v, v]) if v.ndim >= 1 and v.shape[0] == batch else v
 
 
 class ClassifierFreeGuidance(DenoiserWrapper):
@@ -87,16 +78,15 @@ class ClassifierFreeGuidance(DenoiserWrapper):
         self.w, self.rescale, self.interval = w, float(rescale), interval
 
     def forward(self, x: torch.Tensor, t, cond: Any = None, *, alpha=None, sigma=None) -> Prediction:
-        labels = labels_of(cond, "classifier-free guidance")
+        labels_of(cond, "classifier-free guidance")
         t, alpha, sigma = self.coefficients(x, t, alpha, sigma)
-        both = torch.cat([labels, torch.full_like(labels, NULL_LABEL)])
-        if isinstance(cond, dict):  # other conditioning (a concatenated image) goes to both branches
-            both = {**_twice(cond, len(x)), "label": both}
+        cond = Cond.of(cond)
+        both = Cond.cat([cond, cond.null()])  # conditional, then unconditional (a concatenated image goes to both)
         inner = self.denoiser
         clip = getattr(inner, "clip_x0", None) if isinstance(inner, Denoiser) else None
         kwargs = {"clip": False} if isinstance(inner, Denoiser) else {}
-        pred = inner(torch.cat([x, x]), torch.cat([t, t]), both, alpha=_twice(alpha, len(x)),
-                     sigma=_twice(sigma, len(x)), **kwargs)  # one batched pass
+        pred = inner(torch.cat([x, x]), torch.cat([t, t]), both, alpha=_repeat_coefficient(alpha, len(x)),
+                     sigma=_repeat_coefficient(sigma, len(x)), **kwargs)  # one batched pass
         x0_c, x0_u = pred.x0.chunk(2)
         w = torch.full((x.shape[0],), self.w, dtype=x.dtype, device=x.device)
         if self.interval is not None:
@@ -140,7 +130,7 @@ class ClassifierGuidance(DenoiserWrapper):
 
     def __init__(self, denoiser, log_prob: Callable, scale: float = 1.0, form: str = "score"):
         super().__init__(denoiser)
-        require(form in ("score", "mean"), "classifier_form", "'score' or 'mean'", form)
+        require(form in CLASSIFIER_FORMS, "classifier_form", "'score' or 'mean'", form)
         require(math.isfinite(scale), "classifier_scale", "a finite number", scale)
         self.log_prob, self.scale, self.form = log_prob, float(scale), form
 
@@ -167,23 +157,3 @@ class ClassifierGuidance(DenoiserWrapper):
             return pred
         g = self.grad(x, t, labels_of(cond, "classifier guidance"))
         return Prediction(*to_x0_eps("eps", pred.eps - self.scale * sigma * g, x, alpha, sigma), v=pred.v)
-
-
-@configurable
-class NoisyClassifier(nn.Module):
-    """p_phi(y | x_t, t) for a noise process: a classifier network fed what an eps-prediction network is fed."""
-
-    def __init__(self, net: nn.Module, process):
-        super().__init__()
-        self.net, self.process = net, process
-
-    def forward(self, x_t: torch.Tensor, t) -> torch.Tensor:
-        """Logits (B, num_classes)."""
-        t = torch.as_tensor(t, device=x_t.device)
-        t = t.expand(x_t.shape[0]) if t.ndim == 0 else t.reshape(-1)
-        x_in, c_noise = network_inputs("eps", x_t, t, None, None)
-        return self.net(x_in, c_noise)
-
-    def log_prob(self, x_t: torch.Tensor, t, y: torch.Tensor) -> torch.Tensor:
-        """log p_phi(y | x_t, t), one value per example."""
-        return torch.log_softmax(self(x_t, t).float(), dim=1).gather(1, y.reshape(-1, 1).long()).squeeze(1)

@@ -1,4 +1,6 @@
-"""Noise processes x_t = alpha(t) x_0 + sigma(t) eps, with their formulas in float64."""
+"""The forward processes' contract: `Process`, what every process has (time range, network time, state shape, prior,
+SDE, perturbation of data), and `NoiseProcess`, the scalar-Gaussian family x_t = alpha(t) x_0 + sigma(t) eps under it,
+with its formulas in float64 (score_sde's `SDE`; CLD-SGM's `sde_lib`, whose state is (x, v))."""
 from __future__ import annotations
 
 import math
@@ -6,15 +8,20 @@ from abc import ABC, abstractmethod
 
 import torch
 
-from .config import configurable, require
-from .schedules import make_betas, rescale_zero_terminal_snr
-from .utils import Generator, append_dims, randn
+from ..utils import Generator, append_dims, randn
 
 
-class NoiseProcess(ABC):
-    """A Gaussian forward process; subclasses give alpha(t), sigma(t) and the inverse of the log-SNR."""
+class Process(ABC):
+    """A forward process from data (t_min) to a prior (t_max) on a state that may be larger than the data.
 
-    t_min: float  # the data end: sigma(t_min) = 0
+    What samplers, losses and the recipe may rely on for any process: its time range and trained grid, the time a
+    network is given, the state's shape and its data part, q(state_t | x_0) by drawing (`perturb`), the prior, and the
+    linear SDE d state = f state dt + g dw whose marginals it has. Samplers written for a narrower family (the scalar
+    `NoiseProcess`) say so, and `samplers.check_request` refuses the others in one line before any work.
+    """
+
+    family = "generic"  # the name samplers' refusals use for this kind of process
+    t_min: float  # the data end
     t_max: float  # the noise end, where sampling starts
     t_eps: float  # the smallest time the model was trained at (the last network time of a schedule)
     grid_step: float = 0.0  # spacing of the times a discrete model was trained at (0: continuous)
@@ -25,6 +32,59 @@ class NoiseProcess(ABC):
         if self.grid_step == 0:
             return t
         return ((t - self.t_eps) / self.grid_step).round() * self.grid_step + self.t_eps
+
+    def net_time(self, t: torch.Tensor) -> torch.Tensor:
+        """The time a network is given (continuous processes scale [0, 1] up to DDPM's step range)."""
+        return t
+
+    def from_net_time(self, c: torch.Tensor) -> torch.Tensor:
+        """Inverse of net_time (for plain functions standing in for a network)."""
+        return c
+
+    def state_shape(self, data_shape) -> tuple:
+        """The shape of one example's state given its data's (the data's own for a scalar process; (2, *data) for a
+        process over position and velocity)."""
+        return tuple(data_shape)
+
+    def data_part(self, state: torch.Tensor) -> torch.Tensor:
+        """The data inside a batch of states (the state itself for a scalar process)."""
+        return state
+
+    @abstractmethod
+    def perturb(self, x0: torch.Tensor, t: torch.Tensor, generator: Generator = None) -> torch.Tensor:
+        """A draw of the state at times t (one per example) from q(state_t | x_0)."""
+
+    @abstractmethod
+    def prior_sample(self, shape, generator: Generator = None, *, device=None, dtype=torch.float32) -> torch.Tensor:
+        """A batch of states from the prior at t_max; `shape` is (batch, *state_shape)."""
+
+    @abstractmethod
+    def prior_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log p_T(state) per example."""
+
+    @abstractmethod
+    def sde(self, t):
+        """(f(t), g(t)^2) of the forward SDE d state = f state dt + g dw (scalars, or matrices over the state's parts)."""
+
+    def sampling_defaults(self) -> dict:
+        """What a run config's sample and eval sections default to for this process, beyond the usual ones."""
+        return {}
+
+    def trained_times(self) -> torch.Tensor:
+        """The network times of a discrete process, t_eps, t_eps + step, ..., t_max (float64); each step t has its
+        predecessor t - grid_step, the first one the data. The variational bound sums one term per time."""
+        if self.grid_step == 0:
+            raise ValueError("process: the variational bound and its training losses need a discrete-time process "
+                             "(one with a grid of trained times, like ddpm's)")
+        n = int(round((self.t_max - self.t_eps) / self.grid_step)) + 1
+        return self.t_eps + self.grid_step * torch.arange(n, dtype=torch.float64)
+
+
+class NoiseProcess(Process):
+    """The scalar-Gaussian family x_t = alpha(t) x_0 + sigma(t) eps; subclasses give alpha(t), sigma(t) and the
+    inverse of the log-SNR."""
+
+    family = "scalar Gaussian (x_t = alpha x_0 + sigma eps)"
 
     @abstractmethod
     def alpha(self, t: torch.Tensor) -> torch.Tensor:
@@ -49,6 +109,10 @@ class NoiseProcess(ABC):
     def t_from_noise_level(self, level: torch.Tensor) -> torch.Tensor:
         """Inverse of noise_level: lambda = -2 log(sigma/alpha)."""
         return self.t_from_log_snr(-2 * torch.as_tensor(level, dtype=torch.float64).log())
+
+    def perturb(self, x0: torch.Tensor, t: torch.Tensor, generator: Generator = None) -> torch.Tensor:
+        """x_t = alpha x_0 + sigma eps with eps drawn from `generator` (one or one per example)."""
+        return self.q_sample(x0, t, randn(x0.shape, generator, device=x0.device, dtype=x0.dtype))
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """Closed-form q(x_t | x_0) (Ho et al. 2020, eq. 4): x_t = alpha(t) x_0 + sigma(t) eps."""
@@ -89,18 +153,6 @@ class NoiseProcess(ABC):
             dvar = torch.autograd.grad(var.sum(), t)[0]
         return f, dvar - 2 * f * var.detach()
 
-    def net_time(self, t: torch.Tensor) -> torch.Tensor:
-        """The time a network is given (continuous processes scale [0, 1] up to DDPM's step range)."""
-        return t
-
-    def from_net_time(self, c: torch.Tensor) -> torch.Tensor:
-        """Inverse of net_time (for plain functions standing in for a network)."""
-        return c
-
-    def sampling_defaults(self) -> dict:
-        """What a run config's sample and eval sections default to for this process, beyond the usual ones."""
-        return {}
-
     def prior_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log N(x; 0, prior_std^2 I) per example."""
         d = x[0].numel()
@@ -115,78 +167,3 @@ class NoiseProcess(ABC):
     def prior_sample(self, shape, generator: Generator = None, *, device=None, dtype=torch.float32):
         """A draw from the prior N(0, prior_std^2 I)."""
         return self.prior_std * randn(shape, generator, device=device, dtype=dtype)
-
-    def trained_times(self) -> torch.Tensor:
-        """The network times of a discrete process, t_eps, t_eps + step, ..., t_max (float64); each step t has its
-        predecessor t - grid_step, the first one the data. The variational bound sums one term per time."""
-        if self.grid_step == 0:
-            raise ValueError("process: the variational bound and its training losses need a discrete-time process "
-                             "(one with a grid of trained times, like ddpm's)")
-        n = int(round((self.t_max - self.t_eps) / self.grid_step)) + 1
-        return self.t_eps + self.grid_step * torch.arange(n, dtype=torch.float64)
-
-
-@configurable
-class DiscreteVP(NoiseProcess):
-    """DDPM's discrete variance-preserving process (Ho et al. 2020) on steps t = 0..T-1, with t = -1 the data.
-
-    alpha-bar_t = prod_{s<=t} (1 - beta_s), alpha(t) = sqrt(alpha-bar_t), sigma(t) = sqrt(1 - alpha-bar_t).
-    Between integer steps alpha-bar is interpolated linearly, which keeps it monotone and exactly invertible.
-    """
-
-    def __init__(self, schedule: str = "linear", T: int = 1000, betas=None, zero_terminal_snr: bool = False):
-        require(isinstance(T, int) and not isinstance(T, bool) and 2 <= T <= 100_000, "T",
-                "an integer number of steps in 2..100000", T)
-        b = make_betas(schedule, T, betas)
-        if zero_terminal_snr:
-            b = rescale_zero_terminal_snr(b)
-        self.betas = b
-        self.T = len(b)
-        self.alphas = 1 - b
-        self.alpha_bar = torch.cumprod(self.alphas, 0)
-        self.sigmas = (1 - self.alpha_bar).sqrt()                         # sigma_t at t = 0..T-1
-        self.log_snrs = self.alpha_bar.log() - (1 - self.alpha_bar).log()  # lambda_t (-inf at zero terminal SNR)
-        self.zero_terminal_snr = zero_terminal_snr
-        self._ab_ext = torch.cat([torch.ones(1, dtype=torch.float64), self.alpha_bar])  # index t+1
-        self._tables: dict = {}
-        self.t_min, self.t_max, self.t_eps, self.grid_step = -1.0, float(self.T - 1), 0.0, 1.0
-
-    def _table(self, device) -> torch.Tensor:
-        key = str(device)
-        if key not in self._tables:
-            self._tables[key] = self._ab_ext.to(device)
-        return self._tables[key]
-
-    def alpha_bar_at(self, t: torch.Tensor) -> torch.Tensor:
-        """alpha-bar(t) for real t in [-1, T-1], linear between integer steps; alpha-bar(-1) = 1."""
-        t = torch.as_tensor(t, dtype=torch.float64)
-        table = self._table(t.device)
-        u = (t + 1).clamp(0, self.T)
-        i = u.floor().long().clamp(max=self.T - 1)
-        w = u - i
-        return table[i] * (1 - w) + table[i + 1] * w
-
-    def alpha(self, t):
-        return self.alpha_bar_at(t).sqrt()
-
-    def sigma(self, t):
-        return (1 - self.alpha_bar_at(t)).clamp(min=0).sqrt()
-
-    def t_from_alpha_bar(self, ab: torch.Tensor) -> torch.Tensor:
-        """Inverse of alpha_bar_at (values outside the table are clamped to its ends)."""
-        ab = torch.as_tensor(ab, dtype=torch.float64)
-        table = self._table(ab.device).flip(0)  # increasing: alpha-bar at t = T-1, ..., -1
-        ab = ab.clamp(float(table[0]), 1.0)
-        j = torch.searchsorted(table, ab.contiguous(), right=True).clamp(1, self.T)
-        lo, hi = table[j - 1], table[j]
-        w = torch.where(hi > lo, (ab - lo) / (hi - lo), torch.zeros_like(ab))
-        u_rev = (j - 1) + w  # position in the flipped table
-        return (self.T - u_rev) - 1
-
-    def t_from_log_snr(self, lam):
-        return self.t_from_alpha_bar(torch.sigmoid(torch.as_tensor(lam, dtype=torch.float64)))
-
-    @property
-    def prior_std(self) -> float:
-        """DDPM's prior p(x_T) = N(0, I) (Ho et al. 2020, sec. 2)."""
-        return 1.0

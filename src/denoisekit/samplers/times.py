@@ -10,10 +10,11 @@ from typing import Literal, get_args
 
 import torch
 
-from .process import NoiseProcess
+from ..processes import NoiseProcess, Process
 
 Schedule = Literal["uniform", "linspace", "leading", "trailing", "quadratic", "logsnr", "karras"]
 SCHEDULES = get_args(Schedule) + ("auto",)  # 'auto' is fitted to a model: see samplers.auto
+TIME_SCHEDULES = ("uniform", "linspace", "leading", "trailing", "quadratic")  # spaced in t: for any process
 
 
 def _check_steps(steps) -> int:
@@ -22,12 +23,12 @@ def _check_steps(steps) -> int:
     return steps
 
 
-def _span(process: NoiseProcess) -> float:
+def _span(process: Process) -> float:
     """t_max - t_eps, plus one grid step for a discrete process: the number of trained steps when the grid is 1."""
     return process.t_max - process.t_eps + process.grid_step
 
 
-def sampling_times(process: NoiseProcess, steps: int, schedule: str = "uniform", *, rho: float = 7.0) -> torch.Tensor:
+def sampling_times(process: Process, steps: int, schedule: str = "uniform", *, rho: float = 7.0) -> torch.Tensor:
     """`steps` network times from t_max down, then t_min (the data): a float64 tensor of length steps + 1.
 
     uniform / linspace: evenly in t over [t_eps, t_max] (rounded to the trained grid; diffusers' 'linspace');
@@ -35,6 +36,10 @@ def sampling_times(process: NoiseProcess, steps: int, schedule: str = "uniform",
     logsnr: evenly in log-SNR (Lu et al. 2022); karras: Karras et al. 2022, eq. 5, in the noise level sigma/alpha.
     """
     _check_steps(steps)
+    if schedule in ("logsnr", "karras") and not isinstance(process, NoiseProcess):
+        raise ValueError(f"schedule: {schedule!r} is spaced in the noise level sigma/alpha of the {NoiseProcess.family} "
+                         f"family, which process {type(process).__name__} is not; use one spaced in time: "
+                         f"{', '.join(TIME_SCHEDULES)}")
     t_max, t_eps = torch.tensor(process.t_max, dtype=torch.float64), torch.tensor(process.t_eps, dtype=torch.float64)
     u = torch.linspace(0, 1, steps, dtype=torch.float64)
     if schedule in ("uniform", "linspace"):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .config import require
-from .utils import Generator, rand
+from ..config import require
+from ..utils import Generator, rand
 
 
 class UniformTimes:

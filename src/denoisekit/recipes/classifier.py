@@ -7,17 +7,16 @@ from pathlib import Path
 
 import torch
 
-from .config import build
-from .data import ArrayDataset
-from .guidance import NoisyClassifier
-from .losses import ClassifierLoss
-from .nets import EncoderClassifier
-from .process import DiscreteVP
-from .recipe import (RunConfig, build_dataset, build_process, build_section, compatibility_check, run_record, seeded,
-                     start_run, train_settings)
-from .train import TrainConfig, Trainer, find_checkpoint, load_config, load_weights
-from .train.checkpoint import load_matching
-from .utils import atomic_save
+from ..data import ArrayDataset
+from ..guidance import NoisyClassifier
+from ..nets import EncoderClassifier
+from ..objectives import ClassifierLoss
+from ..processes import DiscreteVP
+from ..train import TrainConfig, Trainer
+from ..utils import atomic_save
+from .build import build_dataset, run_record, seeded, train_settings
+from .config import RunConfig, build_process, build_section
+from .run import compatibility_check, start_run
 
 NOISE_LEVELS = (0, 250, 500, 750, 999)  # the times the end-of-run accuracy report uses
 
@@ -75,18 +74,3 @@ def train_classifier_run(rc: RunConfig, out: Path, resume: bool = True, prepared
               f"{ds.num_classes} classes): {tc.steps} steps of batch {tc.batch_size} -> {out}")
     trainer.train()
     return out
-
-
-def load_classifier(path, device: str = "cpu") -> tuple[NoisyClassifier, dict]:
-    """A noisy classifier (EMA weights) and its config from a checkpoint or run folder of `train-classifier`."""
-    folder = find_checkpoint(path)
-    config = load_config(folder)
-    model = config.get("model")
-    if not isinstance(model, dict) or model.get("class") != "NoisyClassifier":
-        raise ValueError(f"--classifier: {path} is not a noisy classifier (one made by 'denoisekit train-classifier')")
-    try:
-        classifier = build(model)
-    except (ValueError, TypeError, KeyError) as e:
-        raise ValueError(f"--classifier: {folder / 'config.json'} cannot be rebuilt ({e})") from None
-    load_matching(classifier, load_weights(folder, ema=True), folder)
-    return classifier.to(device).eval(), config

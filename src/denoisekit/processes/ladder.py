@@ -7,8 +7,8 @@ import math
 
 import torch
 
-from .config import configurable, require
-from .process import NoiseProcess
+from ..config import configurable, require
+from .base import NoiseProcess
 
 
 def _t(t) -> torch.Tensor:

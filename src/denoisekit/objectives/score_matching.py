@@ -12,10 +12,10 @@ from typing import Literal, Optional
 
 import torch
 
-from .config import configurable, require
-from .divergence import Probe, divergence, probe, repeat_batch
-from .losses import SimpleLoss, noised
-from .utils import Generator, append_dims
+from ..config import configurable, require
+from ..divergence import Probe, divergence, probe
+from ..utils import Generator, append_dims
+from .simple import SimpleLoss, noised
 
 Trace = Literal["auto", "exact", "hutchinson"]
 EXACT_TRACE_MAX_DIM = 16  # 'auto' traces exactly up to this many dimensions (one pass of the batch repeated d times)
@@ -45,7 +45,7 @@ class ScoreMatching:
         def scaled_score(x: torch.Tensor) -> torch.Tensor:
             """u = sigma_t s_theta(x, t) = -eps_hat, for x a multiple k of the batch (the exact trace repeats it)."""
             k = x.shape[0] // x0.shape[0]
-            return -denoiser(x, t.repeat(k), repeat_batch(cond, k), clip=False).eps
+            return -denoiser(x, t.repeat(k), None if cond is None else cond.repeat(k), clip=False).eps
 
         return self.objective(scaled_score, x_t.detach(), eps, sigma, generator).float()
 

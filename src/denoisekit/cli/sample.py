@@ -1,0 +1,180 @@
+"""`denoisekit sample` and `denoisekit eval`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .flags import (add_guidance_flags, add_sampling_flags, check_guidance_args, check_output, check_sampling_args,
+                    class_arg, guided, guiding)
+
+
+def cmd_sample(args) -> int:
+    import numpy as np
+    import torch
+
+    from ..images import PICTURE_FORMATS, atomic_save, save_gif, save_picture, save_row_strip
+    from ..models import load_model
+    from ..samplers import check_request, generate
+    from ..utils import check_device
+    options = check_sampling_args(args)
+    for flag, path, suffixes in (("--out", args.out, PICTURE_FORMATS), ("--strip", args.strip, PICTURE_FORMATS),
+                                 ("--gif", args.gif, [".gif"]), ("--npz", args.npz, [".npz"])):
+        check_output(flag, path, suffixes)
+    check_device(args.device, "--device")
+    if args.scale is not None and args.scale < 1:
+        raise ValueError(f"--scale: expected a positive integer, got {args.scale}")
+    check_guidance_args(args)
+    model = load_model(args.checkpoint, ema=not args.raw, device=args.device)
+    check_request(args.sampler, args.schedule, options, where="--schedule", process=model.process,
+                  steps=args.steps)  # now that the process is known: its times and the sampler's own check
+    shape = model.shape
+    denoiser, num_classes = guided(args, model)
+    labels, nrow = None, None
+    if args.label == "all" or (args.label is None and num_classes and guiding(args)):
+        if not num_classes:
+            raise ValueError("--class: this model was trained without class labels (and no --classifier is given)")
+        nrow = max(1, args.n // num_classes)  # one row per class
+        args.n = nrow * num_classes
+        labels = torch.arange(num_classes, device=args.device).repeat_interleave(nrow)
+    elif args.label is not None:
+        if not num_classes:
+            raise ValueError("--class: this model was trained without class labels (and no --classifier is given)")
+        if not 0 <= args.label < num_classes:
+            raise ValueError(f"--class: expected a class in 0..{num_classes - 1}, got {args.label}")
+        labels = torch.full((args.n,), args.label, dtype=torch.long, device=args.device)
+    frames, every = [], max(1, args.steps // 20)
+    wants_frames = args.gif or args.strip
+
+    def callback(i, t, x, pred):
+        if wants_frames and (i % every == 0 or i == args.steps - 1):
+            frames.append(x.cpu())
+
+    stats: dict = {}
+    times = _auto_times(args, model.denoiser, shape, options)
+    with torch.no_grad():
+        x = generate(denoiser, args.n, shape, seed=args.seed, steps=args.steps, sampler=args.sampler,
+                     schedule=args.schedule, labels=labels, callback=callback, progress=True, stats=stats,
+                     times=times, **options)
+    print(f"sampler {args.sampler}: {stats['nfe']} network evaluations")
+    is_image = model.is_image
+    scale = args.scale or (2 if is_image and shape[-1] <= 32 else 1)
+    out = save_picture(x, args.out, nrow=nrow, scale=scale)
+    print(f"samples: {out}{' (one row per class)' if nrow else ''}")
+    if args.npz:
+        arr = x.cpu().numpy()
+        atomic_save(args.npz, lambda p: np.savez(p, x=arr))
+        print(f"arrays: {args.npz}")
+    if args.gif:
+        k = min(16, args.n) if is_image else args.n
+        print(f"reverse process GIF: {save_gif([f[:k] for f in frames], args.gif, scale=scale)}")
+    if args.strip:
+        k = min(8, args.n) if is_image else args.n
+        cols = [f[:k] for f in frames[:: max(1, len(frames) // 10)]] + [frames[-1][:k]]
+        print(f"reverse process strip: {save_row_strip(cols, args.strip, scale=scale)}")
+    return 0
+
+
+def _auto_times(args, denoiser, shape, options):
+    """For --schedule auto: the schedule fitted to this checkpoint, cached in its folder (auto_schedules.json)."""
+    if args.schedule != "auto":
+        return None
+    from ..samplers import auto_schedule
+    from ..train import find_checkpoint
+    print(f"fitting an automatic {args.steps}-step schedule for {args.sampler} to this model (cached)")
+    return auto_schedule(denoiser, args.sampler, args.steps, shape, options=options,
+                         cache_file=find_checkpoint(args.checkpoint) / "auto_schedules.json")
+
+
+def _is_checkpoint(path: Path) -> bool:
+    from ..train import find_checkpoint
+    try:
+        find_checkpoint(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def cmd_eval(args) -> int:
+    from ..data import load_dataset
+    from ..eval import Evaluator, format_report, load_samples
+    from ..eval.inception import HOW_TO
+    from ..images import atomic_save
+    from ..utils import check_device
+    path = Path(args.samples)
+    if not path.exists():
+        raise FileNotFoundError(f"samples: no such file or folder {path}")
+    if args.k < 1:
+        raise ValueError(f"--k: expected a positive number of neighbours, got {args.k}")
+    check_output("--json", args.json, [".json"])
+    check_device(args.device, "--device")
+    data = args.data
+    if path.is_dir() and _is_checkpoint(path):
+        from ..models import load_model
+        from ..samplers import balanced_labels, generate
+        options = check_sampling_args(args)
+        if args.n <= args.k:
+            raise ValueError(f"--n: precision/recall with --k {args.k} needs more than {args.k} samples, got {args.n}")
+        check_guidance_args(args)
+        model = load_model(path, ema=not args.raw, device=args.device)
+        data = data or model.data_name
+        denoiser, num_classes = guided(args, model)
+        labels = balanced_labels(args.n, num_classes, args.device)
+        samples = generate(denoiser, args.n, model.shape, seed=args.seed, steps=args.steps, sampler=args.sampler,
+                           schedule=args.schedule, labels=labels, progress=True,
+                           times=_auto_times(args, model.denoiser, model.shape, options), **options).cpu()
+    else:
+        samples, labels = load_samples(path), None
+    if not data:
+        raise ValueError("--data: name the data set the samples should be compared with (e.g. --data mnist)")
+    ds = load_dataset(data, image_size=args.image_size)
+    evaluator = Evaluator(ds, device=args.device, inception_weights=args.inception_weights, k=args.k,
+                          cache_root=args.cache_dir)
+    labels = labels.cpu() if labels is not None and ds.is_image and ds.y is not None else None
+    metrics = {"samples": str(path), **evaluator.evaluate(samples, labels)}
+    print(format_report(metrics))
+    if ds.is_image and "inception_fid" not in metrics:
+        print(f"(no Inception FID: {HOW_TO})")
+    if args.json:
+        atomic_save(args.json, lambda p: Path(p).write_text(json.dumps(metrics, indent=2)))
+        print(f"metrics: {args.json}")
+    return 0
+
+
+def add_parsers(sub, common) -> None:
+    s = sub.add_parser("sample", parents=[common], help="draw samples from a checkpoint into a PNG grid (and GIF / "
+                       "npz)")
+    s.add_argument("checkpoint", help="a checkpoint folder or a run folder")
+    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--seed", type=int, default=0)
+    add_sampling_flags(s)
+    s.add_argument("--class", "--label", dest="label", type=class_arg, metavar="K|all",
+                   help="the class to draw (a class-conditional or classifier-guided model); 'all': one row per class "
+                   "(the default when guiding)")
+    add_guidance_flags(s)
+    s.add_argument("--out", default="samples.png")
+    s.add_argument("--gif", help="also write a GIF of the reverse process")
+    s.add_argument("--strip", help="also write a PNG strip of the reverse process")
+    s.add_argument("--npz", help="also write the samples as arrays")
+    s.add_argument("--scale", type=int, help="enlarge images this many times in the grid")
+    s.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA weights")
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(func=cmd_sample)
+
+    e = sub.add_parser("eval", parents=[common], help="score samples against a data set (Frechet distance, "
+                       "precision/recall, ...)")
+    e.add_argument("samples", help="a .npz/.npy of samples, a folder of images, or a checkpoint/run folder to sample")
+    e.add_argument("--data", help="the data set to compare with (default: the one a checkpoint was trained on)")
+    e.add_argument("--image-size", type=int, dest="image_size", help="resize the data set's images to this size")
+    e.add_argument("--inception-weights", dest="inception_weights",
+                   help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth, for the standard Inception FID")
+    e.add_argument("--k", type=int, default=3, help="neighbours for the precision/recall manifolds")
+    e.add_argument("--json", help="also write the metrics as JSON")
+    e.add_argument("--cache-dir", dest="cache_dir", help="where reference classifiers are cached "
+                   "(default $DENOISEKIT_CACHE or ~/.cache/denoisekit)")
+    e.add_argument("--n", type=int, default=1000, help="samples to draw from a checkpoint")
+    e.add_argument("--seed", type=int, default=0)
+    add_sampling_flags(e)
+    add_guidance_flags(e)
+    e.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA weights")
+    e.add_argument("--device", default="cpu")
+    e.set_defaults(func=cmd_eval)

@@ -1,0 +1,51 @@
+"""`denoisekit train` and `denoisekit train-classifier`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .flags import DEFAULT_RUN, add_run_flags, run_config
+
+
+def cmd_train(args) -> int:
+    from ..recipes import prepare_run, train_run
+    rc, out = run_config(args)
+    if not args.config and not args.data:
+        print(f"no --config or --data given: the default run, {DEFAULT_RUN} (about 20 minutes on a laptop CPU; "
+              f"Ctrl-C saves a checkpoint and stops)")
+    run = prepare_run(rc)  # data loaded and network built: every error so far left the folder untouched
+    return _train_or_check(args, out, run.summary(), lambda: train_run(rc, out, not args.no_resume, run=run))
+
+
+def cmd_train_classifier(args) -> int:
+    from ..recipes.classifier import prepare_classifier, train_classifier_run
+    rc, out = run_config(args)
+    prepared = prepare_classifier(rc)
+    ds = prepared[0]
+    return _train_or_check(args, out, f"a noisy classifier on {ds.name!r} ({len(ds)} labelled images)",
+                           lambda: train_classifier_run(rc, out, not args.no_resume, prepared=prepared))
+
+
+def _train_or_check(args, out: Path, summary: str, train) -> int:
+    """After validation: stop there under --check, else train into the run folder."""
+    if args.check:
+        print(f"config valid: {summary}")
+        return 0
+    train()
+    print(f"run folder: {out}")
+    return 0
+
+
+def add_parsers(sub, common) -> None:
+    t = sub.add_parser("train", parents=[common], help="train a model; the run folder holds config, checkpoints, "
+                       "logs and samples", description=f"Train a model. With neither --config nor --data it trains "
+                       f"the default run: {DEFAULT_RUN}.")
+    add_run_flags(t)
+    t.set_defaults(func=cmd_train)
+
+    c = sub.add_parser("train-classifier", parents=[common], help="train a noisy classifier p(y | x_t, t) for "
+                       "classifier guidance (same run folder and checkpoints as train)",
+                       description="Train a noisy classifier on labelled images: the U-Net's encoder half with the "
+                       "time embedding and a pooled head, on x_t at all noise levels. Its net section takes the "
+                       "U-Net's settings (channels, channel_mult, num_res_blocks, attention_levels, ...).")
+    add_run_flags(c)
+    c.set_defaults(func=cmd_train_classifier, out_suffix="-classifier")

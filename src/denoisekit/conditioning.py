@@ -1,0 +1,126 @@
+"""One conditioning type for every model: named slots that a network reads and guidance drops.
+
+`Cond` carries a class label (GLIDE / ADM class embedding; -1 is 'no label'), an image concatenated to the input
+(cascaded super-resolution's low-resolution image), a context sequence with its padding mask (text tokens for
+cross-attention), a pooled vector (a CLIP embedding) and an augmentation level (EDM's `augment_labels`, a cascade's
+noise-conditioning level). Every slot is per example: first axis the batch. A plain label tensor is accepted wherever
+a `Cond` is (`Cond.of`), so `sample(model, x, cond=labels)` reads as before.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any, Optional, Sequence
+
+import torch
+
+from .utils import Generator, rand
+
+NULL_LABEL = -1  # 'no label': the network's extra label embedding (index num_classes), trained with label dropout
+
+# The slots classifier-free guidance and label dropout empty; the rest (a concatenated image, an augmentation level)
+# describe the input rather than what is asked of it and are kept (Ho & Salimans 2022; Saharia et al. 2022).
+DROPPABLE = ("label", "context", "pooled")
+
+
+@dataclass(frozen=True)
+class Cond:
+    """Per-example conditioning in named slots; any slot may be None."""
+    label: Optional[torch.Tensor] = None         # (B,) long; NULL_LABEL = no label
+    concat: Optional[torch.Tensor] = None        # (B, C, H, W): concatenated to the network's input
+    context: Optional[torch.Tensor] = None       # (B, L, D): a sequence for cross-attention
+    context_mask: Optional[torch.Tensor] = None  # (B, L) bool: True where the context holds a real token
+    pooled: Optional[torch.Tensor] = None        # (B, D): a pooled vector added to the embedding
+    aug: Optional[torch.Tensor] = None           # (B,) or (B, K): an augmentation / noise-conditioning level
+
+    @classmethod
+    def of(cls, cond: Any) -> Optional["Cond"]:
+        """A Cond from None, a Cond, a label tensor, or a mapping of slot names (one-line error otherwise)."""
+        if cond is None or isinstance(cond, Cond):
+            return cond
+        if isinstance(cond, torch.Tensor):
+            return cls(label=cond)
+        if isinstance(cond, dict):
+            unknown = set(cond) - set(SLOTS)
+            if unknown:
+                raise ValueError(f"cond: unknown slots {sorted(unknown)}; a Cond has {', '.join(SLOTS)}")
+            return cls(**cond)
+        raise ValueError(f"cond: expected None, a label tensor, a Cond or a mapping of its slots, got "
+                         f"{type(cond).__name__}")
+
+    def items(self):
+        """(name, tensor) for the slots that are set."""
+        return [(f.name, getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None]
+
+    def map(self, fn) -> "Cond":
+        """fn applied to every slot that is set."""
+        return replace(self, **{k: fn(v) for k, v in self.items()})
+
+    def __len__(self) -> int:
+        for _, v in self.items():
+            return v.shape[0]
+        return 0
+
+    def null(self) -> "Cond":
+        """The unconditional request: no label, an empty context (mask all False), a zero pooled vector; the
+        concatenated image and the augmentation level are kept."""
+        out = {}
+        if self.label is not None:
+            out["label"] = torch.full_like(self.label, NULL_LABEL)
+        if self.context is not None:
+            out["context"] = torch.zeros_like(self.context)
+            out["context_mask"] = torch.zeros(self.context.shape[:2], dtype=torch.bool, device=self.context.device)
+        if self.pooled is not None:
+            out["pooled"] = torch.zeros_like(self.pooled)
+        return replace(self, **out)
+
+    def where(self, keep: torch.Tensor, other: "Cond") -> "Cond":
+        """Per example: this Cond where `keep` (B,) is true, `other` elsewhere (slot by slot)."""
+        def pick(name, v):
+            u = getattr(other, name)
+            if u is None:
+                return v
+            return torch.where(keep.reshape(-1, *([1] * (v.ndim - 1))).to(v.device), v, u)
+        return replace(self, **{k: pick(k, v) for k, v in self.items()})
+
+    def drop(self, p: float, generator: Generator = None) -> "Cond":
+        """Each example's droppable slots replaced by the null ones with probability p (label dropout for
+        classifier-free guidance, Ho & Salimans 2022, Alg. 1): one uniform draw per example from its generator."""
+        if p <= 0:
+            return self
+        b = len(self)
+        device = next(v for _, v in self.items()).device if b else None
+        dropped = rand((b,), generator, device=device) < p
+        return self.where(~dropped, self.null())
+
+    def repeat(self, k: int) -> "Cond":
+        """Every slot repeated k times along the batch: copy j of example i at j * batch + i (as the exact trace
+        repeats x)."""
+        if k == 1:
+            return self
+        return self.map(lambda v: v.repeat(k, *([1] * (v.ndim - 1))))
+
+    def index(self, i) -> "Cond":
+        """The examples i (an index, a slice, a boolean mask or an index tensor) of every slot."""
+        return self.map(lambda v: v[i])
+
+    def to(self, device) -> "Cond":
+        return self.map(lambda v: v.to(device))
+
+    @staticmethod
+    def cat(conds: Sequence["Cond"]) -> "Cond":
+        """Batches joined along the first axis, slot by slot (the slots set must agree)."""
+        names = [tuple(k for k, _ in c.items()) for c in conds]
+        if any(n != names[0] for n in names):
+            raise ValueError(f"cond: cannot join batches with different slots set ({names})")
+        return Cond(**{k: torch.cat([getattr(c, k) for c in conds]) for k in names[0]})
+
+
+SLOTS = tuple(f.name for f in fields(Cond))
+
+
+def labels_of(cond: Any, who: str) -> torch.Tensor:
+    """The class labels of a conditioning, with a one-line error naming `who` needs them."""
+    c = Cond.of(cond)
+    if c is None or c.label is None:
+        raise ValueError(f"{who}: needs class labels; pass cond=labels (a LongTensor, one per sample) or a Cond")
+    return c.label

@@ -1,0 +1,158 @@
+"""One model opener: `load_model(path) -> LoadedModel`, everything the command line and users need of a trained model
+(the denoiser, the data's shape, the classes, what can guide it, the codec, the record), so that nothing else reads a
+checkpoint's raw configuration; and the noisy classifier's opener beside it."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from .config import build
+from .denoiser import Denoiser
+from .guidance import ClassifierFreeGuidance, ClassifierGuidance, DynamicThresholding, NoisyClassifier
+from .train import find_checkpoint, load_config, load_weights
+from .train.checkpoint import EMA_WEIGHTS, load_matching, load_state
+from .utils import check_device
+
+
+def _section(record: dict, name: str) -> dict:
+    value = record.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _shape(record: dict, folder) -> tuple:
+    data = record.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("shape"), list):
+        raise ValueError(f"checkpoint: {folder} records no data shape; it was not made by 'denoisekit train'")
+    return tuple(data["shape"])
+
+
+@dataclass
+class LoadedClassifier:
+    """A noisy classifier p_phi(y | x_t, t) from `denoisekit train-classifier`, with the data it knows."""
+    classifier: NoisyClassifier
+    shape: tuple
+    num_classes: int
+    record: dict
+    folder: Path
+
+
+@dataclass
+class LoadedModel:
+    """A trained model and what it was trained on.
+
+    `num_classes`: the classes a label may name (None: no class conditioning). `guidance`: what can guide it beyond
+    a noisy classifier ('cfg' when it was trained with label dropout). `codec`: the map between data and the
+    denoiser's space for latent models (None: the denoiser works on the data itself).
+    """
+    denoiser: Denoiser
+    shape: tuple
+    num_classes: Optional[int]
+    guidance: tuple
+    record: dict
+    folder: Path
+    codec: Any = None
+
+    @property
+    def process(self):
+        return self.denoiser.process
+
+    @property
+    def data_name(self) -> Optional[str]:
+        """The data set the model was trained on, as named in its run config."""
+        return _section(self.record, "run").get("data")
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.shape) == 3
+
+    def info(self) -> dict:
+        """What `denoisekit info` prints: the checkpoint, its step, the network's size, the set-up."""
+        state = load_state(self.folder) or {}
+        model = _section(self.record, "model")
+        return {"checkpoint": str(self.folder), "step": state.get("step"),
+                "parameters": sum(p.numel() for p in self.denoiser.parameters()),
+                "has_ema": (self.folder / EMA_WEIGHTS).exists(), "data": self.record.get("data"),
+                "prediction": model.get("prediction"), "process": model.get("process"), "network": model.get("net"),
+                "loss": self.record.get("loss"), "train": self.record.get("train")}
+
+    def guided(self, *, w: Optional[float] = None, rescale: Optional[float] = None, interval=None,
+               classifier: Optional[LoadedClassifier] = None, classifier_scale: float = 1.0,
+               classifier_form: str = "score", threshold: Optional[float] = None):
+        """(the denoiser wrapped for classifier-free guidance w, classifier guidance and dynamic thresholding as asked,
+        the number of classes labels may name): CFG needs a class-conditional model trained with label dropout; a
+        classifier must know the model's data shape and classes."""
+        denoiser, num_classes = self.denoiser, self.num_classes
+        if w is not None:
+            if not num_classes:
+                raise ValueError("--guidance: classifier-free guidance needs a class-conditional model (class_cond: "
+                                 "true); this one was trained without labels")
+            if "cfg" not in self.guidance:
+                raise ValueError("--guidance: this model was trained without label dropout (loss.p_uncond = 0), so "
+                                 "it has no unconditional branch to guide with")
+            denoiser = ClassifierFreeGuidance(denoiser, w, rescale=rescale or 0.0, interval=interval)
+        if classifier is not None:
+            if tuple(classifier.shape) != tuple(self.shape):
+                raise ValueError(f"--classifier: it was trained on data of shape {list(classifier.shape)}, but the "
+                                 f"model makes {list(self.shape)}")
+            if num_classes and classifier.num_classes != num_classes:
+                raise ValueError(f"--classifier: it knows {classifier.num_classes} classes, the model {num_classes}")
+            num_classes = num_classes or classifier.num_classes
+            denoiser = ClassifierGuidance(denoiser, classifier.classifier.log_prob, classifier_scale, classifier_form)
+        if threshold is not None:
+            denoiser = DynamicThresholding(denoiser, threshold)
+        return denoiser, num_classes
+
+
+def load_model(path, *, ema: bool = True, device: str = "cpu") -> LoadedModel:
+    """A trained diffusion model from a checkpoint or run folder (EMA weights unless `ema=False`), on `device`."""
+    folder = find_checkpoint(path)
+    record = load_config(folder)
+    if "model" not in record:
+        raise ValueError(f"checkpoint: {folder} records no model configuration to rebuild from")
+    try:
+        denoiser = build(record["model"])
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise ValueError(f"checkpoint: {folder / 'config.json'} does not describe a model this version can build "
+                         f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if not isinstance(denoiser, Denoiser):
+        raise ValueError(f"checkpoint: {path} holds a {type(denoiser).__name__}, not a diffusion model"
+                         f"{' (use it with --classifier)' if isinstance(denoiser, NoisyClassifier) else ''}")
+    if ema and not (folder / EMA_WEIGHTS).exists():
+        warnings.warn(f"checkpoint: {folder} has no EMA weights; using the raw weights", stacklevel=2)
+    load_matching(denoiser, load_weights(folder, ema=ema), folder)
+    denoiser = denoiser.to(check_device(device)).eval()
+    class_cond = bool(_section(record, "run").get("class_cond"))
+    num_classes = _section(record, "data").get("num_classes") if class_cond else None
+    guidance = ("cfg",) if num_classes and _section(record, "loss").get("p_uncond") else ()
+    return LoadedModel(denoiser, _shape(record, folder), num_classes, guidance, record, folder)
+
+
+def load_denoiser(path, ema: bool = True, device: str = "cpu") -> tuple[Denoiser, dict]:
+    """(the denoiser, the checkpoint's record) of `load_model`."""
+    model = load_model(path, ema=ema, device=device)
+    return model.denoiser, model.record
+
+
+def load_classifier(path, device: str = "cpu") -> tuple[NoisyClassifier, dict]:
+    """(a noisy classifier with its EMA weights, its record) from a checkpoint or run folder of `train-classifier`."""
+    loaded = open_classifier(path, device)
+    return loaded.classifier, loaded.record
+
+
+def open_classifier(path, device: str = "cpu") -> LoadedClassifier:
+    """A noisy classifier from `denoisekit train-classifier` with its data shape and classes."""
+    folder = find_checkpoint(path)
+    record = load_config(folder)
+    model = record.get("model")
+    if not isinstance(model, dict) or model.get("class") != "NoisyClassifier":
+        raise ValueError(f"--classifier: {path} is not a noisy classifier (one made by 'denoisekit train-classifier')")
+    try:
+        classifier = build(model)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"--classifier: {folder / 'config.json'} cannot be rebuilt ({e})") from None
+    load_matching(classifier, load_weights(folder, ema=True), folder)
+    data = _section(record, "data")
+    return LoadedClassifier(classifier.to(device).eval(), tuple(data.get("shape") or ()), data.get("num_classes"),
+                            record, folder)

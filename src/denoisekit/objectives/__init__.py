@@ -1,0 +1,17 @@
+"""Training objectives as small callables `loss(denoiser, x0, cond, generator) -> per-example loss`: L_simple, the
+bound's L_hybrid and L_vlb, score matching (DSM, SSM, ESM), the noisy classifier's cross-entropy, and the samplers of
+the training time; `OBJECTIVES`, the one registry of the run config's `objective`."""
+from .bound import HybridLoss, VLBLoss
+from .classifier import ClassifierLoss
+from .score_matching import DSMLoss, ESMLoss, SSMLoss
+from .simple import SimpleLoss, noised, regression_error
+from .time_sampling import ImportanceTimes, UniformTimes
+
+# L_simple (Ho et al. 2020), L_hybrid and L_vlb (Nichol & Dhariwal 2021), and denoising, sliced and explicit score
+# matching (Vincent 2011; Song et al. 2019; Hyvarinen 2005).
+OBJECTIVES = {"simple": SimpleLoss, "hybrid": HybridLoss, "vlb": VLBLoss, "dsm": DSMLoss, "ssm": SSMLoss,
+              "esm": ESMLoss}
+BOUND_OBJECTIVES = tuple(k for k, loss in OBJECTIVES.items() if issubclass(loss, HybridLoss))  # train through L_vlb
+
+__all__ = ["BOUND_OBJECTIVES", "OBJECTIVES", "ClassifierLoss", "DSMLoss", "ESMLoss", "HybridLoss", "ImportanceTimes",
+           "SSMLoss", "SimpleLoss", "UniformTimes", "VLBLoss", "noised", "regression_error"]

@@ -1,0 +1,77 @@
+"""L_simple (Ho et al. 2020) with EDM's log-normal times and min-SNR weighting: `loss(denoiser, x0, cond, generator)
+-> per-example loss`, and the noising every objective shares."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import torch
+
+from ..conditioning import Cond
+from ..config import configurable, require
+from ..prediction import x0_error_scale
+from ..utils import Generator, rand, randn
+
+TimeSampling = Literal["uniform", "lognormal"]
+
+
+@configurable
+class SimpleLoss:
+    """L_simple (Ho et al. 2020, eq. 14): E_{t, eps} |target - net(x_t, t)|^2 in the denoiser's prediction units.
+
+    t_sampling 'uniform' draws t ~ U{0..T-1} (U[t_eps, 1] for a continuous process); 'lognormal' draws the noise level sigma/alpha ~ exp(N(p_mean, p_std^2))
+    as in EDM (Karras et al. 2022, sec. 5): with prediction 'edm' this is exactly EDM's loss.
+    min_snr_gamma weights the x0 error by min(SNR, gamma) (Hang et al. 2023).
+    p_uncond replaces each class label by 'no label' (-1) with this probability, so one network learns p(x | y) and
+    p(x) for classifier-free guidance (Ho & Salimans 2022, Alg. 1).
+    """
+
+    def __init__(self, t_sampling: TimeSampling = "uniform", min_snr_gamma: Optional[float] = None,
+                 p_mean: float = -1.2, p_std: float = 1.2, p_uncond: float = 0.0):
+        if t_sampling not in ("uniform", "lognormal"):
+            raise ValueError(f"t_sampling: expected 'uniform' or 'lognormal', got {t_sampling!r}")
+        if min_snr_gamma is not None and min_snr_gamma <= 0:
+            raise ValueError(f"min_snr_gamma: expected a positive number, got {min_snr_gamma}")
+        require(p_std > 0, "p_std", "a positive number", p_std)
+        require(0 <= p_uncond < 1, "p_uncond", "a probability in [0, 1)", p_uncond)
+        self.p_uncond = p_uncond
+        self.t_sampling, self.min_snr_gamma = t_sampling, min_snr_gamma
+        self.p_mean, self.p_std = p_mean, p_std
+
+    def sample_t(self, process, n: int, generator: Generator = None, device=None) -> torch.Tensor:
+        """Training times: uniform integer steps, or log-normal noise levels mapped to times."""
+        if self.t_sampling == "uniform" and process.grid_step == 0:  # a continuous process: t ~ U[t_eps, t_max]
+            u = rand((n,), generator, dtype=torch.float64)
+            return (process.t_eps + u * (process.t_max - process.t_eps)).to(device)
+        if self.t_sampling == "uniform":
+            T = int(round(process.t_max)) + 1
+            return (rand((n,), generator, dtype=torch.float64) * T).floor().clamp(max=T - 1).to(device)
+        level = (self.p_mean + self.p_std * randn((n,), generator, dtype=torch.float64)).exp()
+        return process.t_from_noise_level(level).clamp(process.t_eps, process.t_max).to(device)
+
+    def __call__(self, denoiser, x0: torch.Tensor, cond=None, generator: Generator = None) -> torch.Tensor:
+        process = denoiser.process
+        t = self.sample_t(process, x0.shape[0], generator, x0.device)
+        eps, x_t, cond = noised(process, x0, t, cond, self.p_uncond, generator)
+        per_example = regression_error(denoiser, denoiser.net_output(x_t, t, cond), x0, eps, x_t, t)
+        if self.min_snr_gamma is not None:
+            alpha, sigma = process.alpha(t), process.sigma(t)
+            snr = alpha**2 / sigma**2
+            weight = snr.clamp(max=self.min_snr_gamma) / x0_error_scale(denoiser.prediction, alpha, sigma,
+                                                                         denoiser.sigma_data)
+            per_example = per_example * weight.to(per_example.dtype)
+        return per_example
+
+
+def noised(process, x0: torch.Tensor, t: torch.Tensor, cond, p_uncond: float, generator: Generator):
+    """(eps, x_t ~ q(x_t | x_0), cond with each example's droppable slots dropped with probability p_uncond)."""
+    eps = randn(x0.shape, generator, device=x0.device, dtype=x0.dtype)
+    cond = Cond.of(cond)
+    if p_uncond > 0 and cond is not None:
+        cond = cond.drop(p_uncond, generator)
+    return eps, process.q_sample(x0, t, eps), cond
+
+
+def regression_error(denoiser, out: torch.Tensor, x0, eps, x_t, t) -> torch.Tensor:
+    """|target - out|^2 per example, averaged over dimensions, in the denoiser's prediction units (L_simple's term)."""
+    err = (out.float() - denoiser.target(x0, eps, x_t, t).float()) ** 2
+    return err.reshape(err.shape[0], -1).mean(1)

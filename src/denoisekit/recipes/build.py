@@ -1,0 +1,125 @@
+"""What a run config builds once the data is loaded: the data set, the seeded network inside its denoiser, the loss,
+the training settings and the record a checkpoint keeps."""
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..config import require
+from ..data import ArrayDataset, load_dataset
+from ..denoiser import Denoiser
+from ..images import save_row_strip
+from ..nets import MLP, UNet
+from ..objectives import BOUND_OBJECTIVES
+from ..train import TrainConfig
+from ..utils import check_device
+from .config import RunConfig, build_loss, build_process, build_section, learns_variance
+
+
+def build_dataset(rc: RunConfig) -> ArrayDataset:
+    """The run's data set; image_size and channels must fit it."""
+    ds = load_dataset(rc.data, image_size=rc.image_size, channels=rc.channels)
+    if not ds.is_image:
+        for key in ("image_size", "channels"):
+            require(getattr(rc, key) is None, key, f"null: the data set {ds.name!r} holds vectors, not images",
+                    getattr(rc, key))
+    elif rc.channels is not None and rc.channels != ds.x.shape[1]:
+        raise ValueError(f"channels: the data set {ds.name!r} has {ds.x.shape[1]} channel(s); channels applies to "
+                         f"image folders only")
+    return ds
+
+
+def build_denoiser(rc: RunConfig, ds: ArrayDataset) -> Denoiser:
+    """The network (U-Net for images, MLP for vectors) inside a denoiser."""
+    num_classes = ds.num_classes if rc.class_cond else None
+    if rc.class_cond and not num_classes:
+        raise ValueError(f"class_cond: the data set {ds.name!r} has no labels")
+    learned = learns_variance(rc)
+    widths = 2 if learned else 1  # learned variance: the prediction and v, split by the denoiser
+    if ds.is_image:
+        net = build_section("net", UNet, rc.net, in_channels=ds.x.shape[1], num_classes=num_classes,
+                            out_channels=widths * ds.x.shape[1])
+    else:
+        net = build_section("net", MLP, rc.net, dim=ds.x.shape[1], num_classes=num_classes,
+                            out_dim=widths * ds.x.shape[1])
+    process = build_process(rc.process)
+    alpha_end = float(process.alpha(torch.tensor(process.t_max, dtype=torch.float64)))
+    if rc.objective in BOUND_OBJECTIVES and rc.prediction in ("eps", "score") and alpha_end == 0:
+        raise ValueError(f"objective: L_vlb's last term needs x0 = (x_t - sigma eps) / alpha from the "
+                         f"{rc.prediction}-prediction, and this schedule ends at alpha = 0; use a larger process.T, "
+                         f"another schedule, or prediction v or x0")
+    if ds.is_image and rc.prediction == "eps" and rc.clip_x0 is None and alpha_end < 1e-3:
+        warnings.warn(f"clip_x0: the noise schedule ends at alpha = {alpha_end:.1e}, where x0 = (x_t - sigma eps) / "
+                      f"alpha from an eps prediction is unbounded; set clip_x0: 1.0 (as improved-diffusion's samplers "
+                      f"do) for images in [-1, 1]", stacklevel=2)
+    return Denoiser(net, process, rc.prediction, rc.sigma_data, rc.clip_x0, learned)
+
+
+def forward_process_picture(ds: ArrayDataset, process, path, n: int = 8, columns: int = 10, seed: int = 0):
+    """x_t for a few data points at evenly spaced t: the forward process q(x_t | x_0)."""
+    g = torch.Generator().manual_seed(seed)
+    x0 = ds.x[torch.randperm(len(ds), generator=g)[: (n if ds.is_image else 2000)]]
+    ts = torch.linspace(process.t_min, process.t_max, columns, dtype=torch.float64)
+    frames = [process.q_sample(x0, t.expand(len(x0)), torch.randn(x0.shape, generator=g)) for t in ts]
+    return save_row_strip(frames, path, scale=2 if ds.is_image else 1)
+
+
+def run_record(rc: RunConfig, ds: ArrayDataset, loss) -> dict:
+    """What a checkpoint records beside the model: the run config, the loss and the data's name, shape and content."""
+    digest = hashlib.sha256(ds.x.contiguous().numpy().tobytes())
+    if ds.y is not None:
+        digest.update(ds.y.numpy().tobytes())
+    return {"loss": loss.config(), "run": rc.as_dict(),
+            "data": {"name": ds.name, "shape": list(ds.x.shape[1:]), "num_classes": ds.num_classes,
+                     "size": len(ds), "fingerprint": digest.hexdigest()[:16]}}
+
+
+@dataclass
+class Run:
+    """Everything a run config builds, before anything is written: data, denoiser, loss, training settings."""
+    rc: RunConfig
+    ds: ArrayDataset
+    denoiser: Denoiser
+    loss: Callable  # one of OBJECTIVES
+    tc: TrainConfig
+
+    @property
+    def record(self) -> dict:
+        return run_record(self.rc, self.ds, self.loss)
+
+    def summary(self) -> str:
+        n = sum(p.numel() for p in self.denoiser.parameters())
+        return (f"{type(self.denoiser.net).__name__} ({n:,} parameters, {self.rc.prediction}-prediction) on "
+                f"{self.ds.name!r} ({len(self.ds)} x {list(self.ds.x.shape[1:])}"
+                f"{', class-conditional' if self.rc.class_cond else ''}): {self.tc.steps} steps of batch "
+                f"{self.tc.batch_size}, lr {self.tc.lr:g}, device {check_device(self.tc.device).type}")
+
+
+def prepare_run(rc: RunConfig) -> Run:
+    """Load the data and build the network (seeded by train.seed, so the same config gives the same weights)."""
+    ds = build_dataset(rc)
+    tc = train_settings(rc, ds, use_labels=rc.class_cond)
+    denoiser = seeded(tc.seed, lambda: build_denoiser(rc, ds))
+    return Run(rc, ds, denoiser, build_loss(rc), tc)
+
+
+def train_settings(rc: RunConfig, ds: ArrayDataset, use_labels: bool) -> TrainConfig:
+    """The train section as a TrainConfig, checked against the data set (a batch must fit in it)."""
+    tc = build_section("train", TrainConfig, {**rc.train, "use_labels": use_labels})
+    if tc.batch_size > len(ds):
+        raise ValueError(f"train.batch_size: {tc.batch_size} is larger than the data set ({len(ds)} examples)")
+    return tc
+
+
+def seeded(seed: int, build):
+    """build() under torch.manual_seed(seed) in a forked RNG: the same seed gives the same weights, whatever ran before."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+# What a resumed run must share with its checkpoints; train, sample and eval settings may change between sessions.

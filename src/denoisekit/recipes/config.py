@@ -1,0 +1,188 @@
+"""The run configuration: every section of a YAML file (or flags) checked against the constructor it feeds, whole,
+before any work; and the builders of the cheap pieces (process, loss, sections)."""
+from __future__ import annotations
+
+import copy
+import inspect
+import re
+from dataclasses import dataclass, field, fields
+from typing import Optional
+
+from torch import nn
+
+from ..config import check_arguments, require
+from ..denoiser import Denoiser
+from ..nets import MLP, UNet
+from ..objectives import BOUND_OBJECTIVES, OBJECTIVES
+from ..processes import PROCESSES, DiscreteVP
+from ..samplers import check_request
+from ..train import TrainConfig
+
+
+@dataclass
+class RunConfig:
+    """One training run: every field can come from YAML and be overridden by flags."""
+    data: str = "mnist"
+    image_size: Optional[int] = None
+    channels: Optional[int] = None
+    class_cond: bool = False
+    net: dict = field(default_factory=dict)          # UNet or MLP arguments
+    process: dict = field(default_factory=dict)      # kind (PROCESSES) and that process's arguments
+    prediction: str = "eps"
+    sigma_data: float = 0.5
+    clip_x0: Optional[float] = None
+    objective: str = "simple"                        # OBJECTIVES: simple, hybrid, vlb, dsm, ssm or esm
+    learned_variance: Optional[bool] = None          # null: learned for objective hybrid or vlb, fixed for simple
+    loss: dict = field(default_factory=dict)         # the objective's loss arguments (OBJECTIVES)
+    train: dict = field(default_factory=dict)        # TrainConfig fields
+    sample: dict = field(default_factory=lambda: {"sampler": "ddpm", "steps": 100, "schedule": None, "options": {},
+                                                  "n": 64, "seed": 0})
+    eval: dict = field(default_factory=lambda: {"sampler": "ddpm", "steps": 50, "schedule": None, "options": {},
+                                                "n": 500, "seed": 12345})
+
+    @classmethod
+    def from_dict(cls, d) -> "RunConfig":
+        """A run config from a parsed YAML mapping, every section checked against the constructor it feeds."""
+        if d is None:
+            d = {}
+        if not isinstance(d, dict):
+            raise ValueError(f"config: expected a mapping of settings (data: ..., net: ..., train: ...), got "
+                             f"{type(d).__name__} {str(d)[:60]!r}")
+        base = cls()
+        d = {k: {} if v is None and isinstance(getattr(base, k, None), dict) else v for k, v in d.items()}
+        values = check_arguments("", cls, d)  # an empty section ('net:' in YAML) means the defaults
+        merged = {}
+        for f in fields(cls):
+            default = getattr(base, f.name)
+            value = values.get(f.name, default)
+            if f.name in ("sample", "eval"):
+                by_process = build_process(values.get("process", base.process)).sampling_defaults()
+                value = {**default, **by_process, **values.get(f.name, {})}
+            merged[f.name] = value
+        rc = cls(**merged)
+        rc.check()
+        return rc
+
+    def check(self) -> None:
+        """Everything that does not need the data: sections, ranges, sampling; the cheap constructors are built."""
+        require(self.image_size is None or self.image_size >= 1, "image_size", "a positive integer or null",
+                self.image_size)
+        require(self.channels in (None, 1, 3), "channels", "1 (grey), 3 (RGB) or null", self.channels)
+        check_net_keys(self.net)
+        process = build_process(self.process)
+        if self.objective in BOUND_OBJECTIVES and process.grid_step == 0:
+            raise ValueError(f"objective: {self.objective} sums the discrete variational bound; it needs process.kind "
+                             f"ddpm, not a continuous process")
+        loss = build_loss(self)
+        train = build_section("train", TrainConfig, self.train, reserved={"use_labels": "set by class_cond"})
+        if train.compile and getattr(loss, "double_backward", False):
+            raise ValueError(f"train.compile: objective {self.objective} differentiates tr(grad s) (a double "
+                             f"backward), which torch.compile does not support; set train.compile: false")
+        Denoiser(nn.Identity(), process, self.prediction, self.sigma_data, self.clip_x0, learns_variance(self))
+        for section in ("sample", "eval"):
+            check_sampling(getattr(self, section), section, process)
+
+    def as_dict(self) -> dict:
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+
+
+def build_process(section):
+    """The process named by the section's `kind` (ddpm by default), built from the section's other keys."""
+    if not isinstance(section, dict):
+        return build_section("process", DiscreteVP, section)
+    values = dict(section)
+    kind = values.pop("kind", "ddpm")
+    if kind not in PROCESSES:
+        raise ValueError(f"process.kind: expected one of {', '.join(PROCESSES)}, got {kind!r}")
+    return build_section("process", PROCESSES[kind], values)
+
+
+def build_loss(rc: RunConfig):
+    """The objective's loss from the loss section (its keys checked against that loss's arguments)."""
+    if rc.objective not in OBJECTIVES:
+        raise ValueError(f"objective: expected one of {', '.join(OBJECTIVES)}, got {rc.objective!r}")
+    return build_section("loss", OBJECTIVES[rc.objective], loss_arguments(rc))
+
+
+def learns_variance(rc: RunConfig) -> bool:
+    """Whether the network also outputs the variance interpolation v: by default exactly when the objective trains it."""
+    if rc.learned_variance is None:
+        return rc.objective in BOUND_OBJECTIVES
+    if rc.learned_variance and rc.objective not in BOUND_OBJECTIVES:
+        raise ValueError(f"learned_variance: objective {rc.objective} gives the variance no training signal; use "
+                         f"objective hybrid or vlb to learn it")
+    return rc.learned_variance
+
+
+def loss_arguments(rc: RunConfig) -> dict:
+    """The loss section, with label dropout p_uncond = 0.1 by default for a class-conditional model (one network for
+    p(x | y) and p(x): classifier-free guidance needs both)."""
+    if not isinstance(rc.loss, dict):
+        return rc.loss
+    if not rc.class_cond:
+        if rc.loss.get("p_uncond"):
+            raise ValueError("loss.p_uncond: drops class labels, so it needs class_cond: true")
+        return rc.loss
+    return {"p_uncond": 0.1, **rc.loss}
+
+
+# Network arguments the recipe sets from the data and the run config, never from the net section.
+RESERVED_NET = {"in_channels": "set from the data", "dim": "set from the data", "num_classes": "set by class_cond",
+                "cond_channels": "set by conditioning recipes, not by a run config",
+                "out_channels": "set by the prediction type", "out_dim": "set by the prediction type"}
+
+
+def check_net_keys(net: dict) -> None:
+    """The net section's keys and types against the U-Net and the MLP (which one is known once the data is loaded)."""
+    unet, mlp = (set(inspect.signature(c).parameters) - set(RESERVED_NET) for c in (UNet, MLP))
+    for key, value in net.items():
+        if key in RESERVED_NET:
+            raise ValueError(f"net.{key}: {RESERVED_NET[key]}; remove it from the config")
+        if key not in unet | mlp:
+            raise ValueError(f"net: unknown key {key!r}; the U-Net (images) takes some of {sorted(unet)}, the MLP "
+                             f"(vectors) some of {sorted(mlp)}")
+        check_arguments("net", UNet if key in unet else MLP, {key: value})
+
+
+def build_section(name: str, cls, values, reserved: Optional[dict] = None, **fixed):
+    """cls(**fixed, **values) for a config section, its errors named by section and key (`process.T: ...`)."""
+    kwargs = check_arguments(name, cls, values, reserved=reserved)
+    try:
+        return cls(**fixed, **kwargs)
+    except (ValueError, TypeError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{name}.{msg}" if re.match(r"^[A-Za-z_][\w\[\]]*: ", msg) else f"{name}: {msg}") from None
+
+
+def check_sampling(section: dict, name: str, process=None) -> None:
+    """Validate a run config's sampling section (sampler, steps, schedule, options, n, seed) before any work; given
+    the process, also its times and the sampler's options for them."""
+    known = {"sampler", "steps", "schedule", "options", "n", "seed"}
+    unknown = set(section) - known
+    if unknown:
+        raise ValueError(f"{name}: unknown keys {sorted(unknown)}; expected some of {sorted(known)}")
+    for key in ("steps", "n"):
+        v = section[key]
+        require(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"{name}.{key}", "a positive integer", v)
+    seed = section["seed"]
+    require(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, f"{name}.seed", "an integer >= 0",
+            seed)
+    require(isinstance(section["sampler"], str), f"{name}.sampler", "a sampler name", section["sampler"])
+    require(section["schedule"] is None or isinstance(section["schedule"], str), f"{name}.schedule",
+            "a schedule name or null", section["schedule"])
+    if section["options"] is None:
+        section["options"] = {}
+    require(isinstance(section["options"], dict), f"{name}.options", "a mapping of sampler options",
+            section["options"])
+    try:
+        check_request(section["sampler"], section["schedule"], section["options"], where=f"{name}.schedule",
+                      process=process, steps=section["steps"])
+    except ValueError as e:
+        msg = str(e)
+        if msg.startswith((f"{name}.", f"{name}:")):
+            raise
+        key = re.match(r"^(\w+): ", msg)
+        if key and key.group(1) in section["options"]:
+            raise ValueError(f"{name}.options.{msg}") from None
+        named = key and key.group(1) in ("steps", "schedule")
+        raise ValueError(f"{name}.{msg}" if named else f"{name}: {msg}") from None
