@@ -34,7 +34,8 @@ def test_train_sample_info(tmp_path, capsys):
     out = tmp_path / "s.png"
     assert main(["sample", str(run), "--n", "6", "--steps", "5", "--out", str(out), "--gif", str(tmp_path / "r.gif"),
                  "--strip", str(tmp_path / "r.png"), "--npz", str(tmp_path / "s.npz"), "--seed", "3"]) == 0
-    assert Image.open(out).size[0] > 16 and Image.open(tmp_path / "r.gif").n_frames >= 2
+    with Image.open(out) as grid, Image.open(tmp_path / "r.gif") as gif:
+        assert grid.size[0] > 16 and gif.n_frames >= 2
     x = np.load(tmp_path / "s.npz")["x"]
     assert x.shape == (6, 1, 8, 8)
     assert main(["sample", str(run), "--n", "2", "--steps", "5", "--out", str(tmp_path / "t.png"),

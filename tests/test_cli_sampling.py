@@ -77,10 +77,12 @@ def test_invert_and_interpolate(run, images, tmp_path, capsys):
     out = capsys.readouterr().out
     z = np.load(tmp_path / "z.npz")["x_T"]
     assert z.shape == (2, 1, 8, 8) and np.isfinite(z).all() and "relative error" in out
-    assert Image.open(tmp_path / "rec.png").size[1] > Image.open(tmp_path / "rec.png").size[0] / 2  # two rows
+    with Image.open(tmp_path / "rec.png") as im:
+        assert im.size[1] > im.size[0] / 2  # two rows
     assert main(["interpolate", str(run), *images, "--frames", "4", "--steps", "10",
                  "--out", str(tmp_path / "i.png")]) == 0
-    assert Image.open(tmp_path / "i.png").size[0] > 4 * 8
+    with Image.open(tmp_path / "i.png") as im:
+        assert im.size[0] > 4 * 8
 
 
 @pytest.mark.parametrize("argv,words", [

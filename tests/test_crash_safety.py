@@ -69,7 +69,7 @@ def test_sigkill_at_random_moments_then_resume_is_bitwise_equal(tmp_path, refere
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
-        proc.wait()
+        proc.communicate()  # waits, and closes the pipes
     done = subprocess.run(command(run), capture_output=True, text=True, env=env())
     assert done.returncode == 0, done.stderr
     assert kills >= 2

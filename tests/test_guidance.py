@@ -222,7 +222,8 @@ def test_cli_guidance(runs, tmp_path, capsys):
                  "--n", "20", "--steps", "3", "--out", str(out), "--npz", str(tmp_path / "g.npz")]) == 0
     assert "one row per class" in capsys.readouterr().out
     assert np_shape(tmp_path / "g.npz") == (20, 1, 8, 8)  # 10 classes x 2
-    assert Image.open(out).size[0] < Image.open(out).size[1]  # 2 columns, 10 rows
+    with Image.open(out) as im:
+        assert im.size[0] < im.size[1]  # 2 columns, 10 rows
     for extra in (["--classifier", str(runs / "clf"), "--classifier-scale", "3", "--class", "4"],
                   ["--classifier", str(runs / "clf"), "--classifier-form", "mean", "--class", "all"],
                   ["--guidance", "1", "--guidance-interval", "0.5,20", "--classifier", str(runs / "clf")]):

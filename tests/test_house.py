@@ -393,12 +393,19 @@ def _imports():
             if isinstance(node, ast.ImportFrom) and node.level:
                 base = package.split(".")[: len(package.split(".")) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
-                names = [target] if node.module else [f"{target}.{a.name}" for a in node.names]
+                # `from . import name`: a submodule if there is such a file, else a name from the package itself
+                names = [target] if node.module else [f"{target}.{a.name}" if _is_module(f"{target}.{a.name}")
+                                                      else target for a in node.names]
                 edges += [(module, n, node.col_offset == 0) for n in names]
             elif isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
                 edges += [(module, n, node.col_offset == 0) for n in names if n and n.startswith("denoisekit")]
     return edges
+
+
+def _is_module(dotted: str) -> bool:
+    path = SRC.parent.joinpath(*dotted.split("."))
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
 
 
 def _top(module: str) -> str:

@@ -418,7 +418,8 @@ def test_eval_clamps_a_little_overshoot_with_a_warning_and_refuses_the_wrong_sca
 def test_pictures_take_the_format_their_name_says(trained, tmp_path):
     for name, fmt in (("s.jpg", "JPEG"), ("s.png", "PNG"), ("s.webp", "WEBP")):
         assert main(["sample", str(trained), "--n", "4", "--steps", "2", "--out", str(tmp_path / name)]) == 0
-        assert Image.open(tmp_path / name).format == fmt
+        with Image.open(tmp_path / name) as im:
+            assert im.format == fmt
 
 
 def test_vector_data_beyond_two_dimensions(tmp_path):
@@ -426,7 +427,8 @@ def test_vector_data_beyond_two_dimensions(tmp_path):
     np.savez(tmp_path / "five.npz", x=pts)
     run = tmp_path / "run"
     assert train(run, data=tmp_path / "five.npz", steps=2) == 0
-    assert Image.open(run / "forward_process.png").size[0] > 100
+    with Image.open(run / "forward_process.png") as im:
+        assert im.size[0] > 100
     assert main(["sample", str(run), "--n", "8", "--steps", "2", "--out", str(tmp_path / "s.png"),
                  "--npz", str(tmp_path / "s.npz")]) == 0
     assert np.load(tmp_path / "s.npz")["x"].shape == (8, 5)
