@@ -27,6 +27,7 @@ from denoisekit.samplers.registry import check_family
 from denoisekit.utils import rand, sample_generators
 from denoisekit.vlb import VARIANCES
 
+LEGACY_VP = __import__("pathlib").Path(__file__).parent / "fixtures" / "legacy" / "moons_vp_edm"
 GMM = GaussianMixture(torch.tensor([0.3, 0.7]), torch.tensor([[-1.0, 0.5], [1.0, -0.5]]), torch.tensor([0.2, 0.3]))
 
 
@@ -448,3 +449,25 @@ def test_imports_go_down_the_layers_and_the_modules_form_no_circle():
 def test_no_source_file_is_over_about_400_lines():
     long = {str(p.relative_to(SRC)): n for p in SRC.rglob("*.py") if (n := len(p.read_text().splitlines())) > 420}
     assert not long, long
+
+
+def test_a_registered_opener_serves_every_command(tmp_path, monkeypatch, capsys):
+    """The seam an interop loader plugs into: an opener for another format (here a folder with a marker file holding
+    an analytic model) makes `denoisekit sample` work on it, with no change to the CLI."""
+    from denoisekit import models
+    from denoisekit.cli import main
+    folder = tmp_path / "foreign"
+    folder.mkdir()
+    (folder / "model_index.json").write_text("{}")
+
+    def opener(path, *, ema, device):
+        if not (path / "model_index.json").exists():
+            return None
+        return models.LoadedModel(GMM.denoiser(DiscreteVP()), (2,), None, (), {"run": {"data": "moons"}}, path)
+    monkeypatch.setattr(models, "OPENERS", [opener])
+    assert main(["sample", str(folder), "--n", "6", "--steps", "4", "--sampler", "ddim", "--out",
+                 str(tmp_path / "x.png"), "--npz", str(tmp_path / "x.npz")]) == 0
+    x = np.load(tmp_path / "x.npz")["x"]
+    ref = sample(GMM.denoiser(DiscreteVP()), DiscreteVP().prior_sample((6, 2), sample_generators(0, 6)), "ddim", 4)
+    np.testing.assert_allclose(x, ref.numpy(), rtol=1e-5, atol=1e-5)
+    assert load_model(LEGACY_VP).process.__class__ is VPSDE  # other paths still open as checkpoints

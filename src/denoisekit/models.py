@@ -6,7 +6,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from .config import build
 from .denoiser import Denoiser
@@ -105,8 +105,29 @@ class LoadedModel:
         return denoiser, num_classes
 
 
+# Openers of other formats (a diffusers folder, say), tried in order before denoisekit's own checkpoints: each takes
+# (path, ema=..., device=...) and returns a LoadedModel, or None when the path is not of its format.
+OPENERS: list[Callable[..., Optional[LoadedModel]]] = []
+
+
+def register_opener(opener: Callable[..., Optional[LoadedModel]]) -> Callable:
+    """Let `load_model` (and so every command) open another format: `opener(path, ema=..., device=...)`."""
+    OPENERS.append(opener)
+    return opener
+
+
 def load_model(path, *, ema: bool = True, device: str = "cpu") -> LoadedModel:
-    """A trained diffusion model from a checkpoint or run folder (EMA weights unless `ema=False`), on `device`."""
+    """A trained diffusion model from a checkpoint or run folder (EMA weights unless `ema=False`), on `device`; or from
+    any format a registered opener recognises."""
+    for opener in OPENERS:
+        model = opener(Path(path), ema=ema, device=device)
+        if model is not None:
+            return model
+    return _open_checkpoint(path, ema, device)
+
+
+def _open_checkpoint(path, ema: bool, device: str) -> LoadedModel:
+    """A denoisekit checkpoint: the record's model rebuilt by class name, its weights matched by name."""
     folder = find_checkpoint(path)
     record = load_config(folder)
     if "model" not in record:
