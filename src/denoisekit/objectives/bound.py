@@ -61,11 +61,11 @@ class HybridLoss:
         term = vlb_term(denoiser, x0, t, x_t=x_t, pred=Prediction(x0_hat, eps_hat, v))
         sampler.update(idx, term)
         vlb = sampler.T * term.float() * (self.lam if self.hybrid else 1.0)
-        loss, weight = vlb, weight.to(vlb.device, vlb.dtype)
+        weight = weight.to(vlb.device, vlb.dtype)
         if not self.hybrid:
-            return {"loss": loss * weight}
+            return {"loss": vlb * weight}
         simple = regression_error(denoiser, out, x0, eps, x_t, t)
-        return {"loss": (loss + simple) * weight, "simple": simple.detach() * weight, "vlb": vlb.detach() * weight}
+        return {"loss": (vlb + simple) * weight, "simple": simple.detach() * weight, "vlb": vlb.detach() * weight}
 
     def state_dict(self) -> dict:
         """The time sampler's history, saved with each checkpoint."""

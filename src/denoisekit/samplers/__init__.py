@@ -18,7 +18,6 @@ from .sde import em_sample, euler_step, pc_sample, reverse_drift
 from .times import SCHEDULES, TIME_SCHEDULES, sampling_times, times_from_levels
 from .unipc import unipc_sample
 
-
 __all__ = ["COMMON", "DEFAULT_SCHEDULES", "SAMPLERS", "SCHEDULES", "TIME_SCHEDULES", "CountingDenoiser", "ald_sample",
            "auto_schedule", "balanced_labels", "check_family", "check_options", "check_request", "ddim_interpolate",
            "ddim_invert", "ddim_sample", "ddim_step", "ddpm_sample", "ddpm_step", "deis_sample", "dpmpp_2m_sample",
