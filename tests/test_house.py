@@ -77,6 +77,19 @@ def test_cond_slots_null_repeat_index_cat():
         Cond.of([1, 2])
 
 
+def test_networks_refuse_slots_they_do_not_read():
+    """A context or pooled vector given to a network without cross-attention is an error, never silently ignored."""
+    from denoisekit.nets import UNet
+    net = UNet(in_channels=1, channels=8, channel_mult=(1,), num_res_blocks=1, attention_levels=(), num_classes=3)
+    x, c = torch.zeros(2, 1, 8, 8), torch.zeros(2)
+    assert net(x, c, Cond(label=torch.tensor([0, 1]))).shape == x.shape
+    with pytest.raises(ValueError, match="^cond: the U-Net reads label, concat; it was given context, context_mask$"):
+        net(x, c, Cond(label=torch.tensor([0, 1]), context=torch.zeros(2, 3, 4),
+                       context_mask=torch.ones(2, 3, dtype=torch.bool)))
+    with pytest.raises(ValueError, match="^cond: the MLP reads label; it was given pooled$"):
+        MLP(dim=2)(torch.zeros(2, 2), c, Cond(pooled=torch.zeros(2, 4)))
+
+
 def test_cond_drop_uses_one_draw_per_example_at_rate_p():
     """Label dropout: example i is dropped iff its own generator's next uniform is < p (the draw of Ho & Salimans
     Alg. 1), so the dropped set does not depend on the batch split; a concatenated image is never dropped."""

@@ -51,6 +51,14 @@ class Cond:
         """(name, tensor) for the slots that are set."""
         return [(f.name, getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None]
 
+    def check_reads(self, slots: tuple, who: str) -> "Cond":
+        """This Cond, after a one-line error if it sets a slot that `who` does not read (never dropped silently)."""
+        unread = [k for k, _ in self.items() if k not in slots]
+        if unread:
+            raise ValueError(f"cond: {who} reads {', '.join(slots) or 'no conditioning'}; it was given "
+                             f"{', '.join(unread)}")
+        return self
+
     def map(self, fn) -> "Cond":
         """fn applied to every slot that is set."""
         return replace(self, **{k: fn(v) for k, v in self.items()})

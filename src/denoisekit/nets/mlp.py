@@ -29,7 +29,10 @@ class MLP(nn.Module):
         self.out = nn.Linear(hidden, out_dim or dim)
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond=None) -> torch.Tensor:
-        emb = self.embed(c_noise, Cond.of(cond), x.shape[0])
+        cond = Cond.of(cond)
+        if cond is not None:
+            cond.check_reads(("label",), "the MLP")
+        emb = self.embed(c_noise, cond, x.shape[0])
         h = self.inp(x)
         for block, proj in zip(self.blocks, self.emb_proj):
             h = h + block(F.silu(h + proj(emb)))

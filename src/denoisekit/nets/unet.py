@@ -191,6 +191,8 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond=None) -> torch.Tensor:
         cond = Cond.of(cond)
+        if cond is not None:
+            cond.check_reads(("label", "concat"), "the U-Net")
         emb = self.embed(c_noise, cond, x.shape[0])
         if cond is not None and cond.concat is not None:
             x = torch.cat([x, cond.concat], dim=1)
