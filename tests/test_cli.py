@@ -27,7 +27,14 @@ def test_train_sample_info(tmp_path, capsys):
     except ImportError:
         pass
     assert yaml.safe_load((run / "run.yaml").read_text())["train"]["lr"] == 1e-3
-    # resuming a finished run trains no further steps
+    # resuming a finished run trains no further steps: no new checkpoint, the log unchanged
+    checkpoints, log = sorted(p.name for p in (run / "checkpoints").iterdir()), (run / "metrics.csv").read_bytes()
+    capsys.readouterr()
+    assert main(["train", "--config", str(cfg), "--out", str(run), "--set", "train.lr=1e-3"]) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == checkpoints
+    assert (run / "metrics.csv").read_bytes() == log
+    # and asked for more steps, it continues from the last checkpoint
     assert main(["train", "--config", str(cfg), "--out", str(run), "--steps", "6"]) == 0
     assert "resuming" in capsys.readouterr().out and (run / "checkpoints" / "step-0000006").exists()
 

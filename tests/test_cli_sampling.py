@@ -63,12 +63,16 @@ def test_sample_with_auto_schedule_reads_the_checkpoints_cache(run, tmp_path, ca
     from denoisekit.train import find_checkpoint
     denoiser, _ = load_denoiser(run)
     cache = find_checkpoint(run) / "auto_schedules.json"
-    times = sampling_times(denoiser.process, 5, "karras")  # stands in for a fitted schedule
+    times = sampling_times(denoiser.process, 5, "logsnr")  # stands in for a fitted schedule (not dpmpp_3m's karras)
     cache.write_text(json.dumps({_key(denoiser, "dpmpp_3m", 5, (1, 8, 8), {}, 64, 6, 0): times.tolist()}))
     assert main(["sample", str(run), "--n", "2", "--steps", "5", "--sampler", "dpmpp_3m", "--schedule", "auto",
-                 "--out", str(tmp_path / "a.png")]) == 0
+                 "--out", str(tmp_path / "a.png"), "--npz", str(tmp_path / "a.npz")]) == 0
     assert "automatic 5-step schedule" in capsys.readouterr().out
     assert list(json.loads(cache.read_text()).values()) == [times.tolist()]  # read, not refitted
+    # and used: the samples are those of the cached times
+    from denoisekit.samplers import generate
+    expected = generate(denoiser, 2, (1, 8, 8), seed=0, steps=5, sampler="dpmpp_3m", times=times)
+    assert np.array_equal(np.load(tmp_path / "a.npz")["x"], expected.numpy())
 
 
 def test_invert_and_interpolate(run, images, tmp_path, capsys):

@@ -57,9 +57,26 @@ def test_perfect_network_has_zero_loss(gmm, kind):
         def forward(self, x, c_noise, cond=None):
             return c_noise  # replaced below
 
+    def exact_output(x_t, t, cond=None):
+        """Each parameterisation's target written out here, not through the library's converter: a wrong target
+        in `from_x0_eps` then leaves a non-zero loss."""
+        a, s = process.alpha(t)[:, None], process.sigma(t)[:, None]
+        x0 = point.expand_as(x_t)
+        eps = (x_t - a * x0) / s
+        if kind == "eps":
+            return eps
+        if kind == "x0":
+            return x0
+        if kind == "v":
+            return a * eps - s * x0                                      # Salimans & Ho 2022
+        if kind == "score":
+            return -eps / s
+        level, sd = s / a, 0.5                                           # EDM, Karras et al. 2022, Table 1
+        c_skip, c_out = sd**2 / (level**2 + sd**2), level * sd / (level**2 + sd**2).sqrt()
+        return (x0 - c_skip * x_t / a) / c_out
+
     d = Denoiser(Exact(), process, kind).double()
-    d.net_output = lambda x_t, t, cond=None: d.target(point.expand_as(x_t), (x_t - process.alpha(t)[:, None]
-                                                      * point) / process.sigma(t)[:, None], x_t, t)
+    d.net_output = exact_output
     loss = SimpleLoss()(d, point.expand(64, 2), generator=torch.Generator().manual_seed(0))
     assert float(loss.abs().max()) < 1e-12
 
