@@ -32,3 +32,40 @@ def test_legacy_checkpoint_info(capsys):
     assert main(["info", str(LEGACY / "moons_vp_edm")]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["step"] == 3 and info["prediction"] == "edm" and info["process"]["class"] == "VPSDE"
+
+
+def _state_with_numpy_path(folder: Path, module: bytes) -> None:
+    """A state.pt holding a numpy array pickled (protocol 2) with numpy's array constructor under `module`: numpy 2
+    writes numpy._core.multiarray, numpy 1 wrote numpy.core.multiarray."""
+    import io
+    import zipfile
+
+    import torch
+    buf = io.BytesIO()
+    torch.save({"step": 3, "numpy_rng": ("MT19937", np.arange(4, dtype=np.uint32), 2, 0, 0.0)}, buf)
+    src = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(folder / "state.pt", "w", zipfile.ZIP_STORED) as out:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith("data.pkl"):
+                assert data.count(b"cnumpy._core.multiarray\n") == 1
+                data = data.replace(b"cnumpy._core.multiarray\n", b"c" + module + b"\n")
+            out.writestr(info, data)
+
+
+@pytest.mark.parametrize("module", [b"numpy.core.multiarray", b"numpy._core.multiarray"], ids=["numpy1", "numpy2"])
+def test_state_files_pickled_under_numpy_1_or_2_load(tmp_path, module):
+    from denoisekit.train.checkpoint import load_state
+    _state_with_numpy_path(tmp_path / "ckpt", module)
+    state = load_state(tmp_path / "ckpt")
+    assert state["step"] == 3 and np.array_equal(state["numpy_rng"][1], np.arange(4))
+
+
+def test_a_state_file_naming_another_global_is_refused_in_one_line(tmp_path):
+    """Anything beyond tensors, plain values and numpy's array constructors is refused, never unpickled."""
+    from denoisekit.train.checkpoint import load_state
+    _state_with_numpy_path(tmp_path / "ckpt", b"os\nsystem")
+    with pytest.raises(ValueError, match=r"^checkpoint: .*state.pt is not a plain training-state file \(only tensors "
+                                         r"and plain values are read, nothing is unpickled\)"):
+        load_state(tmp_path / "ckpt")

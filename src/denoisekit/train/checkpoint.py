@@ -153,9 +153,11 @@ def numpy_rng_from_plain(state) -> tuple:
 
 
 def _numpy_array_globals() -> list:
-    """numpy's array constructors: data only, allowed so state files written before numpy_rng_to_plain still load."""
-    import numpy.core.multiarray as multiarray
-    return [multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+    """numpy's array constructors: data only, allowed so state files written before numpy_rng_to_plain still load;
+    `_reconstruct` under both the path numpy 1 pickles (numpy.core) and numpy 2's (numpy._core)."""
+    reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]
+    return [(reconstruct, "numpy.core.multiarray._reconstruct"), (reconstruct, "numpy._core.multiarray._reconstruct"),
+            np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
 def load_state(folder: Path) -> Optional[dict]:
