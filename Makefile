@@ -4,6 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH := torch==2.13.0
+# Where the pinned torch comes from: empty means pip's own configuration (here, and in CI, the CPU build on disk). On a
+# machine whose pip would fetch the multi-GB CUDA build, `make test TORCH_INDEX=https://download.pytorch.org/whl/cpu`.
+TORCH_INDEX ?=
+TORCH_FROM := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 BASE := $(VENV)/.installed-base
 TESTDEPS := $(VENV)/.installed-test
 
@@ -12,9 +16,10 @@ TESTDEPS := $(VENV)/.installed-test
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# Install the pinned CPU torch first, so the open range in pyproject never pulls a CUDA build.
+# Install the pinned CPU torch first (from TORCH_INDEX if given), so the open range in pyproject never pulls a CUDA
+# build; the installs after it find the pin satisfied.
 $(BASE): $(PY) pyproject.toml
-	$(PIP) install -q $(TORCH)
+	$(PIP) install -q $(TORCH_FROM) $(TORCH)
 	$(PIP) install -q -e . $(TORCH)
 	touch $(BASE)
 

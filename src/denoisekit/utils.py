@@ -58,18 +58,21 @@ def check_device(name, where: str = "device") -> torch.device:
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError):
-        raise ValueError(f"{where}: {name!r} is not a device name; expected cpu, cuda, cuda:N, mps or auto") from None
+        raise ValueError(f"{where}: {name!r} is not a device name; expected cpu, cuda, cuda:N or auto") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"{where}: {name!r} asked for, but torch sees no CUDA device here; use cpu or auto")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(f"{where}: {name!r} asked for, but this machine has {torch.cuda.device_count()} "
                              f"CUDA device(s)")
-    elif device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ValueError(f"{where}: 'mps' asked for, but torch sees no Apple GPU here; use cpu or auto")
+    elif device.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise ValueError(f"{where}: 'mps' asked for, but torch sees no Apple GPU here; use cpu or auto")
+        raise ValueError(f"{where}: 'mps' is not supported: the noise processes' tables are float64, which Apple's "
+                         f"MPS backend lacks; use cpu")
     elif device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"{where}: {name!r} is not a device this library runs on; expected cpu, cuda, cuda:N, mps "
-                         f"or auto")
+        raise ValueError(f"{where}: {name!r} is not a device this library runs on; expected cpu, cuda, cuda:N or "
+                         f"auto")
     return device
 
 

@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Optional
@@ -240,9 +241,12 @@ class Trainer:
         if self.cfg.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # an optional extra: say so once, and log to the CSV only
+                warnings.warn("train.tensorboard: the tensorboard package is not installed, so the scalars go to "
+                              "metrics.csv only; pip install tensorboard, or set train.tensorboard: false",
+                              stacklevel=2)
+            else:
                 tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step or None)
-            except Exception:  # tensorboard not installed: CSV only
-                tb = None
         return (f, writer), tb
 
     def train_step(self) -> tuple[float, float]:
