@@ -484,36 +484,3 @@ def test_a_registered_opener_serves_every_command(tmp_path, monkeypatch, capsys)
     ref = sample(GMM.denoiser(DiscreteVP()), DiscreteVP().prior_sample((6, 2), sample_generators(0, 6)), "ddim", 4)
     np.testing.assert_allclose(x, ref.numpy(), rtol=1e-5, atol=1e-5)
     assert load_model(LEGACY_VP).process.__class__ is VPSDE  # other paths still open as checkpoints
-
-
-def test_a_missing_tensorboard_is_said_in_one_warning(tmp_path, monkeypatch):
-    """Logging to TensorBoard is the default; without the package the run says so once and logs to the CSV."""
-    import builtins
-    import warnings
-
-    from denoisekit import TrainConfig, Trainer, make_toy
-    real_import = builtins.__import__
-
-    def no_tensorboard(name, *args, **kwargs):
-        if name.startswith("torch.utils.tensorboard"):
-            raise ImportError("No module named 'tensorboard'")
-        return real_import(name, *args, **kwargs)
-    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
-    cfg = TrainConfig(steps=2, batch_size=16, log_every=1, progress=False, device="cpu")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        Trainer(_net_model(DiscreteVP()).float(), SimpleLoss(), make_toy("moons", 64), tmp_path, cfg).train()
-    said = [str(w.message) for w in caught if "tensorboard" in str(w.message)]
-    assert len(said) == 1 and said[0].startswith("train.tensorboard: the tensorboard package is not installed")
-    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 3 and not (tmp_path / "tensorboard").exists()
-
-
-def test_mps_is_refused_in_one_line_before_any_work(tmp_path, monkeypatch, capsys):
-    """The process tables are float64, which MPS lacks: where an Apple GPU is present, --device mps is refused."""
-    from denoisekit.cli import main
-    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
-    assert main(["sample", str(LEGACY_VP), "--device", "mps", "--out", str(tmp_path / "x.png")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["denoisekit sample: error: --device: 'mps' is not supported: the noise processes' tables are "
-                   "float64, which Apple's MPS backend lacks; use cpu"]
-    assert not (tmp_path / "x.png").exists()

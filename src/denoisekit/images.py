@@ -90,10 +90,19 @@ def save_row_strip(frames: Sequence[torch.Tensor], path, scale: int = 1) -> Path
     return _save_image(im, path)
 
 
+def _to_palette(im: Image.Image) -> Image.Image:
+    """A 'P' image with up to 256 colours chosen for this image (exact for up to 256 distinct colours)."""
+    if im.mode == "L":
+        return im.convert("P", palette=Image.Palette.ADAPTIVE, colors=256)
+    return im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+
+
 def save_gif(frames: Sequence[torch.Tensor], path, nrow: Optional[int] = None, scale: int = 1,
              duration_ms: int = 80) -> Path:
     """An animated GIF of a sequence of batches (e.g. x_t along the reverse process); the last frame lingers."""
-    ims = [picture(f, nrow, scale).convert("P") for f in frames]
+    # an adaptive palette per frame, without dithering: grey frames stay exact, RGB frames and plots keep their colours
+    # (the default conversion maps to the web palette and dithers)
+    ims = [_to_palette(picture(f, nrow, scale)) for f in frames]
     durations = [duration_ms] * (len(ims) - 1) + [1500]
     return atomic_save(path, lambda p: ims[0].save(p, format="GIF", save_all=True, append_images=ims[1:],
                                                    duration=durations, loop=0))
