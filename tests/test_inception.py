@@ -1,4 +1,10 @@
-"""The FID Inception: loads pytorch-fid's weight layout, refuses other files, matches pytorch-fid where installed."""
+"""The FID Inception: loads pytorch-fid's weight layout, refuses other files, and matches pytorch-fid: against golden
+features the reference implementation computed (tests/fixtures/inception, no extra install), and directly where
+pytorch-fid is installed."""
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -47,6 +53,33 @@ def test_evaluator_reports_inception_fid_with_local_weights(tmp_path):
     assert list((tmp_path / "cache" / "inception").glob("*.pt"))  # reference statistics cached
     with pytest.raises(FileNotFoundError, match="--inception-weights"):
         Evaluator(ds, cache_root=tmp_path / "cache", inception_weights=str(tmp_path / "none.pth"))
+
+
+GOLDEN = Path(__file__).parent / "fixtures" / "inception"
+
+
+def test_matches_the_reference_implementations_golden_features(tmp_path):
+    """Our network has the reference's keys and shapes, and with the same deterministic weights gives the pool
+    features pytorch-fid gave for the same four images (made by tests/fixtures/make_inception_golden.py)."""
+    from fixtures.make_inception_golden import golden_images, golden_weights
+    keys = [(k, tuple(s)) for k, s in json.loads((GOLDEN / "keys.json").read_text())]
+    ours = {k: tuple(v.shape) for k, v in FIDInception().state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert ours == {k: s for k, s in keys if not k.endswith("num_batches_tracked") and not k.startswith("fc.")}
+    state = golden_weights(keys)
+    torch.save(state, tmp_path / "w.pth")
+    golden = np.load(GOLDEN / "golden.npz")
+    want = torch.from_numpy(golden["features"])
+    net = FIDInception().double()  # float64 weights and images, as the reference ran: rounding hides nothing
+    missing, unexpected = net.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")}, strict=False)
+    assert all(k.endswith("num_batches_tracked") for k in missing) and not unexpected
+    with torch.no_grad():
+        got = net.eval()(golden_images() * 2 - 1)
+    assert float(want.std(0).mean()) > 0.1 * float(want.abs().mean())  # the features tell the images apart
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9 * float(want.abs().max()))
+    logits = got @ state["fc.weight"].T + state["fc.bias"]  # the file's fc is the reference's (FID does not use it)
+    torch.testing.assert_close(logits, torch.from_numpy(golden["logits"]), rtol=1e-9, atol=1e-9)
+    features = inception_features(load_fid_inception(tmp_path / "w.pth"), golden_images().float() * 2 - 1)
+    torch.testing.assert_close(features.double(), want, rtol=1e-2, atol=1e-2 * float(want.abs().max()))  # float32
 
 
 def test_matches_pytorch_fid_inception():
