@@ -52,6 +52,7 @@ bench: $(TESTDEPS)
 	$(PIP) install -q --no-deps denoising-diffusion-pytorch pytorch-fid
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/sampler_overhead.py; s1=$$?; \
+	$(PY) benchmarks/attention_layout.py; s5=$$?; \
 	$(PY) benchmarks/sampler_accuracy.py; s2=$$?; \
 	$(PY) benchmarks/vs_ddpm_pytorch.py; s3=$$?; \
 	$(PY) benchmarks/quality_vs_nfe.py --run runs/vs_ddpm_pytorch --nfe 10,20,50 && \
@@ -63,7 +64,7 @@ bench: $(TESTDEPS)
 	$(PY) benchmarks/score_based.py; \
 	$(PY) benchmarks/pc_corrector.py; \
 	$(PY) benchmarks/score_pictures.py; \
-	$(PY) benchmarks/report.py && exit $$(( s1 || s2 || s3 || s4 ))
+	$(PY) benchmarks/report.py && exit $$(( s1 || s2 || s3 || s4 || s5 ))
 
 clean:
 	rm -rf $(VENV) runs

@@ -66,3 +66,23 @@ def test_gif_frames_keep_their_colours(tmp_path):
                 gif.seek(i)
                 expected = np.asarray(picture(frame, 2, 1).convert("RGB"))
                 assert np.array_equal(np.asarray(gif.convert("RGB")), expected), (mode, i)
+
+
+def test_compile_compiles_the_network_alone_and_keeps_its_weights_names(tmp_path):
+    """train.compile compiles the network in place (not the loss with its per-example generator lists): the steps
+    match eager ones and the checkpoint's weight names are the plain ones."""
+    from denoisekit import TrainConfig, Trainer, make_toy
+    from denoisekit.train.checkpoint import load_weights
+
+    def run(compile_, out):
+        model = _net_model(DiscreteVP())
+        cfg = TrainConfig(steps=3, batch_size=32, log_every=1, progress=False, tensorboard=False, device="cpu",
+                          compile=compile_)
+        Trainer(model, SimpleLoss(), make_toy("moons", 256), out, cfg).train()
+        return model, [r.split(",")[1] for r in (out / "metrics.csv").read_text().splitlines()[1:]]
+    compiled, losses = run(True, tmp_path / "c")
+    eager, eager_losses = run(False, tmp_path / "e")
+    assert compiled.net._compiled_call_impl is not None
+    np.testing.assert_allclose([float(v) for v in losses], [float(v) for v in eager_losses], rtol=1e-4)
+    weights = load_weights(next((tmp_path / "c" / "checkpoints").glob("step-*")), ema=False)
+    assert set(weights) == set(eager.state_dict()) and not any("_orig_mod" in k for k in weights)

@@ -111,9 +111,9 @@ class Trainer:
         self.saved_step: Optional[int] = None  # the step of the last checkpoint written or resumed from
         self.skipped = self._skips_in_a_row = 0
         self.last_terms: dict = {}
+        if cfg.compile:  # the network alone, in place (its weights keep their names): the loss's per-example
+            getattr(self.model, "net", self.model).compile()  # generator lists are not traced
         module = _LossModule(self.model, loss_fn)
-        if cfg.compile:
-            module = torch.compile(module)
         if self.world > 1:
             module = nn.parallel.DistributedDataParallel(module, device_ids=[self.device.index]
                                                          if self.device.type == "cuda" else None)
