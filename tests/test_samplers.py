@@ -196,6 +196,50 @@ def test_every_sampler_reproduces_the_mixture_weights(gmm, name):
         assert torch.allclose(x[k == j].mean(0), gmm.mu[j], atol=0.03)
 
 
+def _component_spread(x: torch.Tensor, gmm) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per component: the RMS distance of its samples from the true mean over the true std, and one standard error
+    of that ratio (a chi distribution with 2 n_k degrees of freedom: 1 / sqrt(4 n_k))."""
+    k = ((x[:, None, :] - gmm.mu[None]) ** 2).sum(-1).argmin(1)
+    ratio = torch.stack([((x[k == j] - gmm.mu[j]) ** 2).mean().sqrt() / gmm.tau[j, 0] for j in range(len(gmm.w))])
+    se = torch.stack([1 / torch.tensor(4.0 * int((k == j).sum())).sqrt() for j in range(len(gmm.w))])
+    return ratio, se.double()
+
+
+# (sampler, steps, options): NFE at which each one's own discretisation error in the spread is within ~2%
+SPREAD_CASES = {"euler_maruyama": ("euler_maruyama", 250, {}), "pc": ("pc", 300, {}), "em": ("em", 300, {}),
+                "dpmpp_2m_sde": ("dpmpp_2m_sde", 100, {}), "heun_churn": ("heun", 50, {"s_churn": 20.0})}
+
+
+@pytest.mark.parametrize("case", list(SPREAD_CASES))
+def test_stochastic_samplers_reproduce_each_components_spread(gmm, case):
+    """Each component's standard deviation within 4 standard errors (+2%) of the truth: a sampler whose noise is off
+    by 10% moves the spread by several standard errors (weights and means alone let a noise scale of 0.8 pass)."""
+    sampler, steps, options = SPREAD_CASES[case]
+    n = 2000
+    gens = sample_generators(0, n)
+    x = sample(gmm.denoiser(PROCESS), PROCESS.prior_sample((n, 2), gens), sampler, steps, generator=gens,
+               **options).double()
+    ratio, se = _component_spread(x, gmm)
+    assert bool(((ratio - 1).abs() < 4 * se + 0.02).all()), (ratio, se)
+
+
+def test_ddpm_spread_lies_between_its_two_variances(gmm):
+    """DDPM's reverse variance sigma^2 = beta-tilde and beta are the lower and upper ends (Ho et al. 2020, sec. 3.2):
+    from the same noise, each component's spread under beta-tilde is below that under beta, and the truth lies between
+    them (within 3 standard errors), here on 250 of the 1000 steps."""
+    n = 2000
+    gens = sample_generators(0, n)
+    x_T = PROCESS.prior_sample((n, 2), gens)
+    spread = {}
+    for variance in ("beta_tilde", "beta"):
+        x = sample(gmm.denoiser(PROCESS), x_T, "ddpm", 250, generator=sample_generators(1, n),
+                   variance=variance).double()
+        spread[variance] = _component_spread(x, gmm)
+    (low, se), (high, _) = spread["beta_tilde"], spread["beta"]
+    assert bool((low < high).all()), (low, high)
+    assert bool((low - 3 * se < 1).all() and (high + 3 * se > 1).all()), (low, high)
+
+
 def test_stochastic_samplers_same_seed_same_samples_whatever_the_batch(gmm):
     oracle = gmm.denoiser(PROCESS)
     for name in ("ddim", "dpmpp_2m_sde", "euler_maruyama", "heun"):
