@@ -84,14 +84,10 @@ def test_matches_the_reference_implementations_golden_features(tmp_path):
 
 def test_matches_pytorch_fid_inception():
     """Same weights, same images: our features equal pytorch-fid's (needs pytorch-fid and torchvision)."""
-    fid = pytest.importorskip("pytorch_fid.inception", exc_type=ImportError)
+    pytest.importorskip("pytorch_fid.inception", exc_type=ImportError)
+    from fixtures.make_inception_golden import reference_network
     torch.manual_seed(0)
-    theirs = fid.fid_inception_v3.__globals__["_inception_v3"](num_classes=1008, aux_logits=False, weights=None)
-    for name, c, kw in (("Mixed_5b", 192, 32), ("Mixed_5c", 256, 64), ("Mixed_5d", 288, 64)):
-        setattr(theirs, name, fid.FIDInceptionA(c, pool_features=kw))
-    for name, c7 in (("Mixed_6b", 128), ("Mixed_6c", 160), ("Mixed_6d", 160), ("Mixed_6e", 192)):
-        setattr(theirs, name, fid.FIDInceptionC(768, channels_7x7=c7))
-    theirs.Mixed_7b, theirs.Mixed_7c = fid.FIDInceptionE_1(1280), fid.FIDInceptionE_2(2048)
+    model, theirs = reference_network()
     for m in theirs.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.momentum = None  # calibrate batch-norm statistics so signals survive the random layers
@@ -101,16 +97,6 @@ def test_matches_pytorch_fid_inception():
     ours = FIDInception()
     missing, unexpected = ours.load_state_dict(theirs.state_dict(), strict=False)
     assert not missing and all(k.startswith("fc.") for k in unexpected)
-    model = fid.InceptionV3.__new__(fid.InceptionV3)
-    torch.nn.Module.__init__(model)
-    model.resize_input, model.normalize_input, model.output_blocks, model.last_needed_block = True, True, [3], 3
-    model.blocks = torch.nn.ModuleList([
-        torch.nn.Sequential(theirs.Conv2d_1a_3x3, theirs.Conv2d_2a_3x3, theirs.Conv2d_2b_3x3,
-                            torch.nn.MaxPool2d(3, 2)),
-        torch.nn.Sequential(theirs.Conv2d_3b_1x1, theirs.Conv2d_4a_3x3, torch.nn.MaxPool2d(3, 2)),
-        torch.nn.Sequential(theirs.Mixed_5b, theirs.Mixed_5c, theirs.Mixed_5d, theirs.Mixed_6a, theirs.Mixed_6b,
-                            theirs.Mixed_6c, theirs.Mixed_6d, theirs.Mixed_6e),
-        torch.nn.Sequential(theirs.Mixed_7a, theirs.Mixed_7b, theirs.Mixed_7c, torch.nn.AdaptiveAvgPool2d(1))])
     model.eval(), ours.eval()
     x01 = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
