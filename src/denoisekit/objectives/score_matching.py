@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Literal, Optional
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..config import configurable, require
 from ..divergence import Probe, divergence, probe
@@ -47,7 +48,12 @@ class ScoreMatching:
             k = x.shape[0] // x0.shape[0]
             return -denoiser(x, t.repeat(k), None if cond is None else cond.repeat(k), clip=False).eps
 
-        return self.objective(scaled_score, x_t.detach(), eps, sigma, generator).float()
+        if not getattr(self, "double_backward", False):
+            return self.objective(scaled_score, x_t.detach(), eps, sigma, generator).float()
+        # training differentiates tr(grad s): attention must run on the math kernel, whose backward is itself
+        # differentiable (the fused CPU/CUDA kernels' backward is not); the kernel is chosen as the graph is built
+        with sdpa_kernel(SDPBackend.MATH):
+            return self.objective(scaled_score, x_t.detach(), eps, sigma, generator).float()
 
     def objective(self, scaled_score, x_t, eps, sigma, generator) -> torch.Tensor:
         raise NotImplementedError
