@@ -45,6 +45,27 @@ def test_matches_k_diffusion(oracle, ours, theirs, kw):
     assert torch.allclose(sample(oracle, x_T, ours, times=times), ref, atol=1e-10, rtol=0)
 
 
+@pytest.mark.parametrize("ours,theirs,kw", [
+    ("dpmpp_2m_sde", "sample_dpmpp_2m_sde", {"eta": 1.0}), ("dpmpp_2m_sde", "sample_dpmpp_2m_sde", {"eta": 0.5}),
+    ("ddim", "sample_euler_ancestral", {"eta": 1.0}), ("ddim", "sample_euler_ancestral", {"eta": 0.6})])
+def test_stochastic_samplers_match_k_diffusion_on_the_same_noise(oracle, ours, theirs, kw):
+    """k-diffusion's stochastic samplers replaying our noise through their noise_sampler hook (one standard normal draw
+    per step, in the same order, from a generator seeded as ours): the same samples, so the noise's scale and its
+    place in each step are theirs, not only the deterministic part."""
+    ks = load_k_sampling()
+    if ks is None:
+        pytest.skip("k-diffusion (with torchsde) is not installed")
+    times = sampling_times(PROCESS, 12, "karras")
+    sigmas = PROCESS.noise_level(times)
+    x_T = prior(8, 3)
+    replay = torch.Generator().manual_seed(5)
+    noise = lambda sigma, sigma_next: torch.randn(x_T.shape, generator=replay, dtype=torch.float64)  # noqa: E731
+    ref = getattr(ks, theirs)(k_model(oracle), x_T / PROCESS.alpha(times[0]), sigmas, disable=True,
+                              noise_sampler=noise, **kw)
+    ours_x = sample(oracle, x_T, ours, times=times, generator=torch.Generator().manual_seed(5), **kw)
+    assert torch.allclose(ours_x, ref, atol=1e-10, rtol=0)
+
+
 def _diffusers_run(scheduler, oracle, x_T, steps):
     """diffusers' loop with our float64 alpha-bar, so the comparison is of the algorithm, not of float32 tables."""
     scheduler.alphas_cumprod = PROCESS.alpha_bar.clone()
@@ -223,21 +244,47 @@ def test_stochastic_samplers_reproduce_each_components_spread(gmm, case):
     assert bool(((ratio - 1).abs() < 4 * se + 0.02).all()), (ratio, se)
 
 
-def test_ddpm_spread_lies_between_its_two_variances(gmm):
-    """DDPM's reverse variance sigma^2 = beta-tilde and beta are the lower and upper ends (Ho et al. 2020, sec. 3.2):
-    from the same noise, each component's spread under beta-tilde is below that under beta, and the truth lies between
-    them (within 3 standard errors), here on 250 of the 1000 steps."""
-    n = 2000
+def _gaussian_law(sampler: str, times: torch.Tensor, mu: float, tau: float, eta: float = 0.0) -> tuple[list, list]:
+    """The exact law of a stochastic sampler's output on data N(mu, tau^2) with the exact denoiser, from prior N(0, 1):
+    each step is x' = A x + B + s z, so mean and variance follow m' = A m + B, v' = A^2 v + s^2. Written here from the
+    papers, not from the samplers: x0_hat = mu + k (x - a mu), k = a tau^2 / (a^2 tau^2 + sigma^2) (Tweedie);
+    DDIM: x' = a' x0_hat + sqrt(sigma'^2 - s^2) eps_hat + s z, s = eta sqrt((1 - ab') / (1 - ab)) sqrt(1 - ab / ab')
+    (Song et al. 2021, eq. 12, 16); DDPM: x' = the posterior mean (Ho et al. 2020, eq. 7) + s z, s^2 = beta-tilde or
+    beta = 1 - ab / ab', no noise on the step to the data (Alg. 2)."""
+    a, sig = PROCESS.alpha(times).tolist(), PROCESS.sigma(times).tolist()
+    m, v = 0.0, 1.0
+    for i in range(len(times) - 1):
+        k = a[i] * tau**2 / (a[i] ** 2 * tau**2 + sig[i] ** 2)  # x0_hat = k x + (1 - k a) mu
+        ab, ab_next, last = a[i] ** 2, a[i + 1] ** 2, i == len(times) - 2
+        if sampler == "ddim":
+            s = 0.0 if last else eta * math.sqrt((1 - ab_next) / (1 - ab) * (1 - ab / ab_next))
+            d = math.sqrt(max(sig[i + 1] ** 2 - s**2, 0.0)) / sig[i]  # eps_hat = (x - a x0_hat) / sigma
+            A, B = a[i + 1] * k + d * (1 - a[i] * k), (a[i + 1] - d * a[i]) * (1 - k * a[i]) * mu
+        else:
+            beta = 1 - ab / ab_next
+            c0, ct = math.sqrt(ab_next) * beta / (1 - ab), math.sqrt(ab / ab_next) * (1 - ab_next) / (1 - ab)
+            s = 0.0 if last else math.sqrt(beta * ((1 - ab_next) / (1 - ab) if sampler == "ddpm_beta_tilde" else 1))
+            A, B = ct + c0 * k, c0 * (1 - k * a[i]) * mu
+        m, v = A * m + B, A**2 * v + s**2
+    return m, v
+
+
+@pytest.mark.parametrize("sampler,options", [("ddim", {"eta": 0.5}), ("ddim", {"eta": 1.0}),
+                                             ("ddpm_beta_tilde", {"variance": "beta_tilde"}),
+                                             ("ddpm_beta", {"variance": "beta"})])
+def test_ancestral_samplers_follow_their_exact_gaussian_law(sampler, options):
+    """On Gaussian data with the exact denoiser a DDIM (eta > 0) or DDPM run is a linear Gaussian recursion whose
+    output mean and variance are known exactly at any step count (here 20 coarse steps, where the spread is far from
+    the data's): the samples' mean and variance within 4 standard errors of it. A noise scale off by 5% fails."""
+    n, mu, tau = 20000, 0.5, 0.3
+    times = sampling_times(PROCESS, 20, "uniform")
+    one = GaussianMixture([1.0], [[mu, mu]], [tau])
     gens = sample_generators(0, n)
-    x_T = PROCESS.prior_sample((n, 2), gens)
-    spread = {}
-    for variance in ("beta_tilde", "beta"):
-        x = sample(gmm.denoiser(PROCESS), x_T, "ddpm", 250, generator=sample_generators(1, n),
-                   variance=variance).double()
-        spread[variance] = _component_spread(x, gmm)
-    (low, se), (high, _) = spread["beta_tilde"], spread["beta"]
-    assert bool((low < high).all()), (low, high)
-    assert bool((low - 3 * se < 1).all() and (high + 3 * se > 1).all()), (low, high)
+    x_T = PROCESS.prior_sample((n, 2), gens, dtype=torch.float64)
+    x = sample(one.denoiser(PROCESS).double(), x_T, sampler.split("_")[0], times=times, generator=gens, **options)
+    m, v = _gaussian_law(sampler, times, mu, tau, options.get("eta", 0.0))
+    assert bool(((x.mean(0) - m).abs() < 4 * math.sqrt(v / n)).all()), (x.mean(0), m)
+    assert bool(((x.var(0) - v).abs() < 4 * v * math.sqrt(2 / n)).all()), (x.var(0), v)
 
 
 def test_stochastic_samplers_same_seed_same_samples_whatever_the_batch(gmm):

@@ -142,6 +142,35 @@ def test_annealed_langevin_with_the_exact_score_reproduces_the_mixture():
             torch.testing.assert_close(part.std(0), GMM.tau[k], atol=0.04, rtol=0)
 
 
+@pytest.mark.parametrize("denoise", [True, False])
+def test_annealed_langevin_follows_its_exact_gaussian_law(denoise):
+    """On data N(mu, tau^2) with the exact score s_i(x) = -(x - mu) / v_i, v_i = tau^2 + sigma_i^2, every annealed
+    Langevin step (Song & Ermon 2019, Alg. 1) is linear: x' = (1 - alpha_i / 2 v_i) x + alpha_i mu / 2 v_i +
+    sqrt(alpha_i) z, alpha_i = eps sigma_i^2 / sigma_L^2; the final denoising x + sigma_L^2 s_L(x) too. The samples' mean
+    and variance within 4 standard errors of that recursion from the prior N(0, sigma_1^2), with too few steps per level
+    for the chain to settle (so the law is not the data's): a noise scale off by 5% fails."""
+    ladder = NoiseLadder(sigma_min=0.05, sigma_max=3.0, levels=8)
+    mu, tau, eps, n_steps, n = 0.7, 0.3, 5e-4, 12, 20000
+    one = GaussianMixture([1.0], [[mu, mu]], [tau])
+    den = Denoiser.from_function(lambda x, c: one.score(x, 1.0, ladder.sigma(c.double())[:, None]).to(x.dtype),
+                                 ladder, prediction="score")
+    x = ladder.prior_sample((n, 2), torch.Generator().manual_seed(0), dtype=torch.float64)
+    y = sample(den, x, "ald", 8, generator=torch.Generator().manual_seed(1), eps=eps, n_steps=n_steps,
+               denoise=denoise)
+    sigmas = ladder.sigmas().tolist()
+    m, v = 0.0, sigmas[0] ** 2
+    for sigma in sigmas:
+        alpha, v_i = eps * (sigma / sigmas[-1]) ** 2, tau**2 + sigma**2
+        for _ in range(n_steps):
+            m, v = m + alpha / (2 * v_i) * (mu - m), (1 - alpha / (2 * v_i)) ** 2 * v + alpha
+    if denoise:
+        shrink = tau**2 / (tau**2 + sigmas[-1] ** 2)
+        m, v = mu + shrink * (m - mu), shrink**2 * v
+    assert abs(v - tau**2) > 0.1 * tau**2  # the chain has not settled: the recursion, not the data, is the reference
+    assert bool(((y.mean(0) - m).abs() < 4 * math.sqrt(v / n)).all()), (y.mean(0), m)
+    assert bool(((y.var(0) - v).abs() < 4 * v * math.sqrt(2 / n)).all()), (y.var(0), v)
+
+
 def test_langevin_reaches_its_stationary_law():
     """Langevin dynamics x <- x + alpha/2 s + sqrt(alpha) z on N(mu, v) (one component smoothed at sigma_L) from the
     prior: the chain's stationary law, N(mu, v / (1 - alpha / (4 v))) (the unadjusted chain's own variance)."""
