@@ -116,3 +116,13 @@ def save_figure(fig, path) -> Path:
     saved = atomic_save(path, lambda p: fig.savefig(p, format="png"))
     plt.close(fig)
     return saved
+
+
+def verdict(claims: list) -> int:
+    """Print each (claim, met) as one 'verdict:' line and return the exit code that follows them: 0 only when every
+    claim is met. A benchmark with nothing to judge is an error, never a pass."""
+    if not claims:
+        raise ValueError("verdict: no claim was judged (an empty selection); nothing can pass vacuously")
+    for text, met in claims:
+        print(f"verdict: {'met' if met else 'NOT met'}: {text}")
+    return 0 if all(met for _, met in claims) else 1
