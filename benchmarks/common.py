@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import platform
 from pathlib import Path
@@ -126,3 +127,32 @@ def verdict(claims: list) -> int:
     for text, met in claims:
         print(f"verdict: {'met' if met else 'NOT met'}: {text}")
     return 0 if all(met for _, met in claims) else 1
+
+
+def paired_fd_difference(evaluator, a, b, n_boot: int = 200, seed: int = 0) -> tuple[float, float]:
+    """FD(a) - FD(b) in the evaluator's classifier features against its data statistics, with a paired-bootstrap
+    standard error (the same resampled indices for both: a and b start from the same prior noise)."""
+    import torch
+
+    from denoisekit.eval.frechet import frechet_distance, gaussian_stats
+    fa, fb = (evaluator.classifier.features_and_logits(x.cpu().float().clamp(-1, 1))[0] for x in (a, b))
+    if len(fa) != len(fb):
+        raise ValueError("paired_fd_difference: the two sample sets must be the same size (paired by index)")
+
+    def fd(f):
+        return frechet_distance(*gaussian_stats(f), *evaluator.real_stats)
+    g = torch.Generator().manual_seed(seed)
+    boots = []
+    for _ in range(n_boot):
+        idx = torch.randint(0, len(fa), (len(fa),), generator=g)
+        boots.append(fd(fa[idx]) - fd(fb[idx]))
+    return fd(fa) - fd(fb), float(torch.tensor(boots, dtype=torch.float64).std())
+
+
+def mean_se(values: list) -> tuple[float, float]:
+    """The mean of `values` and its standard error, s / sqrt(k) with the sample standard deviation (k >= 2)."""
+    k = len(values)
+    if k < 2:
+        raise ValueError(f"mean_se: a standard error needs at least two values, got {k}")
+    mean = sum(values) / k
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1) / k)

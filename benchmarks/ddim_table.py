@@ -10,6 +10,10 @@ A control runs the same grid with an exact denoiser (the Gaussian mixture fitted
 in pixel space to draws of the mixture), where the sampler is the only source of error. On the demo model trained
 for 7 CPU minutes the pattern reverses (eta = 1 best, eta = 0 worst) while the control shows it: the reversal is
 the model's, whose denoising errors stochastic steps correct and deterministic DDIM carries along.
+
+Verdict (exit 1 when missed), on the control, where the paper's pattern is a property of the sampler: at the fewest
+steps eta = 0 is best and sigma-hat worst, and the rows close up as S grows (the spread between the best and the
+worst eta, relative to the best, is at most half as large at the most steps as at the fewest).
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import trained_model, write_result  # noqa: E402
+from common import trained_model, verdict, write_result  # noqa: E402
 
 from denoisekit.samplers import generate  # noqa: E402
 
@@ -41,6 +45,22 @@ def markdown(table: dict, steps: list, etas: list, floor: float) -> str:
         name = "sigma-hat" if eta == "sigma_hat" else f"{eta:g}"
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return head + "\n".join(rows) + f"\n\n(two halves of the real data: {floor:.3f})"
+
+
+def claims(control: dict) -> list:
+    """The paper's pattern in the exact-denoiser table {"eta|S": FD}: eta = 0 best and sigma-hat worst at the fewest
+    steps; the relative spread over eta at the most steps at most half that at the fewest."""
+    steps = sorted({int(k.split("|")[1]) for k in control})
+    if len(steps) < 2:
+        raise ValueError("the control needs at least two step counts S to judge the pattern")
+    row = {s: {k.split("|")[0]: v for k, v in control.items() if int(k.split("|")[1]) == s} for s in steps}
+    few = row[steps[0]]
+    spread = {s: (max(row[s].values()) - min(row[s].values())) / min(row[s].values()) for s in (steps[0], steps[-1])}
+    return [(f"exact denoiser, S = {steps[0]}: eta = 0 best (FD {few['0.0']:.3f}) and sigma-hat worst "
+             f"({few['sigma_hat']:.3f})", few["0.0"] == min(few.values()) and few["sigma_hat"] == max(few.values())),
+            (f"exact denoiser: the rows close up, relative spread over eta {spread[steps[-1]]:.2f} at S = {steps[-1]} "
+             f"against {spread[steps[0]]:.2f} at S = {steps[0]} (at most half)",
+             spread[steps[-1]] <= 0.5 * spread[steps[0]])]
 
 
 def control_table(steps_list: list, n: int = 2000) -> dict:
@@ -80,7 +100,7 @@ def main() -> int:
         d = json.loads((RESULTS / "ddim_table.json").read_text())
         d.pop("machine", None)
         print(f"wrote {write_result('ddim_table', {**d, 'control': control, 'control_markdown': control_md})}")
-        return 0
+        return verdict(claims(control))
     run = Path(args.run)
     denoiser, config, evaluator, shape = trained_model(run, args.device)
     steps_list = [int(v) for v in args.steps.split(",")]
@@ -103,7 +123,7 @@ def main() -> int:
                                        "evaluator": evaluator.info, "control": control,
                                        "control_markdown": control_md})
     print(f"wrote {path}")
-    return 0
+    return verdict(claims(control))
 
 
 if __name__ == "__main__":

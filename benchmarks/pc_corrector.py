@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import verdict, write_result  # noqa: E402
+from common import mean_se, verdict, write_result  # noqa: E402
 
 from denoisekit import GaussianMixture, sample  # noqa: E402
 from denoisekit.processes import VESDE, VPSDE  # noqa: E402
@@ -52,9 +52,7 @@ def run(gmm, process, ref, n: int, steps: int, options: dict, seeds: list) -> tu
 
 def paired_call(pc: list, alone: list) -> dict:
     """The paired difference PC - alone over the scoring seeds, its standard error, and the call beyond 2 SE."""
-    d = [a - b for a, b in zip(pc, alone)]
-    mean = sum(d) / len(d)
-    se = math.sqrt(sum((v - mean) ** 2 for v in d) / (len(d) - 1) / len(d))
+    mean, se = mean_se([a - b for a, b in zip(pc, alone)])
     call = "better" if mean < -2 * se else "worse" if mean > 2 * se else "within noise"
     return {"difference": mean, "se": se, "call": call}
 

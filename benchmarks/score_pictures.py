@@ -8,17 +8,22 @@ Gaussian mixture with unequal weights; the mixture's closed-form score is drawn 
 docs/figures/langevin_score_field.png and docs/figures/annealed_langevin_2d.png, and
 benchmarks/results/score_pictures.json (the modes' weights each sampler found, and annealed Langevin's with the exact
 score, which separates the model's error from the sampler's).
+
+Verdict (exit 1 when missed): annealing finds the modes' weights where plain Langevin at the same NFE does not
+(Song & Ermon 2019, sec. 3.2): the total-variation error of annealed Langevin's mode weights is below plain
+Langevin's by more than two standard errors (each error's standard error from the multinomial counts).
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import display_path, save_figure, write_result  # noqa: E402
+from common import display_path, save_figure, verdict, write_result  # noqa: E402
 
 from denoisekit import GaussianMixture, sample  # noqa: E402
 from denoisekit.denoiser import Denoiser  # noqa: E402
@@ -51,6 +56,20 @@ def mode_weights(x: torch.Tensor) -> list:
     """The share of samples whose most probable component is k."""
     k = GMM.log_class_posterior(x.double(), 1.0, 0.0).argmax(1)
     return (torch.bincount(k, minlength=len(GMM.w)).double() / len(x)).tolist()
+
+
+def weight_error(weights: list, n: int) -> tuple[float, float]:
+    """Total variation between found and true weights, and a standard error for it: half the sum over components of
+    the binomial standard error of each share (an upper bound on the sum's spread)."""
+    tv = 0.5 * sum(abs(a - b) for a, b in zip(weights, GMM.w.tolist()))
+    return tv, 0.5 * sum(math.sqrt(p * (1 - p) / n) for p in weights)
+
+
+def claims(weights: dict, n: int) -> list:
+    """Annealed Langevin's weight error below plain Langevin's (same NFE) by more than two standard errors."""
+    (ta, sa), (tp, sp) = weight_error(weights["annealed"], n), weight_error(weights["plain"], n)
+    return [(f"annealed Langevin finds the modes' weights better than plain Langevin at the same NFE: TV error "
+             f"{ta:.3f} +- {sa:.3f} against {tp:.3f} +- {sp:.3f} ({n} samples)", ta + 2 * math.hypot(sa, sp) < tp)]
 
 
 def score_field(ax, score, title: str, lim: float = 3.2, n: int = 21) -> None:
@@ -124,11 +143,11 @@ def main() -> int:
         f"{a:.2f} / {b:.2f} / {c:.2f}" for a, b, c, _ in zip(*weights.values())), fontsize=9)
     annealed = save_figure(fig, args.figures / "annealed_langevin_2d.png")
     out = write_result("score_pictures", {"mixture_weights": weights, "ladder": LADDER.config(), "ald": ALD,
-                                          "train_steps": args.train_steps,
+                                          "train_steps": args.train_steps, "n": args.n,
                                           "figures": [display_path(field), display_path(annealed)]})
     print(f"mode weights {weights}\nfigures: {display_path(field)}, {display_path(annealed)}; results: "
           f"{display_path(out)}")
-    return 0
+    return verdict(claims(weights, args.n))
 
 
 if __name__ == "__main__":

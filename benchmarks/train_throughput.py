@@ -15,7 +15,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import demo_config, stub_torchvision_if_broken, write_result  # noqa: E402
+from common import demo_config, stub_torchvision_if_broken, verdict, write_result  # noqa: E402
 
 from denoisekit.data import ArrayDataset  # noqa: E402
 from denoisekit.objectives import SimpleLoss  # noqa: E402
@@ -110,7 +110,13 @@ def main() -> int:
                                "required": args.require,
                                "gpu": torch.cuda.get_device_name() if dev != "cpu" else None})
     print(f"wrote {path}")
-    return 0 if ratio >= args.require else 1
+    return verdict(claims({"speedup": ratio, "required": args.require}))
+
+
+def claims(result: dict) -> list:
+    """The demo model trains at least `required` x the images/s of denoising-diffusion-pytorch's U-Net."""
+    return [(f"training images/s at least {result['required']}x denoising-diffusion-pytorch's: "
+             f"{result['speedup']:.2f}x", result["speedup"] >= result["required"])]
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ docs/figures/vs_ddpm_pytorch.png; the verdict is on the interval: exits 1 unless
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import demo_config, display_path, stub_torchvision_if_broken, verdict, write_result  # noqa: E402
+from common import demo_config, display_path, mean_se, stub_torchvision_if_broken, verdict, write_result  # noqa: E402
 
 from denoisekit.data import load_dataset  # noqa: E402
 from denoisekit.eval import Evaluator  # noqa: E402
@@ -164,9 +163,8 @@ T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 
 
 def ratio_interval(ratios: list) -> tuple[float, float, float]:
     """Mean of the per-seed ratios and its two-sided 95% Student-t interval (needs two seeds or more)."""
-    k = len(ratios)
-    mean = sum(ratios) / k
-    half = T_975.get(k - 1, 1.96) * math.sqrt(sum((r - mean) ** 2 for r in ratios) / (k - 1) / k)
+    mean, se = mean_se(ratios)
+    half = T_975.get(len(ratios) - 1, 1.96) * se
     return mean, mean - half, mean + half
 
 

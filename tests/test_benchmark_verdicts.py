@@ -1,0 +1,116 @@
+"""Each benchmark's verdict can fail: its claims() judged on made-up results on both sides of the line, and an empty
+selection is an error, never a pass (the scripts' exit codes are verdict(claims(...)))."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import common  # noqa: E402
+
+
+def test_verdict_exit_code_follows_every_claim(capsys):
+    assert common.verdict([("a", True), ("b", True)]) == 0
+    assert common.verdict([("a", True), ("b", False)]) == 1
+    out = capsys.readouterr().out
+    assert "verdict: NOT met: b" in out and "verdict: met: a" in out
+    with pytest.raises(ValueError, match="no claim"):
+        common.verdict([])
+
+
+def test_sampler_accuracy_counts_the_held_out_mixture_and_refuses_an_empty_selection():
+    import sampler_accuracy as m
+    summary = {"random": {"5": {"ratio": 0.7}, "50": {"ratio": 2.0}}, "random2": {"5": {"ratio": 0.9}}}
+    judged = dict((text.split(":")[0], met) for text, met in m.claims(summary))
+    assert judged == {"random": True, "random2": False}  # NFE 50 is outside the goal; the held-out one counts
+    with pytest.raises(ValueError, match="NFE <= 20"):
+        m.claims({"random": {"50": {"ratio": 0.1}}})
+
+
+def test_pc_corrector_calls_a_difference_only_beyond_two_standard_errors():
+    import pc_corrector as m
+    assert m.paired_call([0.0317, 0.0320, 0.0318], [0.0319, 0.0318, 0.0320])["call"] == "within noise"
+    assert m.paired_call([0.030, 0.031, 0.029], [0.033, 0.0345, 0.032])["call"] == "better"
+    assert m.paired_call([0.040, 0.041, 0.039], [0.033, 0.0345, 0.032])["call"] == "worse"
+    row = {"process": "ve", "best_pc": "PC, snr 0.1", "best_pc_swd": 0.03, "predictor_swd": 0.033}
+    rows = [{**row, "nfe": 20, "difference": 0.05, "se": 0.001, "call": "worse"},
+            {**row, "nfe": 200, "difference": -0.003, "se": 0.001, "call": "better"}]
+    assert [met for _, met in m.claims(rows)] == [True]  # judged at the largest budget only
+    rows[1]["call"] = "within noise"
+    assert [met for _, met in m.claims(rows)] == [False]
+
+
+def test_vs_ddpm_pytorch_judges_the_intervals_upper_end():
+    import vs_ddpm_pytorch as m
+    mean, lo, hi = m.ratio_interval([0.09, 0.10, 0.11])
+    assert mean == pytest.approx(0.10) and hi == pytest.approx(0.10 + 4.303 * 0.01 / 3**0.5)
+    result = {"fd_ratio": mean, "fd_ratio_interval": [lo, hi], "required": 0.1, "nfe": 20, "seeds": [0, 1, 2]}
+    assert [met for _, met in m.claims(result)] == [False]  # a mean at the goal is not enough
+    result["fd_ratio_interval"] = [0.07, 0.095]
+    assert [met for _, met in m.claims(result)] == [True]
+
+
+def test_quality_vs_nfe_measures_which_samplers_are_stochastic_and_judges_at_20_nfe():
+    import quality_vs_nfe as m
+    assert m.is_stochastic("ddpm", {}) and m.is_stochastic("dpmpp_2m_sde", {}) and m.is_stochastic("ddim", {"eta": 1})
+    assert not m.is_stochastic("ddim", {}) and not m.is_stochastic("dpmpp_2m", {})
+    rows = [{"label": "a", "stochastic": False, "budget": 20, "fd": 1.2},
+            {"label": "b", "stochastic": True, "budget": 20, "fd": 1.0},
+            {"label": "c", "stochastic": False, "budget": 50, "fd": 0.5}]
+    assert [met for _, met in m.claims(rows)] == [True]
+    rows[0]["fd"] = 1.4
+    assert [met for _, met in m.claims(rows)] == [False]  # the 50-NFE row does not rescue it
+    with pytest.raises(ValueError, match="20 NFE"):
+        m.claims(rows[1:])
+
+
+def test_ddim_table_judges_the_papers_pattern_on_the_control():
+    import ddim_table as m
+    good = {"0.0|10": 1.0, "1.0|10": 1.5, "sigma_hat|10": 2.0, "0.0|100": 0.14, "1.0|100": 0.16, "sigma_hat|100": 0.13}
+    assert [met for _, met in m.claims(good)] == [True, True]
+    swapped = {**good, "0.0|10": 1.6, "1.0|10": 1.0}  # eta = 0 no longer best at few steps
+    assert [met for _, met in m.claims(swapped)] == [False, True]
+    apart = {**good, "1.0|100": 0.5}  # the rows do not close up
+    assert [met for _, met in m.claims(apart)] == [True, False]
+
+
+def test_improved_ddpm_claims_need_more_than_their_noise():
+    import improved_ddpm as m
+    rows = [{"objective": "simple", "variance": "beta_tilde", "bound_bpd": 2.8, "bound_ci95": 0.1, "fd_1000": 0.85},
+            {"objective": "hybrid", "variance": "learned", "bound_bpd": 2.6, "bound_ci95": 0.1, "fd_1000": 0.8}]
+    assert [met for _, met in m.likelihood_claims(rows, 1000)] == [True, True]
+    rows[1].update(bound_bpd=2.75, fd_1000=1.2)  # within the interval; FD 1.4x
+    assert [met for _, met in m.likelihood_claims(rows, 1000)] == [False, False]
+    seeds = [{"objective": "simple", "variance": "beta_tilde", "mean": 0.9, "fd_50": [0.8, 1.0, 0.9]},
+             {"objective": "hybrid", "variance": "learned", "mean": 0.8, "fd_50": [0.7, 0.9, 0.8]}]
+    assert [met for _, met in m.few_steps_claim(seeds)] == [True]  # the same -0.1 on every seed
+    seeds[1]["fd_50"] = [0.5, 1.1, 0.8]  # a mean difference of -0.1 whose spread over the seeds is 0.1
+    assert [met for _, met in m.few_steps_claim(seeds)] == [False]
+
+
+def test_score_based_and_score_pictures_claims():
+    import score_based as sb
+    import score_pictures as sp
+    pair = {"pc": "PC", "alone": "alone", "difference": -0.3, "se": 0.1}
+    assert [met for _, met in sb.claims([pair])] == [True]
+    assert [met for _, met in sb.claims([{**pair, "se": 0.2}])] == [False]
+    with pytest.raises(ValueError, match="no PC"):
+        sb.claims([])
+    true = sp.GMM.w.tolist()
+    assert [met for _, met in sp.claims({"annealed": true, "plain": [0.25] * 4}, 2000)] == [True]
+    assert [met for _, met in sp.claims({"annealed": true, "plain": true}, 2000)] == [False]
+
+
+def test_the_stored_results_are_judged_by_the_report():
+    """The README's verdict table comes from the stored JSON through each script's claims(): every stored result is
+    judged (none predates its verdict) and each row names met or NOT met."""
+    import report
+    rows = [r for r in report.verdicts_section() if r.startswith("| ") and not r.startswith("| benchmark")]
+    assert rows and not any("predates" in r for r in rows), rows
+    assert all(r.endswith(("| met |", "| **NOT met** |")) for r in rows)
+    stored = {p.stem for p in (BENCH / "results").glob("*.json")}
+    assert {r.split(" | ")[0][2:] for r in rows} == stored & set(report.VERDICTS)
+    assert json.loads((BENCH / "results" / "sampler_accuracy.json").read_text())["summary"]
