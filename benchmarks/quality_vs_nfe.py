@@ -66,12 +66,18 @@ def claims(results: list) -> list:
 
 
 def steps_for(denoiser, shape, sampler: str, options: dict, nfe: int) -> tuple:
-    """The most steps whose counted NFE fits the budget (Heun and DPM-Solver++(2S) take two per step)."""
-    for steps in range(nfe, 0, -1):
-        stats = {}
+    """The most steps whose counted NFE fits the budget (Heun and DPM-Solver++(2S) take two per step); a sampler
+    whose single step is already over the budget (annealed Langevin's many steps per level) is refused at once."""
+    def used(steps: int) -> int:
+        stats: dict = {}
         generate(denoiser, 1, shape, steps=steps, sampler=sampler, stats=stats, **options)
-        if stats["nfe"] <= nfe:
-            return steps, stats["nfe"]
+        return stats["nfe"]
+    if used(1) > nfe:
+        raise ValueError(f"{sampler} cannot run in {nfe} evaluations")
+    for steps in range(nfe, 0, -1):
+        n = used(steps)
+        if n <= nfe:
+            return steps, n
     raise ValueError(f"{sampler} cannot run in {nfe} evaluations")
 
 

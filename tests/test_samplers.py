@@ -31,17 +31,24 @@ def prior(n, d, seed=0):
 
 # --- parity with the anchors, float64, the same model outputs ---------------------------------------------------
 
-@pytest.mark.parametrize("ours,theirs,kw", [
-    ("euler", "sample_euler", {}), ("heun", "sample_heun", {}), ("dpmpp_2m", "sample_dpmpp_2m", {}),
-    ("dpmpp_2s", "sample_dpmpp_2s_ancestral", {"eta": 0.0}), ("ddim", "sample_euler_ancestral", {"eta": 0.0})])
-def test_matches_k_diffusion(oracle, ours, theirs, kw):
+def _k_run(oracle, theirs: str, **kw):
+    """k-diffusion's sampler `theirs` on 12 Karras steps from 8 prior draws (in its x~ = x / alpha coordinates): the
+    times, the prior draws and its samples; skipped where k-diffusion is not installed."""
     ks = load_k_sampling()
     if ks is None:
         pytest.skip("k-diffusion (with torchsde) is not installed")
     times = sampling_times(PROCESS, 12, "karras")
-    sigmas = PROCESS.noise_level(times)
     x_T = prior(8, 3)
-    ref = getattr(ks, theirs)(k_model(oracle), x_T / PROCESS.alpha(times[0]), sigmas, disable=True, **kw)
+    ref = getattr(ks, theirs)(k_model(oracle), x_T / PROCESS.alpha(times[0]), PROCESS.noise_level(times),
+                              disable=True, **kw)
+    return times, x_T, ref
+
+
+@pytest.mark.parametrize("ours,theirs,kw", [
+    ("euler", "sample_euler", {}), ("heun", "sample_heun", {}), ("dpmpp_2m", "sample_dpmpp_2m", {}),
+    ("dpmpp_2s", "sample_dpmpp_2s_ancestral", {"eta": 0.0}), ("ddim", "sample_euler_ancestral", {"eta": 0.0})])
+def test_matches_k_diffusion(oracle, ours, theirs, kw):
+    times, x_T, ref = _k_run(oracle, theirs, **kw)
     assert torch.allclose(sample(oracle, x_T, ours, times=times), ref, atol=1e-10, rtol=0)
 
 
@@ -52,16 +59,9 @@ def test_stochastic_samplers_match_k_diffusion_on_the_same_noise(oracle, ours, t
     """k-diffusion's stochastic samplers replaying our noise through their noise_sampler hook (one standard normal draw
     per step, in the same order, from a generator seeded as ours): the same samples, so the noise's scale and its
     place in each step are theirs, not only the deterministic part."""
-    ks = load_k_sampling()
-    if ks is None:
-        pytest.skip("k-diffusion (with torchsde) is not installed")
-    times = sampling_times(PROCESS, 12, "karras")
-    sigmas = PROCESS.noise_level(times)
-    x_T = prior(8, 3)
     replay = torch.Generator().manual_seed(5)
-    noise = lambda sigma, sigma_next: torch.randn(x_T.shape, generator=replay, dtype=torch.float64)  # noqa: E731
-    ref = getattr(ks, theirs)(k_model(oracle), x_T / PROCESS.alpha(times[0]), sigmas, disable=True,
-                              noise_sampler=noise, **kw)
+    noise = lambda sigma, sigma_next: torch.randn((8, 3), generator=replay, dtype=torch.float64)  # noqa: E731
+    times, x_T, ref = _k_run(oracle, theirs, noise_sampler=noise, **kw)
     ours_x = sample(oracle, x_T, ours, times=times, generator=torch.Generator().manual_seed(5), **kw)
     assert torch.allclose(ours_x, ref, atol=1e-10, rtol=0)
 
