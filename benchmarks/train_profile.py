@@ -69,8 +69,9 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=10, help="profiled steps (after 3 warm-up steps)")
     p.add_argument("--name", default="train_profile", help="the results file's name (e.g. train_profile_after)")
     args = p.parse_args()
-    if args.batch < 1 or args.steps < 1:
-        p.error("--batch and --steps: expected positive integers")
+    for flag, value in (("--batch", args.batch), ("--steps", args.steps)):
+        if value < 1:
+            p.error(f"{flag}: expected a positive integer, got {value}")
     torch.manual_seed(0)
     _, step, forward = ours(args.batch)
     x = torch.rand(args.batch, 1, 28, 28) * 2 - 1

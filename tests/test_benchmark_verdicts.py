@@ -114,3 +114,21 @@ def test_the_stored_results_are_judged_by_the_report():
     stored = {p.stem for p in (BENCH / "results").glob("*.json")}
     assert {r.split(" | ")[0][2:] for r in rows} == stored & set(report.VERDICTS)
     assert json.loads((BENCH / "results" / "sampler_accuracy.json").read_text())["summary"]
+
+
+@pytest.mark.parametrize("script,args,word", [
+    ("sampler_accuracy.py", ["--nfe", "50"], "--nfe"), ("sampler_accuracy.py", ["--mixtures", "foo"], "--mixtures"),
+    ("pc_corrector.py", ["--seeds", "1,2"], "--seeds"), ("pc_corrector.py", ["--seeds", "3"], "--seeds"),
+    ("vs_ddpm_pytorch.py", ["--seeds", "1"], "--seeds"), ("quality_vs_nfe.py", ["--nfe", "10,50"], "--nfe"),
+    ("train_profile.py", ["--steps", "0"], "--steps")])
+def test_bad_benchmark_flags_are_one_line_before_any_work(script, args, word, tmp_path):
+    """A benchmark's new flags refuse bad values in one line naming the flag (argparse's exit 2), before training,
+    sampling or writing anything."""
+    import subprocess
+    results = sorted((BENCH / "results").iterdir())
+    stamps = [p.stat().st_mtime for p in results]
+    done = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"{script}: error: {word}")
+    assert [p.stat().st_mtime for p in sorted((BENCH / "results").iterdir())] == stamps
