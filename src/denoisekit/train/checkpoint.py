@@ -17,12 +17,17 @@ from ..utils import TMP_MARK
 WEIGHTS, EMA_WEIGHTS, CONFIG, STATE = "model.safetensors", "ema.safetensors", "config.json", "state.pt"
 
 
-def _tensors(module: torch.nn.Module) -> dict:
-    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+def _tensors(weights) -> dict:
+    """A module's state dict (or a dict of tensors) on the CPU, contiguous, as safetensors stores it."""
+    items = weights.items() if isinstance(weights, dict) else weights.state_dict().items()
+    return {k: v.detach().cpu().contiguous() for k, v in items}
 
 
-def save_checkpoint(folder: Path, model, ema_model, config: dict, state: dict) -> Path:
-    """Write a complete checkpoint folder atomically: nothing half-written is ever visible under `folder`."""
+def save_checkpoint(folder: Path, model, ema_model, config: dict, state: Optional[dict],
+                    extra: Optional[dict] = None) -> Path:
+    """Write a complete checkpoint folder atomically: nothing half-written is ever visible under `folder`. model and
+    ema_model are modules or dicts of tensors; `extra` maps more safetensors file names to their tensors; no state
+    (None) makes a checkpoint to sample from, not to resume."""
     folder = Path(folder)
     tmp = folder.with_name(f".{folder.name}{TMP_MARK}{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -30,8 +35,11 @@ def save_checkpoint(folder: Path, model, ema_model, config: dict, state: dict) -
     save_file(_tensors(model), str(tmp / WEIGHTS))
     if ema_model is not None:
         save_file(_tensors(ema_model), str(tmp / EMA_WEIGHTS))
+    for name, tensors in (extra or {}).items():
+        save_file(tensors, str(tmp / name))
     (tmp / CONFIG).write_text(json.dumps(config, indent=2))
-    torch.save(state, tmp / STATE)
+    if state is not None:
+        torch.save(state, tmp / STATE)
     if folder.exists():
         old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
         os.replace(folder, old)
@@ -100,9 +108,14 @@ def load_weights(folder: Path, ema: bool = True, require_ema: bool = False) -> d
     has_ema = (folder / EMA_WEIGHTS).exists()
     if ema and require_ema and not has_ema:
         raise FileNotFoundError(f"checkpoint: {folder} has no {EMA_WEIGHTS}")
-    f = folder / EMA_WEIGHTS if ema and has_ema else folder / WEIGHTS
+    return load_tensors(folder, EMA_WEIGHTS if ema and has_ema else WEIGHTS)
+
+
+def load_tensors(folder: Path, name: str) -> dict:
+    """The tensors of safetensors file `name` in a checkpoint folder, or a one-line error."""
+    f = Path(folder) / name
     if not f.exists():
-        raise FileNotFoundError(f"checkpoint: {folder} has no {f.name}")
+        raise FileNotFoundError(f"checkpoint: {Path(folder)} has no {name}")
     try:
         return load_file(str(f))
     except Exception as e:

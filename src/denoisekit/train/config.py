@@ -8,6 +8,7 @@ from typing import Literal, Optional
 
 from ..config import coerce, require
 from ..utils import check_device
+from .posthoc_ema import check_sigma_rel
 
 
 @dataclass
@@ -23,6 +24,8 @@ class TrainConfig:
     grad_clip: Optional[float] = 1.0
     ema_decay: float = 0.999
     ema_warmup: bool = True
+    ema_profiles: tuple[float, ...] = ()  # post-hoc EMA: sigma_rel of each power-function profile kept (e.g. 0.05, 0.1)
+    ema_snapshot_every: int = 0        # steps between profile snapshots (0: with every checkpoint)
     seed: int = 0
     use_labels: bool = False           # pass the data set's conditioning (its labels) to the loss as `cond`
     log_every: int = 50
@@ -42,7 +45,7 @@ class TrainConfig:
             setattr(self, f.name, coerce(getattr(self, f.name), hints[f.name], f.name))
         for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
             require(getattr(self, name) >= 1, name, "a positive integer", getattr(self, name))
-        for name in ("warmup_steps", "sample_every", "eval_every", "seed"):
+        for name in ("warmup_steps", "sample_every", "eval_every", "seed", "ema_snapshot_every"):
             require(getattr(self, name) >= 0, name, "an integer >= 0 (0: never)" if name.endswith("every")
                     else "an integer >= 0", getattr(self, name))
         require(math.isfinite(self.lr) and self.lr > 0, "lr", "a positive number", self.lr)
@@ -52,6 +55,9 @@ class TrainConfig:
         require(len(self.betas) == 2 and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
                                              for b in self.betas), "betas", "two numbers in [0, 1)", self.betas)
         self.betas = tuple(float(b) for b in self.betas)
+        self.ema_profiles = tuple(check_sigma_rel(s, "ema_profiles") for s in self.ema_profiles)
+        require(len(set(self.ema_profiles)) == len(self.ema_profiles), "ema_profiles", "distinct widths",
+                list(self.ema_profiles))
         check_device(self.device)
 
 

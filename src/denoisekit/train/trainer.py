@@ -18,11 +18,15 @@ from tqdm.auto import tqdm
 
 from ..utils import sample_generators
 from .checkpoint import (checkpoint_candidates, clean_interrupted_writes, find_checkpoint, load_config, load_matching,
-                         load_state, load_weights, numpy_rng_from_plain, numpy_rng_to_plain, save_checkpoint)
+                         load_state, load_tensors, load_weights, numpy_rng_from_plain, numpy_rng_to_plain,
+                         save_checkpoint)
 from .config import TrainConfig, lr_at
 from .distributed import barrier, init_distributed
 from .ema import EMA
 from .logs import match_header, truncate_log
+from .posthoc_ema import PowerEMA
+
+POWER_EMA = "power_ema.safetensors"  # the post-hoc EMA profiles' running averages, in a checkpoint
 
 MAX_CONSECUTIVE_SKIPS = 100  # under nonfinite='skip', this many bad steps in a row stop the run all the same
 
@@ -105,6 +109,7 @@ class Trainer:
         self.eval_fn = eval_fn  # eval_fn(ema_model, step) -> {name: number}, written to eval.csv and TensorBoard
         torch.manual_seed(cfg.seed + self.rank)
         self.ema = EMA(self.model, cfg.ema_decay, cfg.ema_warmup)
+        self.power_ema = PowerEMA(self.model, cfg.ema_profiles) if cfg.ema_profiles else None
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas,
                                      weight_decay=cfg.weight_decay)
         self.step = 0
@@ -148,8 +153,9 @@ class Trainer:
         config = {**self.config, "train": asdict(self.cfg)}
         if hasattr(self.model, "config"):  # rebuildable with denoisekit.config.build(config["model"])
             config["model"] = self.model.config()
+        extra = {POWER_EMA: self.power_ema.state_tensors()} if self.power_ema is not None else None
         return save_checkpoint(self.run_dir / "checkpoints" / f"step-{self.step:07d}", self.model,
-                               self.ema.model, config, state)
+                               self.ema.model, config, state, extra)
 
     def resume(self, path=None, check: Optional[Callable[[dict], None]] = None) -> bool:
         """Continue from the latest checkpoint of this run (or `path`); returns whether one was found.
@@ -189,12 +195,15 @@ class Trainer:
         state = load_state(folder)
         if state is None:
             raise FileNotFoundError(f"checkpoint: {folder} has no training state (state.pt)")
+        profiles = load_tensors(folder, POWER_EMA) if self.power_ema is not None else None
         step, updates, torch_rng = int(state["step"]), int(state["ema_updates"]), state["torch_rng"]
         numpy_rng = numpy_rng_from_plain(state["numpy_rng"])
         if hasattr(self.loss_fn, "load_state_dict"):
             self.loss_fn.load_state_dict(state.get("loss_state") or {})
         load_matching(self.model, weights, folder)
         load_matching(self.ema.model, ema_weights, folder)
+        if profiles is not None:
+            self.power_ema.load_state_tensors(profiles, folder / POWER_EMA)
         self.opt.load_state_dict(state["optimizer"])
         self.step, self.ema.updates, self.saved_step = step, updates, step
         torch.set_rng_state(torch_rng)
@@ -270,6 +279,8 @@ class Trainer:
         self.opt.step()
         self.ema.update(self.model)
         self.step += 1
+        if self.power_ema is not None:
+            self.power_ema.update(self.model, self.step)
         if hasattr(self.loss_fn, "after_step"):
             self.loss_fn.after_step(self.model, self.step)
         self._skips_in_a_row = 0
@@ -291,6 +302,8 @@ class Trainer:
             raise NonFiniteError(f"train: {what}, the {MAX_CONSECUTIVE_SKIPS}th non-finite step in a row; stopped "
                                  f"({kept}). Lower train.lr (now {self.cfg.lr:g}) or check the data")
         self.step += 1
+        if self.power_ema is not None:  # theta_t = theta_{t-1}: the profiles' step weights stay exact
+            self.power_ema.update(self.model, self.step)
         return loss, grad_norm
 
     def train(self, until: Optional[int] = None) -> nn.Module:
@@ -332,6 +345,10 @@ class Trainer:
                         tb.add_scalar("images_per_s", ips, self.step)
                         for k, v in zip(self.term_names, means):
                             tb.add_scalar(f"loss/{k}", v, self.step)
+                every = cfg.ema_snapshot_every or cfg.checkpoint_every
+                if self.power_ema is not None and self.rank == 0 and (self.step % every == 0 or
+                                                                      self.step == cfg.steps):
+                    self.power_ema.snapshot(self.run_dir, self.step)
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     self.save()
                     barrier(self.world)
