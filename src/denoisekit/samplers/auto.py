@@ -5,8 +5,9 @@ a smooth monotone warp of log s (s = sigma/alpha), whose step density exp(w(u)) 
 values, from a first level at or below the top (like diffusers' 'leading' spacing, the prior noise may be taken at
 a lower level where the model's denoiser barely depends on x) down to the smallest trained level; Nelder-Mead
 chooses the knots and the first level to minimise the chosen sampler's final error against the pilot solutions at
-the chosen number of steps. A flat w starting at the top is uniform in log-SNR. Only the model is used (never a
-ground truth), and results are cached per model, sampler, options and steps.
+the chosen number of steps. A flat w starting at the top is uniform in log-SNR. The fixed schedules are scored on the
+same pilots and the best of all is kept, so 'auto' is never worse on them than a named schedule. Only the model is
+used (never a ground truth), and results are cached per model, sampler, options and steps.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from .times import sampling_times, times_from_levels
 
 _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 STOCHASTIC = ("ddpm", "euler_maruyama", "dpmpp_2m_sde", "rk45")  # rk45 adapts its own steps
+FIXED = ("uniform", "trailing", "quadratic", "logsnr", "karras")  # the fit also weighs these, and keeps the best
 
 
 def warp_levels(w: np.ndarray, steps: int, lo: float, hi: float) -> np.ndarray:
@@ -113,7 +115,9 @@ def auto_schedule(denoiser, sampler: str, steps: int, shape, *, cond=None, optio
         return t
 
     def loss(w) -> float:
-        t = times_for(w)
+        return loss_of_times(times_for(w))
+
+    def loss_of_times(t) -> float:
         if not bool((t[1:] < t[:-1]).all()):
             return 1e9
         x = solver(denoiser, x_T, t, cond=pilot_cond, generator=torch.Generator().manual_seed(0), **options)
@@ -133,6 +137,14 @@ def auto_schedule(denoiser, sampler: str, steps: int, shape, *, cond=None, optio
             if value < best_loss:
                 best, best_loss = params, value
     times = times_for(best)
+    for name in FIXED:  # never worse on the pilots than the best of the fixed schedules
+        try:
+            fixed = sampling_times(process, steps, name)
+        except ValueError:  # more steps than the schedule has distinct trained times
+            continue
+        value = loss_of_times(fixed)
+        if value < best_loss:
+            times, best_loss = fixed, value
     memo[key] = times
     if cache_file is not None:
         _write(cache_file, {**_read(cache_file), key: times.tolist()})
