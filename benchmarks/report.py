@@ -27,6 +27,19 @@ def _machine(d: dict) -> str:
 
 
 def throughput_section(d: dict, title: str) -> list[str]:
+    if "best_speedup" in d:  # each setting on and off, against the baseline, in one run
+        peak = d["matmul_peak_gflops"]
+        out = [f"**{title}** ({_machine(d)}; the demo net's training step; matmul peak measured in the same run: fp32 "
+               f"{peak['fp32']:.0f}, bf16 {peak['bf16']:.0f} GFLOP/s):", "",
+               "| setting | batch | training images / s | x baseline | achieved GFLOP/s | of fp32 peak |",
+               "|---|---:|---:|---:|---:|---:|"]
+        base = d["baseline_images_per_s"]
+        out += [f"| {r['setting']} | {r['batch']} | {r['train_images_per_s']:,.1f} | "
+                f"{r['train_images_per_s'] / base:.2f} | {r['achieved_gflops']:.1f} | "
+                f"{r['fraction_of_fp32_peak']:.0%} |" for r in d["rows"]]
+        out += [f"| {s['setting']} | | skipped: {s['why']} | | | |" for s in d.get("skipped", [])]
+        return out + ["", f"Best setting: {d['best']}, **{d['best_speedup']:.2f}x** the baseline; the baseline "
+                      f"**{d['speedup']:.1f}x** denoising-diffusion-pytorch's.", ""]
     rows = [dict(r) for r in d["rows"]]
     earlier = not _is_demo_net(d.get("our_net"))  # measured before configs/demo.yaml changed its network
     if earlier:

@@ -34,6 +34,7 @@ from denoisekit import DiscreteVP, GaussianMixture, load_dataset, sample  # noqa
 from denoisekit.samplers import rk45_sample  # noqa: E402
 from denoisekit.samplers.auto import auto_schedule  # noqa: E402
 from denoisekit.samplers import sampling_times  # noqa: E402
+from denoisekit.samplers.registry import DEFAULT_SCHEDULES  # noqa: E402
 
 PROCESS = DiscreteVP("linear", 1000)
 OURS = {  # name: (sampler, options)
@@ -42,7 +43,10 @@ OURS = {  # name: (sampler, options)
     "pndm": ("pndm", {}), "unipc": ("unipc", {}), "unipc bh1": ("unipc", {"variant": "bh1"}),
     "unipc-2": ("unipc", {"order": 2}),
 }
-OUR_SCHEDULES = ["uniform", "trailing", "logsnr", "karras", "auto"]
+OUR_SCHEDULES = ["uniform", "trailing", "quadratic", "logsnr", "karras", "auto"]
+FIXED = [s for s in OUR_SCHEDULES if s != "auto"]
+FAST = ("dpmpp_2m", "dpmpp_3m", "unipc", "deis", "ipndm", "heun", "dpmpp_2s")  # fast ODE solvers: their defaults count
+AUTO_SLACK = 1.1  # 'auto' at most 10% worse than the best fixed schedule
 AUTO_FOR = {"ipndm", "unipc", "unipc bh1", "dpmpp_3m", "dpmpp_2m", "deis"}  # fits cost CPU time: the contenders
 
 
@@ -328,14 +332,65 @@ def main() -> int:
     for (mix, lib, name), per in sorted(table.items()):
         cells = "  ".join(f"{per[n]['error']:.1e} ({per[n]['schedule']})" if n in per else "   -   " for n in nfes)
         print(f"{mix:8s} {lib:11s} {name:22s} {cells}")
-    result = {"nfe": nfes, "n": args.n, "rows": rows, "summary": summary,
+    defaults = {name: DEFAULT_SCHEDULES.get(OURS[name][0], "karras") for name in FAST}
+    print("\nEach fast solver's default schedule against the best anchor (worst ratio at NFE <= 20 over the mixtures), "
+          "and the fixed schedule that would do best:")
+    for name in FAST:
+        worst = {sch: worst_ratio(rows, name, sch) for sch in FIXED}
+        pick = min(worst, key=worst.get)
+        print(f"  {name:10s} default {defaults[name]:9s} {worst[defaults[name]]:6.2f}x   best fixed {pick:9s} "
+              f"{worst[pick]:6.2f}x")
+    result = {"nfe": nfes, "n": args.n, "rows": rows, "summary": summary, "default_schedules": defaults,
               "goal_0.8x_at_nfe_5_10_20": goal_by_mixture(summary), "figure": "docs/figures/sampler_accuracy.png"}
     path = write_result("sampler_accuracy", result)
     print(f"\nwrote {path} and {plot(result, FIGURE)}")
-    return verdict(claims(summary))
+    return verdict(claims(summary) + default_claims(rows, defaults) + auto_claims(rows))
 
 
 GOAL_NFE, GOAL_RATIO = 20, 0.8
+
+
+def anchor_best(rows: list) -> dict:
+    """(mixture, nfe) -> the lowest anchor error (diffusers or k-diffusion, any scheduler and spacing)."""
+    out: dict = {}
+    for r in rows:
+        if r["library"] != "denoisekit" and math.isfinite(r["error"]):
+            key = (r["mixture"], r["nfe"])
+            out[key] = min(out.get(key, math.inf), r["error"])
+    return out
+
+
+def worst_ratio(rows: list, name: str, schedule: str) -> float:
+    """Our sampler `name` with `schedule`: its largest error / the best anchor's over mixtures and NFE <= GOAL_NFE."""
+    anchors = anchor_best(rows)
+    ratios = [r["error"] / anchors[(r["mixture"], r["nfe"])] for r in rows if r["library"] == "denoisekit"
+              and r["sampler"] == name and r["schedule"] == schedule and r["nfe"] <= GOAL_NFE
+              and (r["mixture"], r["nfe"]) in anchors]
+    return max(ratios) if ratios else math.inf
+
+
+def default_claims(rows: list, defaults: dict) -> list:
+    """Each fast ODE solver with no schedule named (its default) at most the best anchor's error at every NFE <= 20 on
+    every mixture."""
+    return [(f"{name} with its default schedule ({schedule}) at most the best anchor's error at NFE <= {GOAL_NFE} on "
+             f"every mixture: worst {worst_ratio(rows, name, schedule):.2f}x", worst_ratio(rows, name, schedule) <= 1)
+            for name, schedule in defaults.items()]
+
+
+def auto_claims(rows: list) -> list:
+    """'auto' at most AUTO_SLACK x the best fixed schedule's error, for every sampler it was run for, at every NFE."""
+    best: dict = {}
+    for r in rows:
+        if r["library"] == "denoisekit" and r["schedule"] in FIXED and math.isfinite(r["error"]):
+            key = (r["mixture"], r["nfe"], r["sampler"])
+            best[key] = min(best.get(key, math.inf), r["error"])
+    ratios = [(r["error"] / best[k], k) for r in rows if r["library"] == "denoisekit" and r["schedule"] == "auto"
+              for k in [(r["mixture"], r["nfe"], r["sampler"])] if k in best]
+    if not ratios:
+        raise ValueError("no sampler was run with the automatic schedule")
+    worst, (mix, nfe, name) = max(ratios)
+    return [(f"auto at most {AUTO_SLACK}x the best fixed schedule everywhere (worst {worst:.2f}x: {name}, {mix}, NFE "
+             f"{nfe})", worst <= AUTO_SLACK)]
 
 
 def goal_by_mixture(summary: dict) -> dict:

@@ -42,11 +42,8 @@ def kind_of(name: str) -> str:
 
 def cpu_flags() -> list:
     """The bf16 / AVX-512 flags this CPU reports (Linux), which decide whether bf16 autocast can pay."""
-    try:
-        words = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return []
-    return sorted(w for w in words if w in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"))
+    from denoisekit.utils import cpu_flags as flags
+    return sorted(flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 3) -> float:
@@ -67,14 +64,17 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--steps", type=int, default=10, help="profiled steps (after 3 warm-up steps)")
+    p.add_argument("--channels-last", dest="channels_last", action="store_true", help="NHWC memory layout")
     p.add_argument("--name", default="train_profile", help="the results file's name (e.g. train_profile_after)")
     args = p.parse_args()
     for flag, value in (("--batch", args.batch), ("--steps", args.steps)):
         if value < 1:
             p.error(f"{flag}: expected a positive integer, got {value}")
     torch.manual_seed(0)
-    _, step, forward = ours(args.batch)
+    _, step, forward = ours(args.batch, channels_last=args.channels_last)
     x = torch.rand(args.batch, 1, 28, 28) * 2 - 1
+    if args.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     for _ in range(3):
         step(x)
     t0 = time.perf_counter()
@@ -96,7 +96,7 @@ def main() -> int:
     gflop = 3 * flops_per_image(forward, 4) * args.batch / 1e9  # forward + backward ~ 3x the forward
     achieved = gflop / seconds
     peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-    print(f"training step, batch {args.batch}: {seconds * 1e3:.1f} ms ({args.batch / seconds:.1f} images/s), "
+    print(f"training step, batch {args.batch}{', channels-last' if args.channels_last else ''}: {seconds * 1e3:.1f} ms ({args.batch / seconds:.1f} images/s), "
           f"{gflop:.2f} GFLOP -> {achieved:.1f} GFLOP/s; matmul peak fp32 {peak['fp32']:.1f}, bf16 "
           f"{peak['bf16']:.1f} GFLOP/s ({achieved / peak['fp32']:.0%} of fp32, {achieved / peak['bf16']:.0%} of bf16)")
     print(f"\n{'kind':18s} {'ms / step':>10s} {'share':>7s}")
@@ -105,7 +105,7 @@ def main() -> int:
     print("\ntop ops by self CPU time:")
     for r in top:
         print(f"  {r['op']:48s} {r['kind']:16s} {r['ms_per_step']:8.2f} ms")
-    path = write_result(args.name, {"batch": args.batch, "steps": args.steps, "ms_per_step": seconds * 1e3,
+    path = write_result(args.name, {"batch": args.batch, "channels_last": args.channels_last, "steps": args.steps, "ms_per_step": seconds * 1e3,
                                     "images_per_s": args.batch / seconds, "gflop_per_step": gflop,
                                     "achieved_gflops": achieved, "matmul_peak_gflops": peak,
                                     "by_kind": rows, "top_ops": top, "threads": torch.get_num_threads(),

@@ -158,3 +158,42 @@ def test_run_config_sampling_is_checked_before_training(tmp_path, capsys, sectio
     assert main(["train", "--config", str(cfg), "--out", str(out)]) == 2
     one_line_error(capsys, *words)
     assert not out.exists()
+
+
+def test_sample_uses_the_best_recorded_sampler(tmp_path, capsys):
+    """`eval --record` stores each sampler's score in the checkpoint; `sample` with no sampler flags takes the best
+    one (said on one line); before any record, ddpm for 100 steps; a damaged record is one line; bad --record."""
+    import json
+    run = tmp_path / "moons"
+    assert main(["train", "--data", "moons", "--out", str(run), "--steps", "30", "--batch-size", "64",
+                 "--set", "train.progress=false", "--set", "train.sample_every=0"]) == 0
+    capsys.readouterr()
+    assert main(["sample", str(run), "--n", "8", "--out", str(tmp_path / "a.png")]) == 0
+    assert "sampler ddpm: 100 network evaluations" in capsys.readouterr().out
+    for argv in (["--sampler", "ddpm", "--steps", "4"], ["--sampler", "dpmpp_2m", "--steps", "8"],
+                 ["--sampler", "euler", "--steps", "3", "--schedule", "uniform"]):
+        assert main(["eval", str(run), "--n", "300", "--record", *argv]) == 0
+    assert capsys.readouterr().out.count("recorded:") == 3
+    folder = sorted((run / "checkpoints").glob("step-*"))[-1]
+    entries = json.loads((folder / "sampler_scores.json").read_text())
+    assert [e["metric"] for e in entries] == ["swd"] * 3
+    best = min(entries, key=lambda e: e["score"])
+    assert main(["sample", str(run), "--n", "8", "--out", str(tmp_path / "b.png")]) == 0
+    out = capsys.readouterr().out
+    assert f"sampler: {best['sampler']}, {best['steps']} steps" in out and "best recorded" in out
+    assert f"sampler {best['sampler']}: {best['steps']} network evaluations" in out
+    # the same request recorded again replaces its entry
+    assert main(["eval", str(run), "--n", "300", "--record", "--sampler", "ddpm", "--steps", "4"]) == 0
+    assert len(json.loads((folder / "sampler_scores.json").read_text())) == 3
+    # naming a sampler ignores the record; a damaged record is one line only when it is read
+    (folder / "sampler_scores.json").write_text('[{"sampler": "nope"}]')
+    capsys.readouterr()
+    assert main(["sample", str(run), "--n", "2", "--steps", "3", "--out", str(tmp_path / "c.png")]) == 0
+    capsys.readouterr()
+    assert main(["sample", str(run), "--n", "2", "--out", str(tmp_path / "d.png")]) == 2
+    one_line_error(capsys, "sampler_scores.json is damaged", "an entry has no 'schedule'", "--sampler")
+    np.savez(tmp_path / "s.npz", x=np.zeros((10, 2), dtype=np.float32))
+    assert main(["eval", str(tmp_path / "s.npz"), "--data", "moons", "--record"]) == 2
+    one_line_error(capsys, "--record", "checkpoint")
+    assert main(["eval", str(run), "--raw", "--record", "--sampler", "ddpm"]) == 2
+    one_line_error(capsys, "--record", "--raw")

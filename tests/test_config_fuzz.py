@@ -17,7 +17,8 @@ SECTIONS = {
     "loss": ["t_sampling", "min_snr_gamma", "p_mean", "p_std"],
     "train": ["steps", "batch_size", "lr", "lr_schedule", "warmup_steps", "weight_decay", "betas", "grad_clip",
               "ema_decay", "ema_warmup", "seed", "use_labels", "log_every", "checkpoint_every", "sample_every",
-              "eval_every", "amp", "compile", "device", "tensorboard", "progress", "nonfinite"],
+              "eval_every", "amp", "compile", "device", "tensorboard", "progress", "nonfinite", "channels_last",
+              "ema_profiles", "ema_snapshot_every"],
     "sample": ["sampler", "steps", "schedule", "options", "n", "seed"],
     "eval": ["sampler", "steps", "schedule", "options", "n", "seed"],
 }

@@ -184,6 +184,8 @@ def test_ema_bad_input_is_one_line(tmp_path, capsys):
     ("ema_profiles", [0.05, 0.05], ("ema_profiles", "distinct")),
     ("ema_profiles", ["wide"], ("ema_profiles",)),
     ("ema_snapshot_every", -1, ("ema_snapshot_every", ">= 0")),
+    ("channels_last", "maybe", ("channels_last",)),
+    ("amp", "bf16", ("amp",)),
 ])
 def test_profile_config_bad_input_is_one_line(tmp_path, capsys, key, value, words):
     cfg = tmp_path / "run.yaml"

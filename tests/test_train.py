@@ -108,3 +108,46 @@ def test_ddp_two_ranks_match_one_process_with_twice_the_batch(tmp_path):
     init = Denoiser(MLP(hidden=32), DiscreteVP()).state_dict()
     moved = any(not torch.allclose(init[k], one["model"][k]) for k in init)
     assert moved  # the steps did change the weights
+
+
+def _unet_trainer(run_dir, **over):
+    torch.manual_seed(0)
+    ds = make_toy("moons", 64)
+    ds.x = torch.randn(64, 1, 8, 8).clamp(-1, 1)
+    cfg = TrainConfig(steps=3, batch_size=8, lr=1e-3, warmup_steps=0, progress=False, tensorboard=False,
+                      checkpoint_every=3, device="cpu", **over)
+    return Trainer(Denoiser(UNet(channels=8, channel_mult=(1, 2)), DiscreteVP(), "eps"), SimpleLoss(), ds, run_dir, cfg)
+
+
+def test_amp_falls_back_to_fp32_with_a_warning_where_bf16_does_not_pay(tmp_path, monkeypatch):
+    """train.amp on a CPU without avx512_bf16 / amx_bf16: fp32, said once, and recorded in the checkpoint; with the
+    flags, bf16 autocast (a step on this CPU still runs, emulated)."""
+    import json
+    import denoisekit.utils as utils
+    monkeypatch.setattr(utils, "cpu_flags", lambda: {"avx2"})
+    with pytest.warns(UserWarning, match=r"train.amp: this CPU has no bf16 instructions.*training in fp32"):
+        t = _unet_trainer(tmp_path / "a", amp=True)
+    assert t.precision == "fp32"
+    t.train()
+    config = json.loads((find_checkpoint(tmp_path / "a") / "config.json").read_text())
+    assert config["trained_in"] == {"device": "cpu", "precision": "fp32"}
+    monkeypatch.setattr(utils, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    t = _unet_trainer(tmp_path / "b", amp=True)
+    assert t.precision == "bf16"
+    seen = []
+    t.model.net.register_forward_hook(lambda m, i, o: seen.append(torch.is_autocast_enabled("cpu")))
+    loss, _ = t.train_step()
+    assert seen == [True] and torch.isfinite(loss)
+    assert _unet_trainer(tmp_path / "c").precision == "fp32"  # not asked: no warning, fp32
+
+
+def test_channels_last_trains_the_same_model(tmp_path):
+    """NHWC memory layout changes the kernels' order of summation only: the same losses and weights to 1e-5."""
+    a, b = _unet_trainer(tmp_path / "a"), _unet_trainer(tmp_path / "b", channels_last=True)
+    assert b.model.net.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    for _ in range(3):
+        la, _ = a.train_step()
+        lb, _ = b.train_step()
+        assert abs(float(la) - float(lb)) < 1e-5 * max(1.0, abs(float(la)))
+    for (k, pa), pb in zip(a.model.named_parameters(), b.model.parameters()):
+        assert torch.allclose(pa, pb, atol=1e-5, rtol=1e-4), k

@@ -75,7 +75,8 @@ class LoadedModel:
                 "parameters": sum(p.numel() for p in self.denoiser.parameters()),
                 "has_ema": (self.folder / EMA_WEIGHTS).exists(), "data": self.record.get("data"),
                 "prediction": model.get("prediction"), "process": model.get("process"), "network": model.get("net"),
-                "loss": self.record.get("loss"), "train": self.record.get("train")}
+                "loss": self.record.get("loss"), "train": self.record.get("train"),
+                "trained_in": self.record.get("trained_in")}
 
     def guided(self, *, w: Optional[float] = None, rescale: Optional[float] = None, interval=None,
                classifier: Optional[LoadedClassifier] = None, classifier_scale: float = 1.0,

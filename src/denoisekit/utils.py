@@ -92,3 +92,34 @@ def atomic_save(path, save) -> Path:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # CPU instructions without which bf16 matmuls run far slower than fp32
+
+
+def cpu_flags() -> set:
+    """The instruction-set flags this CPU reports (Linux's /proc/cpuinfo; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def bf16_support(device) -> tuple[bool, str]:
+    """(whether bf16 autocast pays on `device`, why not when it does not): a CUDA GPU that supports bf16, or a CPU
+    with avx512_bf16 / amx_bf16 (without them bf16 kernels are emulated, many times slower than fp32)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return True, ""
+        return False, f"GPU {torch.cuda.get_device_name(device)} has no bf16 support"
+    if device.type == "cpu":
+        if cpu_flags() & set(BF16_CPU_FLAGS):
+            return True, ""
+        return False, "this CPU has no bf16 instructions (avx512_bf16 or amx_bf16), where bf16 runs several times " \
+                      "slower than fp32"
+    return False, f"bf16 autocast is not set up for device {device.type!r}"

@@ -43,11 +43,13 @@ def sampling_options(args) -> dict:
     return options
 
 
-def add_sampling_flags(s, default_steps: int = 100) -> None:
-    """--sampler, --steps, --schedule and the sampler options; names and choices from the samplers' registry."""
-    s.add_argument("--sampler", default="ddpm", help=f"one of {', '.join(SAMPLERS)} (default ddpm)")
-    s.add_argument("--steps", type=int, default=default_steps, help="sampling steps (network evaluations for "
-                   "one-step-per-evaluation samplers)")
+def add_sampling_flags(s) -> None:
+    """--sampler, --steps, --schedule and the sampler options; names and choices from the samplers' registry. With none
+    of them given, the checkpoint's best recorded sampler (`denoisekit eval --record`) is used, else ddpm, 100 steps."""
+    s.add_argument("--sampler", help=f"one of {', '.join(SAMPLERS)} (default: the checkpoint's best recorded by "
+                   f"`denoisekit eval --record`, else ddpm)")
+    s.add_argument("--steps", type=int, help="sampling steps (network evaluations for one-step-per-evaluation "
+                   "samplers; default: the recorded best's, else 100)")
     s.add_argument("--schedule", help=f"step schedule: {', '.join(SCHEDULES)} (default: the sampler's own)")
     s.add_argument("--eta", type=_eta, help="DDIM's eta in [0, 1], or sigma_hat; SDE-DPM-Solver++'s eta")
     s.add_argument("--churn", type=float, help="EDM's S_churn for euler and heun")
@@ -128,13 +130,29 @@ def _eta(text: str):
     return text if text == "sigma_hat" else float(text)
 
 
-def check_sampling_args(args) -> dict:
-    """Validate sampler, schedule, steps and options before any work; returns the options."""
+def check_sampling_args(args, checkpoint=None) -> dict:
+    """Validate sampler, schedule, steps and options before any work; returns the options. With no sampling flag at
+    all, `checkpoint`'s best recorded sampler fills them in (said on one line), else ddpm for 100 steps."""
+    options = sampling_options(args)
+    if args.sampler is None and args.steps is None and args.schedule is None and not options:
+        from ..samplers.recorded import FALLBACK, best_recorded
+        best = best_recorded(checkpoint) if checkpoint is not None else None
+        chosen = best or FALLBACK
+        args.sampler, args.steps, args.schedule = chosen["sampler"], chosen["steps"], chosen["schedule"]
+        options = {**chosen["options"]}
+        if best is not None:
+            print(f"sampler: {best['sampler']}, {best['steps']} steps{', ' + best['schedule'] if best['schedule'] else ''}"
+                  f"{' ' + str(best['options']) if best['options'] else ''}: this checkpoint's best recorded "
+                  f"({best['metric']} {best['score']:.4g} with {best['n']} samples; --sampler to choose another)")
+    args.sampler = args.sampler or FALLBACK_SAMPLER
+    args.steps = FALLBACK_STEPS if args.steps is None else args.steps
     if args.steps < 1:
         raise ValueError(f"--steps: expected a positive number of steps, got {args.steps}")
-    options = sampling_options(args)
     check_request(args.sampler, args.schedule, options, where="--schedule")
     return options
+
+
+FALLBACK_SAMPLER, FALLBACK_STEPS = "ddpm", 100
 
 
 def read_run_config(path) -> dict:

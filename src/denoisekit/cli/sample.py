@@ -16,7 +16,7 @@ def cmd_sample(args) -> int:
     from ..models import load_model
     from ..samplers import check_request, generate
     from ..utils import check_device
-    options = check_sampling_args(args)
+    options = check_sampling_args(args, _checkpoint_folder(args.checkpoint))
     for flag, path, suffixes in (("--out", args.out, PICTURE_FORMATS), ("--strip", args.strip, PICTURE_FORMATS),
                                  ("--gif", args.gif, [".gif"]), ("--npz", args.npz, [".npz"])):
         check_output(flag, path, suffixes)
@@ -85,13 +85,13 @@ def _auto_times(args, denoiser, shape, options):
                          cache_file=find_checkpoint(args.checkpoint) / "auto_schedules.json")
 
 
-def _is_checkpoint(path: Path) -> bool:
+def _checkpoint_folder(path):
+    """The checkpoint folder `path` names (itself, or a run's latest), or None when it is not one."""
     from ..train import find_checkpoint
     try:
-        find_checkpoint(path)
-        return True
+        return find_checkpoint(path)
     except FileNotFoundError:
-        return False
+        return None
 
 
 def cmd_eval(args) -> int:
@@ -108,10 +108,17 @@ def cmd_eval(args) -> int:
     check_output("--json", args.json, [".json"])
     check_device(args.device, "--device")
     data = args.data
-    if path.is_dir() and _is_checkpoint(path):
+    folder = _checkpoint_folder(path) if path.is_dir() else None
+    if args.record and folder is None:
+        raise ValueError("--record: records a sampler's score in the checkpoint it samples; give a checkpoint or run "
+                         "folder, not sample files")
+    if args.record and (args.raw or guiding(args)):
+        raise ValueError("--record: only plain sampling of the EMA weights is recorded (the default for `denoisekit "
+                         "sample`); drop --raw and the guidance flags")
+    if folder is not None:
         from ..models import load_model
         from ..samplers import balanced_labels, generate
-        options = check_sampling_args(args)
+        options = check_sampling_args(args, folder)
         if args.n <= args.k:
             raise ValueError(f"--n: precision/recall with --k {args.k} needs more than {args.k} samples, got {args.n}")
         check_guidance_args(args)
@@ -137,6 +144,14 @@ def cmd_eval(args) -> int:
     if args.json:
         atomic_save(args.json, lambda p: Path(p).write_text(json.dumps(metrics, indent=2)))
         print(f"metrics: {args.json}")
+    if args.record:
+        from ..samplers.recorded import METRICS, record_score
+        metric = next((m for m in METRICS if m in metrics), None)
+        if metric is None:
+            raise ValueError(f"--record: the evaluation gave none of {', '.join(METRICS)} to rank samplers by")
+        entry = {"sampler": args.sampler, "steps": args.steps, "schedule": args.schedule, "options": options,
+                 "n": args.n, "seed": args.seed, "metric": metric, "score": float(metrics[metric]), "data": ds.name}
+        print(f"recorded: {record_score(folder, entry)} (denoisekit sample uses the best recorded sampler)")
     return 0
 
 
@@ -174,6 +189,8 @@ def add_parsers(sub, common) -> None:
     e.add_argument("--n", type=int, default=1000, help="samples to draw from a checkpoint")
     e.add_argument("--seed", type=int, default=0)
     add_sampling_flags(e)
+    e.add_argument("--record", action="store_true", help="record this sampler's Frechet distance in the checkpoint, "
+                   "so `denoisekit sample` with no sampler flags uses the best recorded")
     add_guidance_flags(e)
     e.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA weights")
     e.add_argument("--device", default="cpu")

@@ -32,7 +32,8 @@ class TrainConfig:
     checkpoint_every: int = 1000
     sample_every: int = 0              # 0: only at the end
     eval_every: int = 0                # 0: never; else call eval_fn every this many steps and at the end
-    amp: bool = False                  # bfloat16 autocast on CUDA
+    amp: bool = False                  # bfloat16 autocast where the device has bf16 (else fp32, with a warning)
+    channels_last: bool = False        # NHWC memory layout for image networks
     compile: bool = False              # torch.compile the model
     device: str = "auto"
     tensorboard: bool = True

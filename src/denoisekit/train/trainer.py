@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..utils import sample_generators
+from ..utils import bf16_support, sample_generators
 from .checkpoint import (checkpoint_candidates, clean_interrupted_writes, find_checkpoint, load_config, load_matching,
                          load_state, load_tensors, load_weights, numpy_rng_from_plain, numpy_rng_to_plain,
                          save_checkpoint)
@@ -98,6 +98,9 @@ class Trainer:
         self.local_batch = cfg.batch_size // self.world
         self.run_dir = Path(run_dir)
         self.model = model.to(self.device)
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.precision = self._precision(cfg.amp)
         self.loss_fn = loss_fn
         self.term_names = tuple(getattr(loss_fn, "term_names", ()))  # logged beside the loss
         self.data_x = dataset.x
@@ -123,6 +126,16 @@ class Trainer:
             module = nn.parallel.DistributedDataParallel(module, device_ids=[self.device.index]
                                                          if self.device.type == "cuda" else None)
         self.module = module
+
+    def _precision(self, amp: bool) -> str:
+        """'bf16' when autocast is asked and pays on this device; else 'fp32', with a one-line warning if asked."""
+        if not amp:
+            return "fp32"
+        ok, why = bf16_support(self.device)
+        if not ok:
+            warnings.warn(f"train.amp: {why}; training in fp32 instead", stacklevel=3)
+            return "fp32"
+        return "bf16"
 
     # --- data order -------------------------------------------------------------------------------------------
     def batch_indices(self, step: int) -> torch.Tensor:
@@ -150,7 +163,8 @@ class Trainer:
         if hasattr(self.loss_fn, "state_dict"):  # a stateful loss (an importance sampler's history of L_t)
             state["loss_state"] = self.loss_fn.state_dict()
         self.saved_step = self.step
-        config = {**self.config, "train": asdict(self.cfg)}
+        config = {**self.config, "train": asdict(self.cfg),
+                  "trained_in": {"device": self.device.type, "precision": self.precision}}
         if hasattr(self.model, "config"):  # rebuildable with denoisekit.config.build(config["model"])
             config["model"] = self.model.config()
         extra = {POWER_EMA: self.power_ema.state_tensors()} if self.power_ema is not None else None
@@ -262,11 +276,13 @@ class Trainer:
         """One optimizer step; returns (loss, gradient norm before clipping); the named terms go to self.last_terms."""
         idx = self.batch_indices(self.step)
         x = self.data_x[idx].to(self.device, non_blocking=True)
+        if x.dim() == 4 and self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         cond = self.data_cond(idx).to(self.device) if self.data_cond is not None else None
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.cfg, self.step)
         self.model.train()
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp and self.device.type == "cuda"):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             terms = self.module(x, cond, self._generators(self.step))
         loss = terms["loss"]
         self.last_terms = {k: terms[k].detach() for k in self.term_names}

@@ -1,0 +1,54 @@
+"""A checkpoint's measured samplers: `denoisekit eval CKPT --record` appends its score to the checkpoint's
+sampler_scores.json, and `denoisekit sample` / `eval` with no sampler flags use the best one recorded there."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Optional
+
+from ..utils import atomic_save
+from .entry import check_request
+
+SCORES = "sampler_scores.json"
+FALLBACK = {"sampler": "ddpm", "steps": 100, "schedule": None, "options": {}}  # before anything is recorded
+METRICS = ("fd", "swd")  # lower is better: the Frechet distance of images, the sliced Wasserstein distance of vectors
+
+
+def read_scores(folder) -> list:
+    """The recorded scores of the checkpoint in `folder` (a list of entries), with a one-line error for a damaged
+    file; [] when none are recorded."""
+    path = Path(folder) / SCORES
+    if not path.is_file():
+        return []
+    try:
+        entries = json.loads(path.read_text())
+        for e in entries:
+            check_request(e["sampler"], e["schedule"], dict(e["options"]))
+            if not (isinstance(e["steps"], int) and e["steps"] >= 1 and isinstance(e["score"], (int, float))
+                    and math.isfinite(e["score"]) and e["metric"] in METRICS):
+                raise ValueError(f"bad entry {e!r}"[:120])
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
+        text = f"an entry has no {err}" if isinstance(err, KeyError) else (str(err).splitlines()[0] if str(err)
+                                                                             else type(err).__name__)
+        raise ValueError(f"{path} is damaged ({text[:160]}); delete it, or name a sampler with --sampler") from None
+    return entries
+
+
+def best_recorded(folder) -> Optional[dict]:
+    """The recorded entry with the lowest score in the first metric of METRICS any entry has (ties: fewer steps)."""
+    entries = read_scores(folder)
+    if not entries:
+        return None
+    metric = next(m for m in METRICS if any(e["metric"] == m for e in entries))
+    return min((e for e in entries if e["metric"] == metric), key=lambda e: (e["score"], e["steps"]))
+
+
+def record_score(folder, entry: dict) -> Path:
+    """Add `entry` ({sampler, steps, schedule, options, n, seed, metric, score, ...}) to the checkpoint's scores, atomically;
+    an entry with the same sampler, steps, schedule, options, n and seed replaces the earlier one."""
+    same = ("sampler", "steps", "schedule", "options", "n", "seed")
+    entries = [e for e in read_scores(folder) if any(e.get(k) != entry.get(k) for k in same)] + [entry]
+    path = Path(folder) / SCORES
+    atomic_save(path, lambda p: Path(p).write_text(json.dumps(entries, indent=2)))
+    return path
