@@ -10,6 +10,7 @@ and with the best deterministic sampler. Run alone (training is timed). Writes b
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import demo_config, mean_se, merged, verdict, write_result  # noqa: E402
+from common import RESULTS, demo_config, display_path, mean_se, merged, verdict, write_result  # noqa: E402
 
 from denoisekit.data import load_dataset  # noqa: E402
 from denoisekit.eval import Evaluator  # noqa: E402
@@ -40,6 +41,8 @@ VARIANTS = {  # name: (what it is, the overrides of configs/demo.yaml)
     "lr-2e-3": ("learning rate 2e-3", {"train": {"lr": 2e-3}}),
     "lr-5e-4": ("learning rate 5e-4", {"train": {"lr": 5e-4}}),
     "batch-64": ("batch 64 for the same minutes", {"train": {"batch_size": 64}}),
+    "edm-uniform": ("EDM preconditioning on DDPM's process, trained on the sampler's own levels (uniform t)",
+                    {"prediction": "edm"}),
 }
 # (label, sampler, steps, options, stochastic): 20 network evaluations each (Heun: 10 steps of 2, less the last)
 SAMPLERS = [("DDPM (beta-tilde)", "ddpm", 20, {"variance": "beta_tilde"}, True),
@@ -162,7 +165,17 @@ def main() -> int:
     print("step seconds by batch size: " + ", ".join(f"{b}: {s:.3f}" for b, s in seconds.items()), flush=True)
     evaluator = Evaluator(load_dataset("mnist"), progress=False)
     rows, result = [], {}
+    stored = {}  # rows of an earlier run of this script with the same settings, whose run folders are still here
+    previous = RESULTS / "ablation.json"
+    if previous.is_file():
+        old = json.loads(previous.read_text())
+        if (old.get("n"), old.get("seeds")) == (args.n, seeds):
+            stored = {r["variant"]: r for r in old["rows"] if (Path(args.runs) / r["variant"] / "checkpoints").is_dir()}
     for name in names:
+        if name in stored and (name not in curve_rows or stored[name].get("ema_curve")):
+            rows.append(stored[name])
+            print(f"{name:10s} (scored earlier: kept from {display_path(previous)})", flush=True)
+            continue
         cfg = row_config(name, args.steps, batch_cost)
         run = Path(args.runs) / name
         t0, trained = time.perf_counter(), False
@@ -173,13 +186,15 @@ def main() -> int:
         train_seconds = time.perf_counter() - t0 if trained else None
         denoiser, _ = load_denoiser(run)
         samplers = score(denoiser, evaluator, args.n, seeds)
-        row = {"variant": name, "description": VARIANTS[name][0], "overrides": VARIANTS[name][1], "steps": cfg["train"]["steps"],
-               "batch_size": cfg["train"]["batch_size"], "train_seconds": train_seconds, "samplers": samplers}
+        row = {"variant": name, "description": VARIANTS[name][0], "overrides": VARIANTS[name][1],
+               "steps": cfg["train"]["steps"], "batch_size": cfg["train"]["batch_size"],
+               "train_seconds": train_seconds, "samplers": samplers}
         if name in curve_rows:
             row["ema_curve"] = ema_curve(run, evaluator, args.n, seeds[0], best(samplers, True))
         rows.append(row)
+        others = [r for v, r in stored.items() if v not in names]  # rows of earlier runs not asked for now
         result = {"steps": args.steps, "n": args.n, "seeds": seeds, "step_seconds": seconds,
-                  "seconds_per_image": cost, "rows": rows, "evaluator": evaluator.info}
+                  "seconds_per_image": cost, "rows": rows + others, "evaluator": evaluator.info}
         write_result("ablation", result)  # after each row: a partial run still counts
         s, d = best(samplers, True), best(samplers, False)
         print(f"{name:10s} stochastic {s['sampler']} {s['fd_mean']:.3f}+-{s['fd_se'] or 0:.3f}  deterministic "

@@ -126,6 +126,30 @@ def sweep_section(d: dict) -> list[str]:
     return out + [""]
 
 
+def ablation_section(d: dict) -> list[str]:
+    """The training-settings ablation at the demo's minutes, and the FD against post-hoc EMA length."""
+    import ablation
+    seeds = ", ".join(map(str, d["seeds"]))
+    out = [f"**Training settings at the demo's minutes** ({_machine(d)}; `benchmarks/ablation.py`: each row trains "
+           f"configs/demo.yaml with one change for the steps the demo's minutes buy, EMA 0.999; Frechet distance of "
+           f"{d['n']:,} samples at 20 NFE, mean +- standard error over sample seeds {seeds} for the best sampler of "
+           f"each kind):", "",
+           "| variant | steps x batch | best stochastic (FD) | best deterministic (FD) |", "|---|---:|---|---|"]
+    for r in d["rows"]:
+        cells = []
+        for kind in (True, False):
+            b = ablation.best(r["samplers"], kind)
+            se = f" +- {b['fd_se']:.3f}" if b.get("fd_se") is not None else ""
+            cells.append(f"{b['sampler']}: {b['fd_mean']:.3f}{se}")
+        out.append(f"| {r['description']} | {r['steps']:,} x {r['batch_size']} | {cells[0]} | {cells[1]} |")
+    for r in d["rows"]:
+        if r.get("ema_curve"):
+            pts = ", ".join(f"{p['sigma_rel']:g}: {p['fd']:.3f}" for p in r["ema_curve"])
+            out += ["", f"Post-hoc EMA of the {r['variant']} row (reconstructed from its two profiles, sigma_rel 0.05 "
+                    f"and 0.1; {r['ema_curve'][0]['sampler']}, sample seed {d['seeds'][0]}): FD by sigma_rel {pts}."]
+    return out + [""]
+
+
 def accuracy_section(d: dict, figure_prefix: str) -> list[str]:
     nfes = d["nfe"]
     out = [f"**Sampler accuracy per network evaluation** ({_machine(d)}; `benchmarks/sampler_accuracy.py`: an "
@@ -295,7 +319,11 @@ def _judged(name: str, d: dict) -> list:
     import importlib
     m = importlib.import_module(name.removesuffix("_sde"))
     if name == "sampler_accuracy":
-        return m.claims(d["summary"])
+        extra = (m.default_claims(d["rows"], d["default_schedules"]) + m.auto_claims(d["rows"])
+                 if "default_schedules" in d else [])
+        return m.claims(d["summary"]) + extra
+    if name == "ode_gap":
+        return m.claims(d["rows"])
     if name == "quality_vs_nfe":
         return m.claims(d["results"])
     if name == "ddim_table":
@@ -317,7 +345,7 @@ def _judged(name: str, d: dict) -> list:
 
 VERDICTS = ("train_throughput", "sampler_overhead", "attention_layout", "sampler_accuracy", "vs_ddpm_pytorch",
             "quality_vs_nfe", "ddim_table", "guidance_tradeoff", "guidance_tradeoff_sde", "improved_ddpm",
-            "score_based", "pc_corrector", "score_pictures")
+            "score_based", "pc_corrector", "score_pictures", "ablation", "ode_gap")
 
 
 def verdicts_section() -> list[str]:
@@ -346,7 +374,8 @@ def sections(figure_prefix: str) -> list[str]:
                          ("score_pictures", lambda d: score_pictures_section(d, figure_prefix)),
                          ("guidance_tradeoff", lambda d: guidance_section(d, figure_prefix)),
                          ("guidance_tradeoff_sde", lambda d: guidance_section(d, figure_prefix)),
-                         ("sampler_overhead", overhead_section), ("ddim_table", ddim_section)):
+                         ("sampler_overhead", overhead_section), ("ddim_table", ddim_section),
+                         ("ablation", ablation_section)):
         d = _load(name)
         if d:
             out += render(d)

@@ -104,6 +104,36 @@ def test_score_based_and_score_pictures_claims():
     assert [met for _, met in sp.claims({"annealed": true, "plain": true}, 2000)] == [False]
 
 
+def test_ablation_judges_the_best_row_against_the_demo_row_for_each_kind_of_sampler():
+    import ablation as m
+
+    def row(name, sto, det):
+        return {"variant": name, "samplers": [
+            {"sampler": "a", "stochastic": True, "fd": [sto, sto], "fd_mean": sto},
+            {"sampler": "b", "stochastic": False, "fd": [det, det], "fd_mean": det},
+            {"sampler": "c", "stochastic": False, "fd": [0.01], "fd_mean": 0.01}]}  # one seed only: not counted
+    result = {"rows": [row("demo", 0.5, 0.9), row("edm", 0.24, 0.5)]}
+    assert [met for _, met in m.claims(result)] == [True, False]
+    result["rows"][1] = row("edm", 0.3, 0.4)
+    assert [met for _, met in m.claims(result)] == [False, True]
+    with pytest.raises(ValueError, match="demo row"):
+        m.claims({"rows": [row("edm", 0.3, 0.4)]})
+
+
+def test_ode_gap_and_throughput_claims():
+    import ode_gap as g
+    import train_throughput as t
+    rows = [{"label": "ode", "stochastic": False, "fd": 0.6}, {"label": "sde", "stochastic": True, "fd": 0.5}]
+    assert [met for _, met in g.claims(rows)] == [True]
+    rows[0]["fd"] = 0.7
+    assert [met for _, met in g.claims(rows)] == [False]
+    with pytest.raises(ValueError):
+        g.claims(rows[:1])
+    result = {"best": "batch 64", "best_speedup": 1.3, "goal": 2.0, "speedup": 5.0, "required": 3.0}
+    assert [met for _, met in t.claims(result)] == [False, True]
+    assert [met for _, met in t.claims({**result, "best_speedup": 2.1, "speedup": 2.9})] == [True, False]
+
+
 def test_the_stored_results_are_judged_by_the_report():
     """The README's verdict table comes from the stored JSON through each script's claims(): every stored result is
     judged (none predates its verdict) and each row names met or NOT met."""
@@ -120,7 +150,10 @@ def test_the_stored_results_are_judged_by_the_report():
     ("sampler_accuracy.py", ["--nfe", "50"], "--nfe"), ("sampler_accuracy.py", ["--mixtures", "foo"], "--mixtures"),
     ("pc_corrector.py", ["--seeds", "1,2"], "--seeds"), ("pc_corrector.py", ["--seeds", "3"], "--seeds"),
     ("vs_ddpm_pytorch.py", ["--seeds", "1"], "--seeds"), ("quality_vs_nfe.py", ["--nfe", "10,50"], "--nfe"),
-    ("train_profile.py", ["--steps", "0"], "--steps")])
+    ("train_profile.py", ["--steps", "0"], "--steps"), ("ablation.py", ["--seeds", "0,0"], "--seeds"),
+    ("ablation.py", ["--only", "nope"], "--only"), ("ablation.py", ["--ema-curve", "nope"], "--ema-curve"),
+    ("ode_gap.py", ["--run", "nowhere"], "--run"), ("train_throughput.py", ["--goal", "0"], "--goal"),
+    ("train_throughput.py", ["--device", "tpu"], "--device")])
 def test_bad_benchmark_flags_are_one_line_before_any_work(script, args, word, tmp_path):
     """A benchmark's new flags refuse bad values in one line naming the flag (argparse's exit 2), before training,
     sampling or writing anything."""
