@@ -41,6 +41,7 @@ VARIANTS = {  # name: (what it is, the overrides of configs/demo.yaml)
     "lr-2e-3": ("learning rate 2e-3", {"train": {"lr": 2e-3}}),
     "lr-5e-4": ("learning rate 5e-4", {"train": {"lr": 5e-4}}),
     "batch-64": ("batch 64 for the same minutes", {"train": {"batch_size": 64}}),
+    "v-min-snr-5": ("v-prediction with min-SNR-5 weighting", {"prediction": "v", "loss": {"min_snr_gamma": 5}}),
     "edm-uniform": ("EDM preconditioning on DDPM's process, trained on the sampler's own levels (uniform t)",
                     {"prediction": "edm"}),
 }

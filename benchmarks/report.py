@@ -135,7 +135,9 @@ def ablation_section(d: dict) -> list[str]:
            f"{d['n']:,} samples at 20 NFE, mean +- standard error over sample seeds {seeds} for the best sampler of "
            f"each kind):", "",
            "| variant | steps x batch | best stochastic (FD) | best deterministic (FD) |", "|---|---:|---|---|"]
-    for r in d["rows"]:
+    order = list(ablation.VARIANTS)
+    rows = sorted(d["rows"], key=lambda r: order.index(r["variant"]) if r["variant"] in order else len(order))
+    for r in rows:
         cells = []
         for kind in (True, False):
             b = ablation.best(r["samplers"], kind)
