@@ -59,6 +59,7 @@ bench: $(TESTDEPS)
 	@missed=""; \
 	run() { echo "== $$*"; $(PY) "$$@" || missed="$$missed  $$*\n"; }; \
 	run benchmarks/train_throughput.py; \
+	run benchmarks/bf16_loss.py; \
 	run benchmarks/sampler_overhead.py; \
 	run benchmarks/attention_layout.py; \
 	run benchmarks/sampler_accuracy.py; \
@@ -73,6 +74,8 @@ bench: $(TESTDEPS)
 	run benchmarks/score_based.py; \
 	run benchmarks/pc_corrector.py; \
 	run benchmarks/score_pictures.py; \
+	run benchmarks/ablation.py; \
+	run benchmarks/ode_gap.py --run runs/ablation/v; \
 	run benchmarks/report.py; \
 	if [ -n "$$missed" ]; then printf "benchmarks that missed a goal or failed:\n%b" "$$missed"; exit 1; fi; \
 	echo "every benchmark met its goal"

@@ -1,5 +1,5 @@
 """Which U-Net gives the best MNIST-5k model for a fixed wall-clock budget on this machine? Networks differ in the
-cost of a step, so unlike config_sweep.py the clock, not the step count, is held fixed: each variant of
+cost of a step, so unlike ablation.py the step cost differs and the clock is held fixed: each variant of
 configs/demo.yaml is trained exactly as vs_ddpm_pytorch.py trains ours (its cosine learning-rate schedule fitted to
 the budget from a timing of its step), then sampled with 20 ancestral steps and scored by the evaluator.
 

@@ -126,6 +126,25 @@ def sweep_section(d: dict) -> list[str]:
     return out + [""]
 
 
+def profile_section(before: dict, after: dict) -> list[str]:
+    """Where a training step's time goes, by kind of op, at the demo's batch and at the fastest setting."""
+    def label(d):
+        return f"batch {d['batch']}{', channels-last' if d.get('channels_last') else ''}"
+    kinds = [r["kind"] for r in before["by_kind"]]
+    b, a = ({r["kind"]: r for r in d["by_kind"]} for d in (before, after))
+    out = [f"**Where a training step's time goes** ({_machine(before)}; `benchmarks/train_profile.py`: torch.profiler "
+           f"self CPU time by kind of op; before: {label(before)}, {before['images_per_s']:.0f} images/s, "
+           f"{before['achieved_gflops']:.0f} GFLOP/s; after: {label(after)}, {after['images_per_s']:.0f} images/s, "
+           f"{after['achieved_gflops']:.0f} GFLOP/s, against an fp32 matmul peak of "
+           f"{after['matmul_peak_gflops']['fp32']:.0f}):", "",
+           "| kind of op | before: ms / image | share | after: ms / image | share |", "|---|---:|---:|---:|---:|"]
+    for k in kinds:
+        rb, ra = b[k], a.get(k, {"ms_per_step": 0.0, "share": 0.0})
+        out.append(f"| {k} | {rb['ms_per_step'] / before['batch']:.3f} | {rb['share']:.0%} | "
+                   f"{ra['ms_per_step'] / after['batch']:.3f} | {ra['share']:.0%} |")
+    return out + [""]
+
+
 def ablation_section(d: dict) -> list[str]:
     """The training-settings ablation at the demo's minutes, and the FD against post-hoc EMA length."""
     import ablation
@@ -347,7 +366,7 @@ def _judged(name: str, d: dict) -> list:
 
 VERDICTS = ("train_throughput", "sampler_overhead", "attention_layout", "sampler_accuracy", "vs_ddpm_pytorch",
             "quality_vs_nfe", "ddim_table", "guidance_tradeoff", "guidance_tradeoff_sde", "improved_ddpm",
-            "score_based", "pc_corrector", "score_pictures", "ablation", "ode_gap")
+            "score_based", "pc_corrector", "score_pictures", "ablation", "ode_gap", "bf16_loss")
 
 
 def verdicts_section() -> list[str]:
@@ -388,6 +407,9 @@ def sections(figure_prefix: str) -> list[str]:
         out += sweep_section(sweep)
     if nfe:
         out += nfe_section(nfe, figure_prefix)
+    before, after = _load("train_profile"), _load("train_profile_after")
+    if before and after:
+        out += profile_section(before, after)
     for name, title in (("train_throughput", "Training throughput, CPU"),
                         ("train_throughput_cuda", "Training throughput, GPU"),
                         ("train_throughput_cuda_bf16", "Training throughput, GPU, bf16")):
