@@ -48,7 +48,7 @@ demo: $(BASE)
 	@echo "  forward process:  runs/demo/forward_process.png"
 	@echo "  reverse process:  runs/demo/reverse_process.png (and .gif)"
 	@echo "  training curve:   runs/demo/metrics.csv; checkpoints in runs/demo/checkpoints/"
-	@echo "  sampler scores:   runs/demo/checkpoints/latest -> sampler_scores.json (the picture used the best)"
+	@echo "  sampler scores:   runs/demo/checkpoints/step-0002000/sampler_scores.json (the picture used the best)"
 	@echo "  post-hoc EMA:     .venv/bin/denoisekit ema runs/demo --sigma-rel 0.05 --out runs/demo-ema05"
 
 # Every benchmark runs, whatever the others do; each prints a 'verdict:' line per stated goal or claim and exits non-zero
