@@ -50,7 +50,7 @@ def test_every_cli_choice_list_equals_its_registry():
                 assert tuple(action.choices) == tuple(registries[action.dest]), (verb, action.dest)
                 seen.add(action.dest)
             if action.dest == "sampler":
-                assert action.help == f"one of {', '.join(SAMPLERS)} (default ddpm)"
+                assert action.help.startswith(f"one of {', '.join(SAMPLERS)} (default: ")
             if action.dest == "schedule" and action.choices is None:
                 assert ", ".join(SCHEDULES) in action.help
     assert seen == set(registries)
