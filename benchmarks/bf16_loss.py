@@ -19,7 +19,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import mean_se, verdict, write_result  # noqa: E402
 
-import denoisekit.train.trainer as trainer_module  # noqa: E402
 from denoisekit import Denoiser, DiscreteVP, SimpleLoss, TrainConfig, Trainer, make_toy  # noqa: E402
 from denoisekit.nets import MLP  # noqa: E402
 
@@ -27,21 +26,15 @@ from denoisekit.nets import MLP  # noqa: E402
 def curve(seed: int, bf16: bool, steps: int, device: str) -> list:
     """The logged loss every 20 steps of one run."""
     torch.manual_seed(seed)
-    real = trainer_module.bf16_support
-    if bf16:  # the numerics are under test here, not whether bf16 pays on this device
-        trainer_module.bf16_support = lambda device: (True, "")
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            cfg = TrainConfig(steps=steps, batch_size=256, lr=2e-3, warmup_steps=20, seed=seed, amp=bf16,
-                              progress=False, tensorboard=False, log_every=20, checkpoint_every=steps, device=device)
-            t = Trainer(Denoiser(MLP(hidden=128), DiscreteVP(), "eps"), SimpleLoss(), make_toy("moons", 8192, seed=0),
-                        tmp, cfg)
-            assert t.precision == ("bf16" if bf16 else "fp32")
-            t.train()
-            with open(Path(tmp) / "metrics.csv") as f:
-                return [float(r["loss"]) for r in csv.DictReader(f)]
-    finally:
-        trainer_module.bf16_support = real
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = TrainConfig(steps=steps, batch_size=256, lr=2e-3, warmup_steps=20, seed=seed, progress=False,
+                          tensorboard=False, log_every=20, checkpoint_every=steps, device=device)
+        t = Trainer(Denoiser(MLP(hidden=128), DiscreteVP(), "eps"), SimpleLoss(), make_toy("moons", 8192, seed=0),
+                    tmp, cfg)
+        t.precision = "bf16" if bf16 else "fp32"  # forced: the numerics are under test, not whether bf16 pays here
+        t.train()
+        with open(Path(tmp) / "metrics.csv") as f:
+            return [float(r["loss"]) for r in csv.DictReader(f)]
 
 
 def claims(result: dict) -> list:

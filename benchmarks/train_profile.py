@@ -17,7 +17,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import write_result  # noqa: E402
-from train_throughput import flops_per_image, ours  # noqa: E402
+from train_throughput import flops_per_image, matmul_peak, ours  # noqa: E402
 
 # (kind, substrings of aten op names), first match wins; anything else is 'other'
 KINDS = [
@@ -44,20 +44,6 @@ def cpu_flags() -> list:
     """The bf16 / AVX-512 flags this CPU reports (Linux), which decide whether bf16 autocast can pay."""
     from denoisekit.utils import cpu_flags as flags
     return sorted(flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
-
-
-def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 3) -> float:
-    """GFLOP/s of an n x n matmul in `dtype` on this CPU (best of `reps`); bf16 is measured at n = 512, since
-    without a bf16 kernel (no avx512_bf16 / AMX) it runs near 1 GFLOP/s and 2048 would take minutes."""
-    n = n if dtype != torch.bfloat16 else 512
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
 
 
 def main() -> int:

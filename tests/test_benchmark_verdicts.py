@@ -153,7 +153,10 @@ def test_the_stored_results_are_judged_by_the_report():
     ("train_profile.py", ["--steps", "0"], "--steps"), ("ablation.py", ["--seeds", "0,0"], "--seeds"),
     ("ablation.py", ["--only", "nope"], "--only"), ("ablation.py", ["--ema-curve", "nope"], "--ema-curve"),
     ("ode_gap.py", ["--run", "nowhere"], "--run"), ("train_throughput.py", ["--goal", "0"], "--goal"),
-    ("train_throughput.py", ["--device", "tpu"], "--device")])
+    ("train_throughput.py", ["--device", "tpu"], "--device"), ("train_throughput.py", ["--batch", "0"], "--batch"),
+    ("ablation.py", ["--n", "1"], "--n"), ("ablation.py", ["--steps", "0"], "--steps"),
+    ("ode_gap.py", ["--n", "1"], "--n"), ("bf16_loss.py", ["--seeds", "1"], "--seeds"),
+    ("bf16_loss.py", ["--steps", "10"], "--steps")])
 def test_bad_benchmark_flags_are_one_line_before_any_work(script, args, word, tmp_path):
     """A benchmark's new flags refuse bad values in one line naming the flag (argparse's exit 2), before training,
     sampling or writing anything."""

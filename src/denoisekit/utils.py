@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Sequence, Union
 
@@ -123,3 +124,14 @@ def bf16_support(device) -> tuple[bool, str]:
         return False, "this CPU has no bf16 instructions (avx512_bf16 or amx_bf16), where bf16 runs several times " \
                       "slower than fp32"
     return False, f"bf16 autocast is not set up for device {device.type!r}"
+
+
+def training_precision(amp: bool, device) -> str:
+    """'bf16' when autocast is asked (train.amp) and pays on `device`; else 'fp32', with a one-line warning if asked."""
+    if not amp:
+        return "fp32"
+    ok, why = bf16_support(device)
+    if not ok:
+        warnings.warn(f"train.amp: {why}; training in fp32 instead", stacklevel=3)
+        return "fp32"
+    return "bf16"

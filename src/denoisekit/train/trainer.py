@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import os
 import signal
-import threading
 import time
 import warnings
 from dataclasses import asdict
@@ -16,7 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..utils import bf16_support, sample_generators
+from ..utils import sample_generators, training_precision
 from .checkpoint import (checkpoint_candidates, clean_interrupted_writes, find_checkpoint, load_config, load_matching,
                          load_state, load_tensors, load_weights, numpy_rng_from_plain, numpy_rng_to_plain,
                          save_checkpoint)
@@ -25,6 +24,7 @@ from .distributed import barrier, init_distributed
 from .ema import EMA
 from .logs import match_header, truncate_log
 from .posthoc_ema import PowerEMA
+from .signals import catch_signals
 
 POWER_EMA = "power_ema.safetensors"  # the post-hoc EMA profiles' running averages, in a checkpoint
 
@@ -100,7 +100,7 @@ class Trainer:
         self.model = model.to(self.device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.precision = self._precision(cfg.amp)
+        self.precision = training_precision(cfg.amp, self.device)  # 'bf16' or 'fp32'
         self.loss_fn = loss_fn
         self.term_names = tuple(getattr(loss_fn, "term_names", ()))  # logged beside the loss
         self.data_x = dataset.x
@@ -126,16 +126,6 @@ class Trainer:
             module = nn.parallel.DistributedDataParallel(module, device_ids=[self.device.index]
                                                          if self.device.type == "cuda" else None)
         self.module = module
-
-    def _precision(self, amp: bool) -> str:
-        """'bf16' when autocast is asked and pays on this device; else 'fp32', with a one-line warning if asked."""
-        if not amp:
-            return "fp32"
-        ok, why = bf16_support(self.device)
-        if not ok:
-            warnings.warn(f"train.amp: {why}; training in fp32 instead", stacklevel=3)
-            return "fp32"
-        return "bf16"
 
     # --- data order -------------------------------------------------------------------------------------------
     def batch_indices(self, step: int) -> torch.Tensor:
@@ -334,7 +324,7 @@ class Trainer:
         losses, t0, n0 = [], time.perf_counter(), self.step
         term_sums: dict = {}
         stop: list[str] = []
-        previous = self._catch_signals(stop)
+        previous = catch_signals(stop)
         try:
             while self.step < last:
                 skipped = self.skipped
@@ -389,18 +379,3 @@ class Trainer:
         if self.skipped and self.rank == 0:
             tqdm.write(f"training skipped {self.skipped} steps with a non-finite loss or gradient (train.nonfinite=skip)")
         return self.ema.model
-
-    @staticmethod
-    def _catch_signals(stop: list) -> dict:
-        """SIGINT/SIGTERM set a flag the loop checks after each step (a second SIGINT interrupts at once)."""
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-
-        def handler(signum, frame):
-            if stop and signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            stop.append(signal.Signals(signum).name)
-            tqdm.write(f"{signal.Signals(signum).name}: finishing this step and saving a checkpoint "
-                       f"(Ctrl-C again to abort without saving)")
-
-        return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
