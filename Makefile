@@ -76,6 +76,7 @@ bench: $(TESTDEPS)
 	run benchmarks/score_pictures.py; \
 	run benchmarks/ablation.py; \
 	run benchmarks/ode_gap.py --run runs/ablation/v; \
+	run benchmarks/default_schedules.py --run runs/ablation/v; \
 	run benchmarks/report.py; \
 	if [ -n "$$missed" ]; then printf "benchmarks that missed a goal or failed:\n%b" "$$missed"; exit 1; fi; \
 	echo "every benchmark met its goal"

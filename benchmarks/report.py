@@ -78,7 +78,9 @@ def vs_section(d: dict, figure_prefix: str) -> list[str]:
            f"{d['evaluator']['fd_data_halves']:.3f}).", "",
            "| library | parameters | steps | training images / s | sampler | Frechet distance | precision | recall |"
            " classifier score |", "|---|---:|---:|---:|---|---:|---:|---:|---:|"]
-    samplers = {"denoisekit": f"DDPM ancestral, {d['our_spacing']}", "denoising-diffusion-pytorch": "its DDIM"}
+    ours = (f"{d['our_sampler']}, {d['our_spacing']} schedule" if "our_sampler" in d
+            else f"DDPM ancestral, {d['our_spacing']}")  # results from before --sampler ran DDPM
+    samplers = {"denoisekit": ours, "denoising-diffusion-pytorch": "its DDIM"}
     for r in d["rows"]:
         out.append(f"| {r['library']} | {r['parameters']:,} | {r['train_steps']:,} | {r['train_images_per_s']:.1f} | "
                    f"{samplers.get(r['library'], '')} | {r['fd']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | "
@@ -193,7 +195,50 @@ def accuracy_section(d: dict, figure_prefix: str) -> list[str]:
                     + ", ".join(f"{s['ratio']:.2f}x at NFE {n}" for n, s in d["summary"][m].items()
                                 if int(n) <= 20 and s["ratio"] > 0.8)) + "." for m in held), "",
             f"![sampler accuracy]({figure_prefix}sampler_accuracy.png)", ""]
-    return out
+    return out + (schedule_table(d) if "default_schedules" in d else [])
+
+
+def schedule_table(d: dict) -> list[str]:
+    """Each fast solver's worst error ratio to the best anchor (NFE <= 20, every mixture) under each schedule."""
+    import sampler_accuracy as m
+    head = m.FIXED + ["auto"]
+    out = [f"**Schedules, each fast ODE solver against the best anchor**: the largest ratio of its error to the best "
+           f"diffusers / k-diffusion sampler's (any scheduler, spacing or sigmas) over every mixture and NFE <= "
+           f"{m.GOAL_NFE}; at most 1 means it beats every anchor everywhere. The default (no schedule named) is "
+           f"bold.", "", "| solver | " + " | ".join(head) + " |", "|---|" + "---:|" * len(head)]
+    for name, default in m.current_defaults().items():
+        cells = []
+        for sch in head:
+            w = m.worst_ratio(d["rows"], name, sch)
+            cell = "-" if w == float("inf") else f"{w:.2f}"
+            cells.append(f"**{cell}**" if sch == default else cell)
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
+def default_schedules_section(d: dict) -> list[str]:
+    """Per fast ODE solver and schedule: the worst error ratio to the best anchor on the mixtures and the trained
+    model's FD; the pick in bold."""
+    import default_schedules as m
+    first = next(iter(d["solvers"].values()))
+    reaches = d.get("reaches_smallest_level") or m.reaches_smallest_level(m.demo_process())
+    head = list(first["fd"])
+    out = [f"**Default schedules, chosen by measurement** (`benchmarks/default_schedules.py`, {_machine(d)}): each "
+           f"cell is the worst ratio of the solver's error to the best anchor's on the analytic mixtures (NFE <= 20, "
+           f"every mixture; at most 1 beats every anchor everywhere) / the Frechet distance of {d['n']} samples at "
+           f"{d['nfe']} NFE on the trained v-prediction demo model (`{Path(d['run']).name}`). The pick (bold, now each "
+           f"solver's default): the lowest mixture ratio among the schedules within {d['slack']}x of the solver's "
+           f"best FD on the trained model, of the schedules whose last network step is the smallest trained level "
+           f"({', '.join(s for s, r in reaches.items() if not r)} stops short: its final denoising step narrows narrow "
+           f"modes at any step count, so it is measured but never a default).", "", "| solver | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+    for name, row in d["solvers"].items():
+        cells, choice = [], m.pick(row["analytic_worst_ratio"], row["fd"], d["slack"], reaches)
+        for s in head:
+            a = row["analytic_worst_ratio"].get(s, float("inf"))
+            cell = f"{'-' if a == float('inf') else f'{a:.2f}x'} / {row['fd'][s]:.3f}"
+            cells.append(f"**{cell}**" if s == choice else cell)
+        out.append(f"| {name} ({row['steps']} steps) | " + " | ".join(cells) + " |")
+    return out + [""]
 
 
 def overhead_section(d: dict) -> list[str]:
@@ -340,8 +385,8 @@ def _judged(name: str, d: dict) -> list:
     import importlib
     m = importlib.import_module(name.removesuffix("_sde"))
     if name == "sampler_accuracy":
-        extra = (m.default_claims(d["rows"], d["default_schedules"]) + m.auto_claims(d["rows"])
-                 if "default_schedules" in d else [])
+        extra = (m.default_claims(d["rows"], m.current_defaults()) + m.auto_claims(d["rows"])
+                 if "default_schedules" in d else [])  # today's defaults, judged on the stored rows
         return m.claims(d["summary"]) + extra
     if name == "ode_gap":
         return m.claims(d["rows"])
@@ -366,7 +411,8 @@ def _judged(name: str, d: dict) -> list:
 
 VERDICTS = ("train_throughput", "sampler_overhead", "attention_layout", "sampler_accuracy", "vs_ddpm_pytorch",
             "quality_vs_nfe", "ddim_table", "guidance_tradeoff", "guidance_tradeoff_sde", "improved_ddpm",
-            "score_based", "pc_corrector", "score_pictures", "ablation", "ode_gap", "bf16_loss")
+            "score_based", "pc_corrector", "score_pictures", "ablation", "ode_gap", "bf16_loss",
+            "default_schedules")
 
 
 def verdicts_section() -> list[str]:
@@ -396,7 +442,7 @@ def sections(figure_prefix: str) -> list[str]:
                          ("guidance_tradeoff", lambda d: guidance_section(d, figure_prefix)),
                          ("guidance_tradeoff_sde", lambda d: guidance_section(d, figure_prefix)),
                          ("sampler_overhead", overhead_section), ("ddim_table", ddim_section),
-                         ("ablation", ablation_section)):
+                         ("ablation", ablation_section), ("default_schedules", default_schedules_section)):
         d = _load(name)
         if d:
             out += render(d)

@@ -2,8 +2,8 @@
 sampled with the same number of network evaluations, scored by the same evaluator.
 
 - denoisekit: the `make demo` configuration (configs/demo.yaml); its cosine learning-rate schedule is fitted to the
-  budget from a short timing of its step and re-fitted to the measured rate after every round; sampled with
-  ancestral DDPM.
+  budget from a short timing of its step and re-fitted to the measured rate after every round; sampled with the
+  config's sampler (--sampler, default the demo's DPM-Solver++(2M) SDE) and its default schedule.
 - denoising-diffusion-pytorch: Unet(dim=32, dim_mults=(1, 2, 4)) in GaussianDiffusion with its defaults (v-prediction,
   sigmoid schedule, 1000 steps), trained as its Trainer does (Adam lr 1e-4, betas (0.9, 0.99), grad-norm clip 1, EMA
   0.995 every 10 steps) at batch 32 (ours too), without its horizontal flips (wrong for digits); sampled with its
@@ -34,7 +34,7 @@ from denoisekit.eval import Evaluator  # noqa: E402
 from denoisekit.images import atomic_save, image_grid  # noqa: E402
 from denoisekit.objectives import SimpleLoss  # noqa: E402
 from denoisekit.recipes import RunConfig, build_denoiser, run_record  # noqa: E402
-from denoisekit.samplers import generate  # noqa: E402
+from denoisekit.samplers import SAMPLERS, SCHEDULES, generate  # noqa: E402
 from denoisekit.train import TrainConfig, Trainer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,8 +98,21 @@ class Ours:
         self.trainer.save()
 
     def sample(self, n: int, nfe: int, seed: int) -> torch.Tensor:
-        return generate(self.trainer.ema.model, n, (1, 28, 28), seed=seed, steps=nfe, schedule=self.spacing,
-                        variance="beta_tilde", progress=True)
+        options = {"variance": "beta_tilde"} if self.sampler == "ddpm" else {}
+        steps = nfe_steps(self.trainer.ema.model, self.sampler, nfe)
+        return generate(self.trainer.ema.model, n, (1, 28, 28), seed=seed, steps=steps, sampler=self.sampler,
+                        schedule=self.spacing, progress=True, **options)
+
+
+def nfe_steps(denoiser, sampler: str, nfe: int) -> int:
+    """The most steps of `sampler` whose counted network evaluations fit in `nfe` (probed on one sample)."""
+    for steps in range(nfe, 0, -1):
+        stats: dict = {}
+        with torch.no_grad():
+            generate(denoiser, 1, (1, 28, 28), steps=steps, sampler=sampler, stats=stats)
+        if stats["nfe"] <= nfe:
+            return steps
+    raise ValueError(f"--nfe: {sampler} needs more than {nfe} network evaluations for one step")
 
 
 class Theirs:
@@ -183,7 +196,8 @@ def main() -> int:
     p.add_argument("--nfe", type=int, default=20, help="network evaluations per sample")
     p.add_argument("--n", type=int, default=1000, help="samples scored for each")
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--spacing", default="trailing", help="our DDPM step spacing")
+    p.add_argument("--sampler", default=demo_config()["sample"]["sampler"], help="our sampler (default: the demo's)")
+    p.add_argument("--spacing", default=None, help="our step schedule (default: the sampler's own)")
     p.add_argument("--out", default=str(ROOT / "runs" / "vs_ddpm_pytorch"), help="our run folder (the checkpoint)")
     p.add_argument("--figure", default=str(ROOT / "docs" / "figures" / "vs_ddpm_pytorch.png"))
     p.add_argument("--require", type=float, default=0.1, help="largest allowed ratio of our FD to theirs")
@@ -195,10 +209,14 @@ def main() -> int:
         seeds = []
     if len(seeds) < 2:
         p.error(f"--seeds: expected at least two distinct integer sample seeds, got {args.seeds!r}")
+    if args.sampler not in SAMPLERS:
+        p.error(f"--sampler: expected one of {', '.join(sorted(SAMPLERS))}, got {args.sampler!r}")
+    if args.spacing is not None and args.spacing not in SCHEDULES:
+        p.error(f"--spacing: expected one of {', '.join(SCHEDULES)}, got {args.spacing!r}")
     ds = load_dataset("mnist")
     evaluator = Evaluator(ds)                                  # trains or loads the reference classifier first
     ours = Ours(ds, Path(args.out), args.budget, args.batch)
-    ours.spacing = args.spacing
+    ours.sampler, ours.spacing = args.sampler, args.spacing
     theirs = Theirs(ds, args.batch, args.nfe)
     runs = [ours, theirs]
     used = {r.name: 0.0 for r in runs}
@@ -245,7 +263,8 @@ def main() -> int:
           f"{evaluator.info['fd_data_halves']:.3f}; classifier accuracy {evaluator.info['classifier_accuracy']:.4f}")
     fig = side_by_side({f"{r['library']}: FD {r['fd']:.2f}": samples[r["library"]] for r in rows}, Path(args.figure))
     result = {
-        "budget_s": args.budget, "nfe": args.nfe, "n": args.n, "batch": args.batch, "our_spacing": args.spacing,
+        "budget_s": args.budget, "nfe": args.nfe, "n": args.n, "batch": args.batch, "our_sampler": args.sampler,
+        "our_spacing": args.spacing or "default",
         "rows": rows, "seeds": seeds, "fd_ratio_seeds": ratios, "fd_ratio": ratio, "fd_ratio_interval": [lo, hi],
         "required": args.require, "figure": display_path(fig),
         "evaluator": {k: evaluator.info[k] for k in ("classifier_accuracy", "fd_data_halves", "classifier_score_data")},

@@ -7,7 +7,7 @@ import torch
 
 from denoisekit import DiscreteVP, GaussianMixture, sample
 from denoisekit.samplers import rk45_sample
-from denoisekit.samplers.auto import auto_schedule, warp_levels
+from denoisekit.samplers.auto import HELD_OUT, auto_schedule, cycled, warp_levels
 from denoisekit.samplers import sampling_times
 
 PROCESS = DiscreteVP("linear", 1000)
@@ -60,17 +60,31 @@ def test_auto_through_sample_and_its_errors():
 
 
 @pytest.mark.parametrize("sampler, steps", [("deis", 20), ("ipndm", 20)])
-def test_auto_is_never_worse_on_its_pilots_than_a_fixed_schedule(sampler, steps):
-    """The fit weighs the fixed schedules on the same pilot trajectories and keeps the best of all: with a short
-    search, where the warp alone loses to a fixed schedule, 'auto' is that schedule."""
+def test_auto_is_never_worse_on_its_held_out_pilots_than_a_fixed_schedule(sampler, steps):
+    """The fit and the fixed schedules are weighed on a second, held-out set of pilot trajectories (the next draws of
+    the pilots' generator) and the best of all is kept: with a short search, where the warp alone loses to a fixed
+    schedule, 'auto' is that schedule."""
     gmm = GaussianMixture.random(16, 8, seed=0)
     oracle = gmm.denoiser(PROCESS).double()
     pilots = 16
     times = auto_schedule(oracle, sampler, steps, (16,), pilots=pilots, max_evals=12)
-    x_T = PROCESS.prior_sample((pilots, 16), torch.Generator().manual_seed(0), dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    PROCESS.prior_sample((pilots, 16), g, dtype=torch.float64)  # the fit's pilots
+    x_T = PROCESS.prior_sample((HELD_OUT * pilots, 16), g, dtype=torch.float64)  # the held-out ones
     ref = rk45_sample(oracle, x_T, sampling_times(PROCESS, 2), rtol=1e-6, atol=1e-6)
     err = lambda t: float((sample(oracle, x_T, sampler, times=t, generator=torch.Generator().manual_seed(0))
                            - ref).pow(2).mean().sqrt())
-    fixed = {s: err(sampling_times(PROCESS, steps, s)) for s in ("uniform", "trailing", "quadratic", "logsnr",
-                                                                  "karras")}
+    fixed = {s: err(sampling_times(PROCESS, steps, s)) for s in ("uniform", "leading", "trailing", "quadratic",
+                                                                  "logsnr", "karras")}
     assert err(times) <= min(fixed.values()) * (1 + 1e-9), (err(times), fixed)
+
+
+def test_auto_with_a_conditioning_batch_smaller_than_the_pilots():
+    """A class-conditional model: the pilots take the batch's labels in turn, however few there are."""
+    gmm = GaussianMixture.random(8, 4, seed=2)
+    oracle = gmm.denoiser(PROCESS, conditional=True).double()
+    x_T = PROCESS.prior_sample((3, 8), torch.Generator().manual_seed(0), dtype=torch.float64)
+    labels = torch.tensor([0, 2, 3])
+    times = auto_schedule(oracle, "dpmpp_2m", 6, (8,), cond=labels, pilots=8, max_evals=8)
+    assert torch.isfinite(sample(oracle, x_T, "dpmpp_2m", times=times, cond=labels)).all()
+    assert cycled(labels, 7).label.tolist() == [0, 2, 3, 0, 2, 3, 0] and cycled(None, 7) is None

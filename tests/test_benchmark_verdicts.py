@@ -30,6 +30,29 @@ def test_sampler_accuracy_counts_the_held_out_mixture_and_refuses_an_empty_selec
         m.claims({"random": {"50": {"ratio": 0.1}}})
 
 
+def test_default_schedules_picks_the_most_accurate_schedule_the_trained_model_allows():
+    import default_schedules as m
+    analytic = {"quadratic": 1.2, "logsnr": 1.5, "karras": 2.5, "uniform": float("inf")}
+    fd = {"quadratic": 0.85, "logsnr": 0.73, "karras": 0.70, "uniform": 0.60}
+    every = dict.fromkeys(analytic, True)
+    assert m.pick(analytic, fd, 1.1, every) == "logsnr"     # quadratic is 1.21x the best FD; uniform has no mixture row
+    assert m.pick(analytic, fd, 1.5, every) == "quadratic"
+    assert m.pick(analytic, {**fd, "logsnr": 0.9}, 1.1, every) == "karras"
+    assert m.pick(analytic, fd, 1.5, {**every, "quadratic": False}) == "logsnr"  # stops short of the smallest level
+    with pytest.raises(ValueError, match="no schedule"):
+        m.pick({"uniform": float("inf")}, {"uniform": 0.5}, 1.1, every)
+    assert m.reaches_smallest_level(m.demo_process())["trailing"] is False
+    assert m.reaches_smallest_level(m.demo_process())["karras"] is True
+    result = {"slack": 1.1, "reaches_smallest_level": every,
+              "solvers": {"unipc": {"analytic_worst_ratio": analytic, "fd": fd},
+                          "deis": {"analytic_worst_ratio": analytic, "fd": fd}}}
+    assert [met for _, met in m.claims(result, {"unipc": "karras", "deis": "logsnr"})] == [False, True]
+    today = m.accuracy.current_defaults()  # judged by default with the registry's defaults of today
+    mine = {s: (1.0 if s == today["unipc"] else 2.0) for s in analytic}
+    result["solvers"] = {"unipc": {"analytic_worst_ratio": mine, "fd": dict.fromkeys(analytic, 0.7)}}
+    assert [met for _, met in m.claims(result)] == [True]
+
+
 def test_pc_corrector_calls_a_difference_only_beyond_two_standard_errors():
     import pc_corrector as m
     assert m.paired_call([0.0317, 0.0320, 0.0318], [0.0319, 0.0318, 0.0320])["call"] == "within noise"
@@ -156,7 +179,10 @@ def test_the_stored_results_are_judged_by_the_report():
     ("train_throughput.py", ["--device", "tpu"], "--device"), ("train_throughput.py", ["--batch", "0"], "--batch"),
     ("ablation.py", ["--n", "1"], "--n"), ("ablation.py", ["--steps", "0"], "--steps"),
     ("ode_gap.py", ["--n", "1"], "--n"), ("bf16_loss.py", ["--seeds", "1"], "--seeds"),
-    ("bf16_loss.py", ["--steps", "10"], "--steps")])
+    ("bf16_loss.py", ["--steps", "10"], "--steps"), ("vs_ddpm_pytorch.py", ["--sampler", "nope"], "--sampler"),
+    ("vs_ddpm_pytorch.py", ["--spacing", "nope"], "--spacing"), ("sampler_accuracy.py", ["--n", "1"], "--n"),
+    ("default_schedules.py", ["--n", "1"], "--n"), ("default_schedules.py", ["--nfe", "1"], "--nfe"),
+    ("default_schedules.py", ["--slack", "0.5"], "--slack"), ("default_schedules.py", ["--run", "nowhere"], "--run")])
 def test_bad_benchmark_flags_are_one_line_before_any_work(script, args, word, tmp_path):
     """A benchmark's new flags refuse bad values in one line naming the flag (argparse's exit 2), before training,
     sampling or writing anything."""

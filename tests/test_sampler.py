@@ -109,3 +109,28 @@ def test_step_schedules(spacing):
         assert t[:-1].tolist() == [900.0, 800.0, 700.0, 600.0, 500.0, 400.0, 300.0, 200.0, 100.0, 0.0]
     with pytest.raises(ValueError, match="steps"):
         sampling_times(process, 0)
+
+
+def test_quadratic_lifts_repeated_times():
+    """DDIM's quadratic spacing rounds its dense low end onto repeated trained times at 50 steps of T = 1000: each
+    repeat is lifted one step above the next, keeping the schedule elsewhere."""
+    process = DiscreteVP("linear", 1000)
+    t = sampling_times(process, 50, "quadratic")
+    assert len(t) == 51 and bool((t[1:] < t[:-1]).all())
+    raw = process.round_t(0.8 * 1000 * torch.linspace(0, 1, 50, dtype=torch.float64).flip(0) ** 2)
+    assert t[:4].tolist() == [800.0, 768.0, 736.0, 705.0] and t[:40].tolist() == raw[:40].tolist()
+    assert t[-6:-1].tolist() == [5.0, 3.0, 2.0, 1.0, 0.0]
+    with pytest.raises(ValueError, match="repeat a time"):
+        sampling_times(process, 1001, "quadratic")
+
+
+def test_every_default_schedule_ends_at_the_smallest_trained_level():
+    """A sampler's default schedule converges to the exact answer as the steps grow: its last network time is the
+    smallest trained one (diffusers' 'trailing' stops at t = T/steps - 1, and its final denoising step from there
+    narrows narrow modes at any step count, so it may be named but is never a default)."""
+    from denoisekit.samplers import DEFAULT_SCHEDULES, SAMPLERS
+    process = DiscreteVP("linear", 1000)
+    for name in SAMPLERS:
+        schedule = DEFAULT_SCHEDULES.get(name, "karras")
+        assert float(sampling_times(process, 50, schedule)[-2]) == process.t_eps, (name, schedule)
+    assert float(sampling_times(process, 50, "trailing")[-2]) == 19.0

@@ -52,7 +52,7 @@ def sampling_times(process: Process, steps: int, schedule: str = "uniform", *, r
         g = process.grid_step  # diffusers: round(T - k T/steps) - 1
         t = process.round_t(t_max + g - _span(process) / steps * torch.arange(steps, dtype=torch.float64)) - g
     elif schedule == "quadratic":
-        t = process.round_t(t_eps + 0.8 * _span(process) * u.flip(0) ** 2)
+        t = _distinct(process, process.round_t(t_eps + 0.8 * _span(process) * u.flip(0) ** 2))
     elif schedule == "logsnr":
         lam = process.log_snr(torch.stack([t_max, t_eps]))
         t = process.t_from_log_snr(lam[0] + (lam[1] - lam[0]) * u)
@@ -74,6 +74,18 @@ def sampling_times(process: Process, steps: int, schedule: str = "uniform", *, r
         raise ValueError(f"steps: {steps} {schedule} steps of this process repeat a time{trained}; use fewer steps "
                          f"or another schedule")
     return torch.cat([t, torch.tensor([process.t_min], dtype=torch.float64)])
+
+
+def _distinct(process: Process, t: torch.Tensor) -> torch.Tensor:
+    """Descending grid times with repeats lifted one grid step above the next (quadratic's dense low end rounds
+    several steps onto one trained time: 50 steps of T = 1000 start 0, 0, 1, 3, ...)."""
+    g = process.grid_step
+    if not g:
+        return t
+    t = t.clone()
+    for i in range(len(t) - 2, -1, -1):
+        t[i] = torch.maximum(t[i], t[i + 1] + g)
+    return t
 
 
 def times_from_levels(process: NoiseProcess, levels: torch.Tensor) -> torch.Tensor:
