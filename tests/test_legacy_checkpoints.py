@@ -1,5 +1,7 @@
 """Checkpoints written before the house reshaping (issue 19; made by tests/fixtures/make_legacy.py at commit d45c4e4)
-load and sample the same bits today, through the CLI as a user runs it."""
+load and sample the same numbers today, through the CLI as a user runs it: the same bits on a CPU of the kind that
+wrote them (AVX2), and within float32 rounding (1e-6 of the largest value) on another, whose matmul and convolution
+kernels (AVX-512) sum in another order; a changed schedule, step or guidance formula moves them by far more."""
 import json
 import shutil
 from pathlib import Path
@@ -11,6 +13,12 @@ from denoisekit.cli import main
 from fixtures.make_legacy import CLASSIFIER_SAMPLES, RUNS
 
 LEGACY = Path(__file__).parent / "fixtures" / "legacy"
+def same_numbers(got: np.ndarray, want: np.ndarray) -> None:
+    """Equal up to float32 rounding across CPU instruction sets: 1e-6 of the largest magnitude."""
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * float(np.abs(want).max()))
+
+
 CASES = [(name, flags, npz) for name, (_, samples) in RUNS.items() for flags, npz in samples]
 
 
@@ -18,14 +26,14 @@ CASES = [(name, flags, npz) for name, (_, samples) in RUNS.items() for flags, np
 def test_legacy_checkpoint_samples_the_same_bits(tmp_path, name, flags, npz):
     ckpt = shutil.copytree(LEGACY / name, tmp_path / name)
     assert main(["sample", str(ckpt), *flags, "--out", str(tmp_path / "x.png"), "--npz", str(tmp_path / "x.npz")]) == 0
-    assert np.array_equal(np.load(tmp_path / "x.npz")["x"], np.load(LEGACY / name / npz)["x"])
+    same_numbers(np.load(tmp_path / "x.npz")["x"], np.load(LEGACY / name / npz)["x"])
 
 
 @pytest.mark.parametrize("flags,npz", CLASSIFIER_SAMPLES, ids=[c[1][:-4] for c in CLASSIFIER_SAMPLES])
 def test_legacy_classifier_guides_to_the_same_bits(tmp_path, flags, npz):
     assert main(["sample", str(LEGACY / "digits_cfg_hybrid"), *flags, "--classifier", str(LEGACY / "digits_classifier"),
                  "--out", str(tmp_path / "x.png"), "--npz", str(tmp_path / "x.npz")]) == 0
-    assert np.array_equal(np.load(tmp_path / "x.npz")["x"], np.load(LEGACY / "digits_classifier" / npz)["x"])
+    same_numbers(np.load(tmp_path / "x.npz")["x"], np.load(LEGACY / "digits_classifier" / npz)["x"])
 
 
 def test_legacy_checkpoint_info(capsys):
