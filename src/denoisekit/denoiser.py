@@ -10,7 +10,7 @@ from torch import nn
 
 from .conditioning import Cond
 from .config import configurable, require
-from .prediction import check_prediction, from_x0_eps, network_inputs, to_x0_eps
+from .prediction import bcast, check_prediction, consistency_x0, from_x0_eps, network_inputs, to_x0_eps
 from .processes import NoiseProcess
 
 
@@ -43,10 +43,14 @@ class Denoiser(nn.Module):
     `clip_x0` clamps the predicted x0 to [-clip_x0, clip_x0] (eps is recomputed to match).
     `learned_variance`: the network outputs twice the data's channels, the prediction and then v' in [-1, 1] roughly,
     split here once: Prediction.v = (v' + 1) / 2 (improved-diffusion's parametrisation of Nichol & Dhariwal's v).
+    `consistency`: x0 is the consistency function f(x~, s) = c_skip x~ + c_out F of a consistency model (Song et al.
+    2023, eq. 9), F the EDM output of the prediction type, so f(x, s_min) = x exactly at the smallest trained noise
+    level s_min = noise_level(t_eps) (`prediction.consistency_x0`); with prediction 'edm' it is the paper's network.
     """
 
     def __init__(self, net: nn.Module, process: NoiseProcess, prediction: str = "eps",
-                 sigma_data: float = 0.5, clip_x0: Optional[float] = None, learned_variance: bool = False):
+                 sigma_data: float = 0.5, clip_x0: Optional[float] = None, learned_variance: bool = False,
+                 consistency: bool = False):
         super().__init__()
         self.net = net
         self.process = process
@@ -59,6 +63,14 @@ class Denoiser(nn.Module):
         self.sigma_data = sigma_data
         self.clip_x0 = clip_x0
         self.learned_variance = learned_variance
+        require(isinstance(consistency, bool), "consistency", "true or false", consistency)
+        if consistency and learned_variance:
+            raise ValueError("consistency: a consistency model maps x_t to x0 in one step; it has no reverse-step "
+                             "variance to learn (set learned_variance: false)")
+        self.consistency = consistency
+        # s_min: the level where f is the identity (a consistency model's boundary), the smallest trained one
+        self.sigma_min = float(process.noise_level(torch.tensor(process.t_eps, dtype=torch.float64))) \
+            if consistency else 0.0
 
     @classmethod
     def from_function(cls, fn: Callable, process: NoiseProcess, prediction: str = "eps", **kwargs) -> "Denoiser":
@@ -95,6 +107,9 @@ class Denoiser(nn.Module):
 
     def target(self, x0, eps, x_t, t) -> torch.Tensor:
         """The output a perfect network would give for this (x0, eps): the regression target."""
+        if self.consistency:
+            raise ValueError("objective: a consistency model (consistency: true) is trained by objective consistency "
+                             "or by 'denoisekit distill', not by regression on the noise")
         t, alpha, sigma = self._coefficients(x_t, t)
         return from_x0_eps(self.prediction, x0, eps, x_t, alpha, sigma, self.sigma_data)
 
@@ -104,6 +119,10 @@ class Denoiser(nn.Module):
         t, alpha, sigma = self._coefficients(x_t, t, alpha, sigma)
         out, v = self.net_outputs(x_t, t, cond, alpha=alpha, sigma=sigma)
         x0, eps = to_x0_eps(self.prediction, out, x_t, alpha, sigma, self.sigma_data)
+        if self.consistency:
+            a, s = bcast(alpha, x_t), bcast(sigma, x_t)
+            x0 = consistency_x0(x0, x_t / a, s / a, self.sigma_min, self.sigma_data)
+            _, eps = to_x0_eps("x0", x0, x_t, alpha, sigma)
         if clip and self.clip_x0 is not None:
             x0 = x0.clamp(-self.clip_x0, self.clip_x0)
             _, eps = to_x0_eps("x0", x0, x_t, alpha, sigma)

@@ -38,6 +38,18 @@ def edm_coefficients(level: torch.Tensor, sigma_data: float = 0.5):
     return c_skip, c_out, c_in, c_noise
 
 
+def consistency_x0(x0, x_tilde, level, sigma_min: float, sigma_data: float = 0.5):
+    """The consistency function f(x~, s) = c_skip x~ + c_out F (Song et al. 2023, eq. 9 and app. C) over any network:
+    F is the EDM output F = (x0 - c_skip_edm x~) / c_out_edm of the base prediction x0, and with c_skip = sd^2 /
+    ((s - s_min)^2 + sd^2), c_out = sd (s - s_min) / sqrt(s^2 + sd^2) this is c_skip x~ + (1 - s_min / s) (x0 -
+    c_skip_edm x~): f(x~, s_min) = x~ exactly (the boundary condition), and f -> x0 far above s_min."""
+    s = bcast(level, x_tilde)
+    d2 = sigma_data**2
+    c_skip = d2 / ((s - sigma_min) ** 2 + d2)
+    ratio = torch.where(s > 0, (s - sigma_min) / s.clamp(min=torch.finfo(s.dtype).tiny), torch.zeros_like(s))
+    return c_skip * x_tilde + ratio * (x0 - d2 / (s**2 + d2) * x_tilde)
+
+
 def to_x0_eps(kind: str, out, x_t, alpha, sigma, sigma_data: float = 0.5):
     """(x0, eps) from a network output of type `kind` at x_t = alpha x0 + sigma eps."""
     a, s = bcast(alpha, x_t), bcast(sigma, x_t)

@@ -132,20 +132,22 @@ def _eta(text: str):
 
 def check_sampling_args(args, checkpoint=None) -> dict:
     """Validate sampler, schedule, steps and options before any work; returns the options. With no sampling flag at
-    all, `checkpoint`'s best recorded sampler fills them in (said on one line), else ddpm for 100 steps."""
-    from ..samplers.recorded import FALLBACK, best_recorded
+    all, `checkpoint`'s best recorded sampler fills them in (said on one line), else its fallback (ddpm for 100 steps;
+    a consistency model's f in 2 steps), which also fills in what the flags leave out."""
+    from ..samplers.recorded import best_recorded, fallback_for
     options = sampling_options(args)
+    fallback = fallback_for(checkpoint)
     if args.sampler is None and args.steps is None and args.schedule is None and not options:
         best = best_recorded(checkpoint) if checkpoint is not None else None
-        chosen = best or FALLBACK
+        chosen = best or fallback
         args.sampler, args.steps, args.schedule = chosen["sampler"], chosen["steps"], chosen["schedule"]
         options = {**chosen["options"]}
         if best is not None:
             print(f"sampler: {best['sampler']}, {best['steps']} steps{', ' + best['schedule'] if best['schedule'] else ''}"
                   f"{' ' + str(best['options']) if best['options'] else ''}: this checkpoint's best recorded "
                   f"({best['metric']} {best['score']:.4g} with {best['n']} samples; --sampler to choose another)")
-    args.sampler = args.sampler or FALLBACK["sampler"]
-    args.steps = FALLBACK["steps"] if args.steps is None else args.steps
+    args.sampler = args.sampler or fallback["sampler"]
+    args.steps = fallback["steps"] if args.steps is None else args.steps
     if args.steps < 1:
         raise ValueError(f"--steps: expected a positive number of steps, got {args.steps}")
     check_request(args.sampler, args.schedule, options, where="--schedule")

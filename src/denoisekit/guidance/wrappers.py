@@ -35,6 +35,11 @@ class DenoiserWrapper(nn.Module):
         return getattr(self.denoiser, "mean_shift", None)
 
     @property
+    def sigma_min(self) -> float:
+        """The boundary level of a consistency model inside (0 for any other denoiser)."""
+        return float(getattr(self.denoiser, "sigma_min", 0.0))
+
+    @property
     def learned_variance(self) -> bool:
         return bool(getattr(self.denoiser, "learned_variance", False))
 

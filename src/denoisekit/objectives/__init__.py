@@ -3,15 +3,21 @@ bound's L_hybrid and L_vlb, score matching (DSM, SSM, ESM), the noisy classifier
 the training time; `OBJECTIVES`, the one registry of the run config's `objective`."""
 from .bound import HybridLoss, VLBLoss
 from .classifier import ClassifierLoss
+from .consistency import DISTANCES, ConsistencyDistillationLoss, ConsistencyTrainingLoss, TargetNetwork, distance
+from .distillation import ProgressiveDistillationLoss, distillation_times
 from .score_matching import DSMLoss, ESMLoss, SSMLoss
 from .simple import SimpleLoss, noised, regression_error
 from .time_sampling import ImportanceTimes, UniformTimes
 
 # L_simple (Ho et al. 2020), L_hybrid and L_vlb (Nichol & Dhariwal 2021), and denoising, sliced and explicit score
-# matching (Vincent 2011; Song et al. 2019; Hyvarinen 2005).
+# matching (Vincent 2011; Song et al. 2019; Hyvarinen 2005), and consistency training (Song et al. 2023; Song &
+# Dhariwal 2023). The distillation losses need a teacher: 'denoisekit distill' builds them.
 OBJECTIVES = {"simple": SimpleLoss, "hybrid": HybridLoss, "vlb": VLBLoss, "dsm": DSMLoss, "ssm": SSMLoss,
-              "esm": ESMLoss}
+              "esm": ESMLoss, "consistency": ConsistencyTrainingLoss}
+CONSISTENCY_OBJECTIVES = ("consistency",)  # train the consistency function f(x, s), not a denoiser's regression
 BOUND_OBJECTIVES = tuple(k for k, loss in OBJECTIVES.items() if issubclass(loss, HybridLoss))  # train through L_vlb
 
-__all__ = ["BOUND_OBJECTIVES", "OBJECTIVES", "ClassifierLoss", "DSMLoss", "ESMLoss", "HybridLoss", "ImportanceTimes",
-           "SSMLoss", "SimpleLoss", "UniformTimes", "VLBLoss", "noised", "regression_error"]
+__all__ = ["BOUND_OBJECTIVES", "CONSISTENCY_OBJECTIVES", "DISTANCES", "OBJECTIVES", "ClassifierLoss",
+           "ConsistencyDistillationLoss", "ConsistencyTrainingLoss", "DSMLoss", "ESMLoss", "HybridLoss",
+           "ImportanceTimes", "ProgressiveDistillationLoss", "SSMLoss", "SimpleLoss", "TargetNetwork", "UniformTimes",
+           "VLBLoss", "distance", "distillation_times", "noised", "regression_error"]

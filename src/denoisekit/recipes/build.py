@@ -17,7 +17,7 @@ from ..nets import MLP, UNet
 from ..objectives import BOUND_OBJECTIVES
 from ..train import TrainConfig
 from ..utils import check_device
-from .config import RunConfig, build_loss, build_process, build_section, learns_variance
+from .config import RunConfig, build_loss, build_process, build_section, is_consistency_model, learns_variance
 
 
 def build_dataset(rc: RunConfig) -> ArrayDataset:
@@ -56,7 +56,7 @@ def build_denoiser(rc: RunConfig, ds: ArrayDataset) -> Denoiser:
         warnings.warn(f"clip_x0: the noise schedule ends at alpha = {alpha_end:.1e}, where x0 = (x_t - sigma eps) / "
                       f"alpha from an eps prediction is unbounded; set clip_x0: 1.0 (as improved-diffusion's samplers "
                       f"do) for images in [-1, 1]", stacklevel=2)
-    return Denoiser(net, process, rc.prediction, rc.sigma_data, rc.clip_x0, learned)
+    return Denoiser(net, process, rc.prediction, rc.sigma_data, rc.clip_x0, learned, is_consistency_model(rc))
 
 
 def forward_process_picture(ds: ArrayDataset, process, path, n: int = 8, columns: int = 10, seed: int = 0):

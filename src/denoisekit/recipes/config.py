@@ -13,7 +13,7 @@ from torch import nn
 from ..config import check_arguments, require
 from ..denoiser import Denoiser
 from ..nets import MLP, UNet
-from ..objectives import BOUND_OBJECTIVES, OBJECTIVES
+from ..objectives import BOUND_OBJECTIVES, CONSISTENCY_OBJECTIVES, OBJECTIVES
 from ..processes import PROCESSES, DiscreteVP
 from ..samplers import check_request
 from ..train import TrainConfig
@@ -33,6 +33,7 @@ class RunConfig:
     clip_x0: Optional[float] = None
     objective: str = "simple"                        # OBJECTIVES: simple, hybrid, vlb, dsm, ssm or esm
     learned_variance: Optional[bool] = None          # null: learned for objective hybrid or vlb, fixed for simple
+    consistency: Optional[bool] = None               # null: the consistency function f for objective consistency
     loss: dict = field(default_factory=dict)         # the objective's loss arguments (OBJECTIVES)
     train: dict = field(default_factory=dict)        # TrainConfig fields
     sample: dict = field(default_factory=lambda: {"sampler": "ddpm", "steps": 100, "schedule": None, "options": {},
@@ -57,7 +58,8 @@ class RunConfig:
             value = values.get(f.name, default)
             if f.name in ("sample", "eval"):
                 by_process = build_process(values.get("process", base.process)).sampling_defaults()
-                value = {**default, **by_process, **values.get(f.name, {})}
+                by_objective = CONSISTENCY_SAMPLING if values.get("objective") in CONSISTENCY_OBJECTIVES else {}
+                value = {**default, **by_process, **by_objective, **values.get(f.name, {})}
             merged[f.name] = value
         rc = cls(**merged)
         rc.check()
@@ -78,7 +80,8 @@ class RunConfig:
         if train.compile and getattr(loss, "double_backward", False):
             raise ValueError(f"train.compile: objective {self.objective} differentiates tr(grad s) (a double "
                              f"backward), which torch.compile does not support; set train.compile: false")
-        Denoiser(nn.Identity(), process, self.prediction, self.sigma_data, self.clip_x0, learns_variance(self))
+        Denoiser(nn.Identity(), process, self.prediction, self.sigma_data, self.clip_x0, learns_variance(self),
+                 is_consistency_model(self))
         for section in ("sample", "eval"):
             check_sampling(getattr(self, section), section, process)
 
@@ -114,11 +117,34 @@ def learns_variance(rc: RunConfig) -> bool:
     return rc.learned_variance
 
 
+# A consistency model samples in one to a few evaluations of f (Song et al. 2023, Alg. 1), not with a denoiser's sampler.
+CONSISTENCY_SAMPLING = {"sampler": "consistency", "steps": 2, "schedule": None}
+
+
+def is_consistency_model(rc: RunConfig) -> bool:
+    """Whether the network is the consistency function f(x, s) (Song et al. 2023): by default exactly when the
+    objective trains one."""
+    trains_f = rc.objective in CONSISTENCY_OBJECTIVES
+    if rc.consistency is None:
+        return trains_f
+    if rc.consistency and not trains_f:
+        raise ValueError(f"consistency: objective {rc.objective} trains a denoiser by regression; a consistency model "
+                         f"is trained by objective consistency or by 'denoisekit distill'")
+    if not rc.consistency and trains_f:
+        raise ValueError(f"consistency: objective {rc.objective} trains the consistency function f(x, s); leave "
+                         f"consistency true (or unset)")
+    return rc.consistency
+
+
 def loss_arguments(rc: RunConfig) -> dict:
     """The loss section, with label dropout p_uncond = 0.1 by default for a class-conditional model (one network for
     p(x | y) and p(x): classifier-free guidance needs both)."""
     if not isinstance(rc.loss, dict):
         return rc.loss
+    if rc.objective in CONSISTENCY_OBJECTIVES and rc.loss.get("total_steps") is None:  # the curriculum's K
+        steps = rc.train.get("steps", TrainConfig.steps) if isinstance(rc.train, dict) else TrainConfig.steps
+        rc = copy.copy(rc)
+        rc.loss = {**rc.loss, "total_steps": steps}
     if not rc.class_cond:
         if rc.loss.get("p_uncond"):
             raise ValueError("loss.p_uncond: drops class labels, so it needs class_cond: true")

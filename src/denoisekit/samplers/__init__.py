@@ -3,6 +3,7 @@ and the one entry point `sample(denoiser, x_T, sampler=NAME, steps=N, schedule=N
 from __future__ import annotations
 
 from .auto import auto_schedule
+from .consistency import consistency_sample
 from .ddim import ddim_interpolate, ddim_invert, ddim_sample, ddim_step, slerp
 from .ddpm import ddpm_sample, ddpm_step
 from .dpm_solver import dpmpp_2m_sample, dpmpp_2m_sde_sample, dpmpp_2s_sample, dpmpp_3m_sample
@@ -15,13 +16,14 @@ from .registry import (COMMON, DEFAULT_SCHEDULES, SAMPLERS, check_family, check_
                        register_sampler, sampler_options)
 from .rk45 import rk45_sample
 from .sde import em_sample, euler_step, pc_sample, reverse_drift
-from .times import SCHEDULES, TIME_SCHEDULES, sampling_times, times_from_levels
+from .times import SCHEDULES, TIME_SCHEDULES, karras_levels, sampling_times, times_from_levels
 from .unipc import unipc_sample
 
 __all__ = ["COMMON", "DEFAULT_SCHEDULES", "SAMPLERS", "SCHEDULES", "TIME_SCHEDULES", "CountingDenoiser", "ald_sample",
-           "auto_schedule", "balanced_labels", "check_family", "check_options", "check_request", "ddim_interpolate",
+           "auto_schedule", "balanced_labels", "check_family", "check_options", "check_request", "consistency_sample",
+           "ddim_interpolate",
            "ddim_invert", "ddim_sample", "ddim_step", "ddpm_sample", "ddpm_step", "deis_sample", "dpmpp_2m_sample",
            "dpmpp_2m_sde_sample", "dpmpp_2s_sample", "dpmpp_3m_sample", "em_sample", "euler_maruyama_sample",
            "euler_sample", "euler_step", "generate", "get_sampler", "heun_sample", "heun_step", "ipndm_sample",
-           "langevin_sample", "pc_sample", "pndm_sample", "register_sampler", "reverse_drift", "rk45_sample",
+           "karras_levels", "langevin_sample", "pc_sample", "pndm_sample", "register_sampler", "reverse_drift", "rk45_sample",
            "sample", "sampler_options", "sampling_times", "slerp", "times_from_levels", "unipc_sample"]

@@ -12,6 +12,8 @@ from .entry import check_request
 
 SCORES = "sampler_scores.json"
 FALLBACK = {"sampler": "ddpm", "steps": 100, "schedule": None, "options": {}}  # before anything is recorded
+# a consistency model (Song et al. 2023) is sampled by evaluating its f, in a few steps
+CONSISTENCY_FALLBACK = {"sampler": "consistency", "steps": 2, "schedule": None, "options": {}}
 METRICS = ("fd", "swd")  # lower is better: the Frechet distance of images, the sliced Wasserstein distance of vectors
 
 
@@ -33,6 +35,19 @@ def read_scores(folder) -> list:
                                                                              else type(err).__name__)
         raise ValueError(f"{path} is damaged ({text[:160]}); delete it, or name a sampler with --sampler") from None
     return entries
+
+
+def fallback_for(folder) -> dict:
+    """What the checkpoint in `folder` samples with before anything is recorded: FALLBACK, or for a consistency model
+    (its recorded denoiser has consistency: true) CONSISTENCY_FALLBACK; read from its config, weights untouched."""
+    from ..train.checkpoint import load_config
+    if folder is None:
+        return FALLBACK
+    try:
+        model = load_config(folder).get("model")
+    except (ValueError, OSError):
+        return FALLBACK  # the model opener says what is wrong with it, in its turn
+    return CONSISTENCY_FALLBACK if isinstance(model, dict) and model.get("consistency") is True else FALLBACK
 
 
 def best_recorded(folder) -> Optional[dict]:

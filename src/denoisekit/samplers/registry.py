@@ -6,6 +6,7 @@ import inspect
 from typing import Callable, Optional
 
 from ..processes import NoiseProcess, Process
+from .consistency import consistency_sample
 from .ddim import ddim_sample
 from .ddpm import ddpm_sample
 from .dpm_solver import dpmpp_2m_sample, dpmpp_2m_sde_sample, dpmpp_2s_sample, dpmpp_3m_sample
@@ -20,7 +21,8 @@ SAMPLERS: dict[str, Callable] = {}
 # The schedule each sampler gets when none is named: for the fast ODE solvers, the measured pick of
 # benchmarks/default_schedules.py (lowest worst error ratio on the analytic mixtures among the schedules within 1.1x of
 # the best Frechet distance on the trained demo model, of those that end at the smallest trained level; heun keeps
-# Karras's schedule, to which its churn is tuned: the pick, 'leading', over-disperses it by 8-21% at 50 steps); for the others, the time grid of their paper (else 'karras').
+# Karras's schedule, to which its churn is tuned: the pick, 'leading', over-disperses it by 8-21% at 50 steps); for
+# the others, the time grid of their paper (else 'karras').
 DEFAULT_SCHEDULES: dict[str, str] = {}
 COMMON = ("cond", "generator", "callback", "progress")
 
@@ -43,9 +45,11 @@ for _name, _fn, _schedule in (
         ("heun", heun_sample, None), ("euler_maruyama", euler_maruyama_sample, "uniform"),
         ("dpmpp_2m", dpmpp_2m_sample, "logsnr"), ("dpmpp_3m", dpmpp_3m_sample, "logsnr"),
         ("dpmpp_2s", dpmpp_2s_sample, "leading"), ("dpmpp_2m_sde", dpmpp_2m_sde_sample, None),
-        ("unipc", unipc_sample, "logsnr"), ("deis", deis_sample, None), ("ipndm", ipndm_sample, "logsnr"), ("pndm", pndm_sample, "uniform"), ("rk45", rk45_sample, None),
-        ("pc", pc_sample, "uniform"), ("em", em_sample, "uniform"), ("ald", ald_sample, "uniform"),
-        ("langevin", langevin_sample, "uniform")):
+        ("unipc", unipc_sample, "logsnr"), ("deis", deis_sample, None), ("ipndm", ipndm_sample, "logsnr"),
+        ("pndm", pndm_sample, "uniform"), ("rk45", rk45_sample, None), ("pc", pc_sample, "uniform"),
+        ("em", em_sample, "uniform"), ("ald", ald_sample, "uniform"), ("langevin", langevin_sample, "uniform"),
+        # trailing: its network times start at t_max and stop a step short of t_eps, where f is the identity
+        ("consistency", consistency_sample, "trailing")):
     register_sampler(_name, _fn, family=NoiseProcess, schedule=_schedule)
 
 

@@ -57,11 +57,8 @@ def sampling_times(process: Process, steps: int, schedule: str = "uniform", *, r
         lam = process.log_snr(torch.stack([t_max, t_eps]))
         t = process.t_from_log_snr(lam[0] + (lam[1] - lam[0]) * u)
     elif schedule == "karras":
-        if not rho > 0:
-            raise ValueError(f"rho: expected a positive number, got {rho!r}")
         lo, hi = process.noise_level(torch.stack([t_eps, t_max]))
-        level = (hi ** (1 / rho) + u * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho
-        t = process.t_from_noise_level(level)
+        t = process.t_from_noise_level(karras_levels(float(lo), float(hi), steps, rho).flip(0))
     elif schedule == "auto":
         raise ValueError("schedule: 'auto' is fitted to a model; use denoisekit.sample(..., schedule='auto') or "
                          "samplers.auto_schedule")
@@ -74,6 +71,14 @@ def sampling_times(process: Process, steps: int, schedule: str = "uniform", *, r
         raise ValueError(f"steps: {steps} {schedule} steps of this process repeat a time{trained}; use fewer steps "
                          f"or another schedule")
     return torch.cat([t, torch.tensor([process.t_min], dtype=torch.float64)])
+
+
+def karras_levels(lo: float, hi: float, n: int, rho: float = 7.0) -> torch.Tensor:
+    """n noise levels from lo up to hi, evenly spaced in s^(1/rho) (Karras et al. 2022, eq. 5): ascending, float64."""
+    if not rho > 0:
+        raise ValueError(f"rho: expected a positive number, got {rho!r}")
+    u = torch.linspace(0, 1, n, dtype=torch.float64)  # computed from the top down, as samplers always have (same bits)
+    return ((hi ** (1 / rho) + u * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho).flip(0)
 
 
 def _distinct(process: Process, t: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,30 @@
+"""Multistep consistency sampling (Song et al. 2023, Alg. 1): x0 <- f(x, s_0); then at each next level s_k,
+x~ = x0 + sqrt(s_k^2 - s_min^2) z and x0 <- f(x~, s_k)."""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import torch
+
+from ..utils import Generator
+from .base import Grid, noise_like, report, steps_of
+
+
+@torch.no_grad()
+def consistency_sample(denoiser, x_T: torch.Tensor, times: torch.Tensor, *, cond=None, generator: Generator = None,
+                       callback: Optional[Callable] = None, progress: bool = False) -> torch.Tensor:
+    """Song et al. 2023, Algorithm 1: one evaluation of the consistency function per network time of `times` (the
+    last entry, the data, is where the result lands); the level s_min of f's boundary is the denoiser's `sigma_min`
+    (0 for a model without the consistency parametrization, which then samples as DDPM with x0 re-noised)."""
+    grid = Grid(denoiser, times, x_T, cond)
+    s_min = getattr(denoiser, "sigma_min", 0.0)
+    x = x_T / grid.alphas[0]
+    x0 = x
+    for i in steps_of(grid, progress):
+        if i > 0:
+            x = x0 + noise_like(x0, generator) * math.sqrt(max(grid.levels[i] ** 2 - s_min**2, 0.0))
+        pred = grid.denoise(x, i)
+        x0 = pred.x0
+        report(callback, grid, i, x0 * grid.alphas[i + 1], pred)
+    return x0 * grid.alphas[-1]

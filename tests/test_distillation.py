@@ -1,0 +1,281 @@
+"""Few-step generation's mathematics: the consistency function's boundary condition and parametrization, progressive
+distillation's target, the consistency curricula and level weights, the target network's resume, the multistep
+consistency sampler, and the losses' one-line refusals."""
+import math
+
+import pytest
+import torch
+
+from denoisekit.analytic import GaussianMixture
+from denoisekit.denoiser import Denoiser
+from denoisekit.nets import MLP
+from denoisekit.objectives import (ConsistencyDistillationLoss, ConsistencyTrainingLoss, ProgressiveDistillationLoss,
+                                   distance, distillation_times)
+from denoisekit.objectives.consistency import improved_levels_count, original_levels_count
+from denoisekit.processes import VESDE, VPSDE, DiscreteVP
+from denoisekit.samplers import ddim_step, sample, sampling_times
+
+PROCESSES = {"ddpm": DiscreteVP(), "vp": VPSDE(t_eps=1e-3), "ve": VESDE(sigma_min=0.002, sigma_max=80.0)}
+
+
+def student(process, prediction="edm", seed=0, dim=4):
+    torch.manual_seed(seed)
+    return Denoiser(MLP(dim=dim, hidden=32, depth=2), process, prediction, consistency=True)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v", "edm"])
+@pytest.mark.parametrize("name", list(PROCESSES))
+def test_consistency_function_is_the_identity_at_the_smallest_level(name, prediction):
+    process = PROCESSES[name]
+    f = student(process, prediction)
+    x = 3 * torch.randn(64, 4, dtype=torch.float64)
+    f = f.double()
+    t = torch.full((64,), process.t_eps, dtype=torch.float64)
+    x_tilde = x / process.alpha(t)[:, None]
+    assert torch.allclose(f(x, t).x0, x_tilde, rtol=1e-12, atol=1e-12)
+    assert f.sigma_min == pytest.approx(float(process.noise_level(torch.tensor(process.t_eps))))
+    # away from the boundary the network matters: f is not the identity
+    t_mid = torch.full((64,), 0.5 * (process.t_eps + process.t_max), dtype=torch.float64)
+    assert not torch.allclose(f(x, t_mid).x0, x / process.alpha(t_mid)[:, None], atol=1e-3)
+
+
+def test_consistency_edm_is_the_papers_parametrization():
+    """prediction edm: f = c_skip x + c_out F with Song et al. 2023's c_skip, c_out (sigma_data 0.5), F the network's
+    output on c_in x and ln(sigma) / 4, computed here from the paper's formulas."""
+    process = VESDE(sigma_min=0.002, sigma_max=80.0)
+    f = student(process).double()
+    x = torch.randn(32, 4, dtype=torch.float64) * 5
+    t = torch.rand(32, dtype=torch.float64) * 0.9 + 0.05
+    s = process.sigma(t)[:, None]
+    s_min, sd = f.sigma_min, 0.5
+    F = f.net(x / (s**2 + sd**2).sqrt(), (s.log() / 4).reshape(-1))
+    c_skip = sd**2 / ((s - s_min) ** 2 + sd**2)
+    c_out = sd * (s - s_min) / (s**2 + sd**2).sqrt()
+    assert torch.allclose(f(x, t).x0, c_skip * x + c_out * F, rtol=1e-10, atol=1e-12)
+
+
+def test_consistency_model_refuses_regression_and_learned_variance():
+    f = student(VPSDE())
+    with pytest.raises(ValueError, match="consistency"):
+        f.target(torch.zeros(2, 4), torch.zeros(2, 4), torch.zeros(2, 4), torch.full((2,), 0.5))
+    with pytest.raises(ValueError, match="consistency: .*variance"):
+        Denoiser(MLP(dim=4, out_dim=8), VPSDE(), "v", learned_variance=True, consistency=True)
+
+
+def test_progressive_target_makes_one_student_step_land_where_two_teacher_steps_do():
+    """x~ from the loss, put through one DDIM step t -> t'' by hand, lands on the teacher's two-step z_t''."""
+    process = DiscreteVP()
+    gmm = GaussianMixture.random(dim=6, k=3, seed=2)
+    teacher = gmm.denoiser(process)
+    loss = ProgressiveDistillationLoss(steps=4).with_teacher(teacher)
+    grid = distillation_times(process, 8)
+    for i in range(4):
+        t, t1, t2 = (grid[j].expand(16) for j in (2 * i, 2 * i + 1, 2 * i + 2))
+        z_t = process.q_sample(gmm.sample(16, torch.Generator().manual_seed(i))[0], t, torch.randn(16, 6,
+                               dtype=torch.float64))
+        x_target = loss.target(z_t, t, t1, t2, None)
+        z1 = ddim_step(teacher, z_t, t, t1)[0]
+        z2 = ddim_step(teacher, z1, t1, t2)[0]
+        a, s, a2, s2 = (f(u)[:, None] for f, u in ((process.alpha, t), (process.sigma, t), (process.alpha, t2),
+                                                      (process.sigma, t2)))
+        eps_hat = (z_t - a * x_target) / s
+        assert torch.allclose(a2 * x_target + s2 * eps_hat, z2, rtol=1e-9, atol=1e-9)
+    # at the last student step t'' is the data: the target is the teacher's x0-hat at t'
+    assert float(grid[-1]) == process.t_min
+
+
+def test_distillation_grids_nest_stage_to_stage():
+    """Each stage's student times are every other time of its teacher's grid (so its steps are two teacher steps)."""
+    for process in PROCESSES.values():
+        for n in (1, 2, 4, 64, 128):
+            assert torch.equal(distillation_times(process, 2 * n)[::2], distillation_times(process, n))
+
+
+def test_curricula_follow_the_papers():
+    K = 80000  # improved: s0 10 -> s1 1280 in log2(128) + 1 = 8 phases of K' = 10000 steps
+    assert [improved_levels_count(k, K, 10, 1280) for k in (0, 9999, 10000, 20000, 69999, 70000, 79999)] == \
+        [11, 11, 21, 41, 641, 1281, 1281]
+    # original: N(0) = s0, N(K) = s1 + 1, growing as a square root in between
+    assert original_levels_count(0, 1000, 2, 150) == 2
+    assert original_levels_count(1000, 1000, 2, 150) == 151
+    mid = original_levels_count(500, 1000, 2, 150)
+    assert mid == math.ceil(math.sqrt(0.5 * (151**2 - 4) + 4) - 1) + 1 and 100 < mid < 120
+
+
+def test_lognormal_level_weights_match_monte_carlo():
+    """p(n) of improved consistency training is the mass of ln sigma ~ N(P_mean, P_std^2) between adjacent levels."""
+    loss = ConsistencyTrainingLoss(total_steps=100, s0=10, s1=40)
+    levels = torch.tensor([0.002, 0.01, 0.1, 0.5, 1.0, 3.0, 10.0, 80.0], dtype=torch.float64)
+    p = loss.level_weights(levels)
+    g = torch.Generator().manual_seed(0)
+    draws = (-1.1 + 2.0 * torch.randn(400000, generator=g, dtype=torch.float64)).exp()
+    inside = (draws >= levels[0]) & (draws < levels[-1])
+    counts = torch.histc(torch.bucketize(draws[inside], levels, right=True).double(), bins=7, min=1, max=7)
+    assert torch.allclose(p, counts / counts.sum(), atol=3e-3)
+    assert not torch.allclose(p, torch.full_like(p, 1 / 7), atol=3e-2)  # not uniform
+    original = ConsistencyTrainingLoss(curriculum="original", total_steps=100).level_weights(levels)
+    assert torch.allclose(original, torch.full_like(original, 1 / 7))
+
+
+def test_distances():
+    a, b = torch.zeros(3, 2, 2), torch.ones(3, 2, 2) * torch.tensor([1.0, 2.0, 3.0])[:, None, None]
+    assert torch.allclose(distance(a, b, "l2"), torch.tensor([1.0, 4.0, 9.0]))
+    assert torch.allclose(distance(a, b, "l1"), torch.tensor([1.0, 2.0, 3.0]))
+    c = 0.00054 * 2
+    assert torch.allclose(distance(a, b, "pseudo_huber"), (torch.tensor([4.0, 16.0, 36.0]) + c**2).sqrt() - c)
+    with pytest.raises(ValueError, match="distance: expected one of l2, l1, pseudo_huber"):
+        distance(a, b, "lpips")
+
+
+def _train(model, loss, steps, data, lr=1e-3):
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for k in range(steps):
+        out = loss(model, data[torch.randint(0, len(data), (64,))]).mean()
+        opt.zero_grad()
+        out.backward()
+        opt.step()
+        loss.after_step(model, k + 1)
+
+
+def test_target_network_is_an_ema_that_resumes():
+    process = VPSDE(t_eps=1e-3)
+    gmm = GaussianMixture.random(dim=4, k=2, seed=0)
+    data = gmm.sample(512, torch.Generator().manual_seed(0))[0].float()
+    f = student(process)
+    loss = ConsistencyDistillationLoss(mu=0.5).with_teacher(gmm.denoiser(process))
+    before = [p.detach().clone() for p in f.parameters()]
+    _train(f, loss, 1, data)
+    # theta^- = mu theta^-_0 + (1 - mu) theta_1, with theta^-_0 = the student before its first step
+    for p_t, p0, p1 in zip(loss.target.model.parameters(), before, f.parameters()):
+        assert torch.allclose(p_t, 0.5 * p0 + 0.5 * p1.detach())
+    _train(f, loss, 2, data)
+    resumed = ConsistencyDistillationLoss(mu=0.5).with_teacher(gmm.denoiser(process))
+    resumed.load_state_dict(loss.state_dict())
+    for p_t, p_r in zip(loss.target.model.parameters(), resumed.target(f).parameters()):
+        assert torch.equal(p_t, p_r)
+    ct = ConsistencyTrainingLoss(total_steps=10)
+    ct.after_step(f, 7)
+    again = ConsistencyTrainingLoss(total_steps=10)
+    again.load_state_dict(ct.state_dict())
+    assert again.step == 7 and again.levels_count(7) == ct.levels_count(7)
+
+
+def test_one_step_consistency_sampling_is_f_at_the_top():
+    process = VPSDE(t_eps=1e-3)
+    f = student(process)
+    x_T = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        one = sample(f, x_T, sampler="consistency", steps=1)
+        assert torch.allclose(one, f(x_T, torch.full((8,), process.t_max)).x0, atol=1e-5)
+        two = sample(f, x_T, sampler="consistency", steps=2, generator=torch.Generator().manual_seed(1))
+    # the second step re-noises f's output to the middle level and applies f there
+    t1 = sampling_times(process, 2, "trailing")[1]
+    s1 = float(process.noise_level(t1))
+    z = torch.randn(8, 4, generator=torch.Generator().manual_seed(1))
+    x1 = (one + math.sqrt(s1**2 - f.sigma_min**2) * z) * float(process.alpha(t1))
+    with torch.no_grad():
+        assert torch.allclose(two, f(x1, t1.expand(8).float()).x0, atol=1e-5)
+
+
+def test_losses_refuse_bad_settings_in_one_line():
+    for make, match in ((lambda: ConsistencyDistillationLoss(levels=1), "levels: expected"),
+                        (lambda: ConsistencyDistillationLoss(distance="lpips"), "distance: expected"),
+                        (lambda: ConsistencyDistillationLoss(solver="rk4"), "solver: expected"),
+                        (lambda: ConsistencyDistillationLoss(mu=1.0), "mu: expected"),
+                        (lambda: ConsistencyTrainingLoss(curriculum="fast"), "curriculum: expected"),
+                        (lambda: ConsistencyTrainingLoss(s0=10, s1=5), "s1: expected"),
+                        (lambda: ProgressiveDistillationLoss(steps=0), "steps: expected"),
+                        (lambda: ProgressiveDistillationLoss(steps=4, weighting="snr"), "weighting: expected")):
+        with pytest.raises(ValueError, match=match):
+            make()
+    process = VPSDE()
+    x0 = torch.randn(4, 4)
+    plain = Denoiser(MLP(dim=4), process, "v")
+    with pytest.raises(ValueError, match="teacher:"):
+        ProgressiveDistillationLoss(steps=2)(plain, x0)
+    with pytest.raises(ValueError, match="consistency: .*consistency: true"):
+        ConsistencyDistillationLoss().with_teacher(plain)(plain, x0)
+    with pytest.raises(ValueError, match="total_steps"):
+        ConsistencyTrainingLoss()(student(process), x0)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3])
+def test_consistency_sampling_with_the_exact_flow_map_reproduces_the_mixture(steps):
+    """With f the exact probability-flow map of a mixture (dopri5 from (x, t) to the data), every step of Alg. 1 gives
+    exact samples: the component weights within 4 binomial standard errors, at 1, 2 and 3 steps."""
+    from denoisekit.samplers import rk45_sample
+    process = VPSDE(t_eps=1e-3)
+    gmm = GaussianMixture([0.2, 0.3, 0.5], [[-1.0, 0.0], [1.0, 0.5], [0.0, -1.0]], [0.15, 0.2, 0.1])
+    oracle = gmm.denoiser(process)
+
+    def flow_map(x_t, t):
+        times = torch.tensor([float(t[0]), process.t_min], dtype=torch.float64)
+        return rk45_sample(oracle, x_t.double(), times, rtol=1e-6, atol=1e-6).to(x_t.dtype)
+
+    f = Denoiser.from_function(flow_map, process, prediction="x0")
+    n = 2000
+    x_T = torch.randn(n, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = sample(f, x_T, sampler="consistency", steps=steps, generator=torch.Generator().manual_seed(1))
+    k = ((x[:, None, :] - gmm.mu[None]) ** 2).sum(-1).argmin(1)
+    weights = torch.bincount(k, minlength=3).double() / n
+    assert bool(((weights - gmm.w).abs() < 4 * (gmm.w * (1 - gmm.w) / n).sqrt()).all()), weights
+
+
+CT_CONFIG = """data: moons
+objective: consistency
+prediction: edm
+process: {kind: ve, sigma_min: 0.002, sigma_max: 80.0, t_eps: 0.0327}
+net: {hidden: 32, depth: 2}
+train: {steps: 40, batch_size: 64, progress: false, tensorboard: false, checkpoint_every: 20, log_every: 10}
+"""
+
+
+def test_consistency_training_from_the_command_line(tmp_path, capsys):
+    """`train --objective consistency` trains f (recorded consistency: true, the curriculum's N(k) logged), and `sample
+    --steps N` samples it with the consistency sampler; a run stopped and resumed ends with the same weights."""
+    import csv
+    import json
+
+    from denoisekit.cli import main
+    from denoisekit.train import load_config, load_weights
+    cfg = tmp_path / "ct.yaml"
+    cfg.write_text(CT_CONFIG)
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 0
+    ckpt = tmp_path / "run" / "checkpoints" / "step-0000040"
+    assert load_config(ckpt)["model"]["consistency"] is True
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    # N(k) doubles from s0 + 1 = 11 every K' = floor(40 / 8) = 5 steps: the first ten average 11 and 21
+    assert float(rows[0]["levels"]) == 16 and float(rows[-1]["levels"]) == (641 + 1281) / 2
+    capsys.readouterr()
+    assert main(["sample", str(tmp_path / "run"), "--steps", "1", "--n", "8", "--out", str(tmp_path / "x.png")]) == 0
+    assert "sampler consistency: 1 network evaluations" in capsys.readouterr().out
+    # stopped at step 20 (its checkpoint kept, the later ones removed) and resumed: the same weights at step 40
+    import shutil
+    shutil.copytree(tmp_path / "run", tmp_path / "again")
+    shutil.rmtree(tmp_path / "again" / "checkpoints" / "step-0000040")
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "again")]) == 0
+    for ema in (False, True):
+        a, b = load_weights(ckpt, ema=ema), load_weights(tmp_path / "again" / "checkpoints" / "step-0000040", ema=ema)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads(json.dumps(load_config(ckpt)["loss"]))["total_steps"] == 40
+
+
+@pytest.mark.parametrize("sets,message", [
+    (["consistency=false"], "consistency: objective consistency trains the consistency function"),
+    (["objective=simple", "consistency=true"], "consistency: objective simple trains a denoiser by regression"),
+    (["loss.distance=lpips"], "loss.distance: expected"),
+    (["loss.curriculum=fast"], "loss.curriculum: expected"),
+    (["loss.s0=1"], "loss.s0: expected"),
+])
+def test_consistency_training_refuses_bad_settings_in_one_line(tmp_path, capsys, sets, message):
+    from denoisekit.cli import main
+    cfg = tmp_path / "ct.yaml"
+    cfg.write_text(CT_CONFIG)
+    args = ["train", "--config", str(cfg), "--out", str(tmp_path / "run")]
+    for s in sets:
+        args += ["--set", s]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
