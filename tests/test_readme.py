@@ -39,3 +39,10 @@ def test_readme_score_matching_example_runs():
     # within 1.5 nats of the data's mean log-density (500 training steps; the prior draws are about 70 below)
     assert float(gmm.log_density(x.double()).mean()) > float(gmm.log_density(gmm.sample(1000)[0]).mean()) - 1.5
     assert float(gmm.log_density(ns["x_T"].double()).mean()) < -5  # the prior draws were far off
+
+
+def test_readme_consistency_example_runs():
+    ns = run_example("### Few-step generation: consistency models and progressive distillation (in progress)")
+    x = ns["x"]
+    assert x.shape == (1000, 2) and bool(x.isfinite().all())
+    assert ns["student"].consistency and ns["loss"].target.model is not None
