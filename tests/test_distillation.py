@@ -279,3 +279,66 @@ def test_consistency_training_refuses_bad_settings_in_one_line(tmp_path, capsys,
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "run").exists()
+
+
+def test_inpainting_keeps_the_known_part_and_fills_from_the_conditional_law():
+    """With the exact denoiser of a 2-D mixture and x_0[0] = -0.8 known, the filled x_0[1] follows p(x_1 | x_0)
+    (closed form: components reweighted by N(-0.8; mu_k0, tau_k0^2)) within 4 standard errors, with RePaint's
+    resampling (10 per step); plain replacement (1) is biased toward the unconditional law, as Lugmayr et al. report."""
+    from denoisekit.samplers import inpaint
+    gmm = GaussianMixture([0.2, 0.5, 0.3], [[-1.0, 1.2], [-1.0, -1.2], [1.0, 0.0]],
+                          [[0.3, 0.2], [0.3, 0.3], [0.3, 0.4]])
+    process = DiscreteVP()
+    n = 4000
+    x_known = torch.zeros(n, 2, dtype=torch.float64)
+    x_known[:, 0] = -0.8
+    mask = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    log_w = gmm.w.log() - 0.5 * ((-0.8 - gmm.mu[:, 0]) / gmm.tau[:, 0]) ** 2 - gmm.tau[:, 0].log()
+    w = torch.softmax(log_w, 0)
+    mean = float((w * gmm.mu[:, 1]).sum())
+    std = math.sqrt(float((w * (gmm.tau[:, 1] ** 2 + gmm.mu[:, 1] ** 2)).sum()) - mean**2)
+    p_up = float(w[0])  # only the first component lies above x_1 = 0 with any weight
+    se_p = math.sqrt(p_up * (1 - p_up) / n)
+    errors = {}
+    for resample in (1, 10):
+        x = inpaint(gmm.denoiser(process), x_known, mask, sampling_times(process, 100, "uniform"), resample=resample,
+                    generator=torch.Generator().manual_seed(0))
+        assert bool((x[:, 0] == -0.8).all())  # the known part, exactly
+        errors[resample] = abs(float((x[:, 1] > 0).double().mean()) - p_up) / se_p
+        if resample == 10:
+            assert errors[10] < 4
+            assert abs(float(x[:, 1].mean()) - mean) < 4 * std / math.sqrt(n)
+            assert abs(float(x[:, 1].std()) / std - 1) < 0.05
+    assert errors[1] > 4  # replacement alone does not condition the filled part enough
+    with pytest.raises(ValueError, match="resample: expected"):
+        inpaint(gmm.denoiser(process), x_known, mask, sampling_times(process, 4), resample=0)
+    with pytest.raises(ValueError, match="mask: expected 0"):
+        inpaint(gmm.denoiser(process), x_known, mask * 0.5, sampling_times(process, 4))
+
+
+def test_sdedit_keeps_the_data_law_and_stays_closer_to_the_guide_at_lower_strength():
+    """With the exact denoiser, guides drawn from the data come back with the data's law (q then the exact reverse
+    process: the component weights within 4 standard errors), and the edit moves them further as the strength grows."""
+    from denoisekit.samplers import sdedit
+    gmm = GaussianMixture([0.2, 0.3, 0.5], [[-1.0, 0.0], [1.0, 0.5], [0.0, -1.0]], [0.15, 0.2, 0.1])
+    process = DiscreteVP()
+    n = 3000
+    guide = gmm.sample(n, torch.Generator().manual_seed(0))[0]
+    k_guide = ((guide[:, None, :] - gmm.mu[None]) ** 2).sum(-1).argmin(1)
+    moved = []
+    for strength in (0.1, 0.5, 1.0):
+        x = sdedit(gmm.denoiser(process), guide, strength, steps=100, generator=torch.Generator().manual_seed(1))
+        k = ((x[:, None, :] - gmm.mu[None]) ** 2).sum(-1).argmin(1)
+        weights = torch.bincount(k, minlength=3).double() / n
+        assert bool(((weights - gmm.w).abs() < 4 * (gmm.w * (1 - gmm.w) / n).sqrt()).all()), (strength, weights)
+        moved.append(float((x - guide).norm(dim=1).mean()))
+        if strength == 0.1:
+            assert float((k == k_guide).double().mean()) > 0.95  # small edits mostly keep each point's component
+        if strength == 1.0:
+            assert float((k == k_guide).double().mean()) < 0.6  # from the prior: unrelated to the guide
+    assert moved[0] < moved[1] < moved[2]
+    for bad, match in ((0.0, "strength: expected"), (1.5, "strength: expected"), (True, "strength: expected")):
+        with pytest.raises(ValueError, match=match):
+            sdedit(gmm.denoiser(process), guide, bad)
+    with pytest.raises(ValueError, match="unknown option"):
+        sdedit(gmm.denoiser(process), guide, 0.5, sampler="ddim", churn=3)

@@ -39,8 +39,8 @@ def distance(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
 def check_student(student) -> None:
     """A consistency loss trains f(x, s) with its boundary condition: the student needs `consistency: true`."""
     if not getattr(student, "consistency", False):
-        raise ValueError("consistency: a consistency loss trains the consistency function f(x, s) with f(x, s_min) = x; "
-                         "build the student with consistency: true")
+        raise ValueError("consistency: a consistency loss trains the consistency function f(x, s) with f(x, s_min) "
+                         "= x; build the student with consistency: true")
 
 
 def level_range(process) -> tuple[float, float]:
@@ -154,7 +154,8 @@ class ConsistencyDistillationLoss:
 
 
 def improved_levels_count(k: int, total: int, s0: int, s1: int) -> int:
-    """N(k) = min(s0 2^floor(k / K'), s1) + 1, K' = floor(K / (log2 floor(s1 / s0) + 1)) (Song & Dhariwal 2023, eq. 8)."""
+    """N(k) = min(s0 2^floor(k / K'), s1) + 1, K' = floor(K / (log2 floor(s1 / s0) + 1)) (Song & Dhariwal 2023,
+    eq. 8)."""
     k_prime = max(1, math.floor(total / (math.log2(math.floor(s1 / s0)) + 1)))
     return min(s0 * 2 ** (k // k_prime), s1) + 1
 

@@ -1,5 +1,5 @@
-"""Progressive distillation (Salimans & Ho 2022, Alg. 2): a student learns in one DDIM step what its teacher does in two,
-as a loss `loss(student, x0, cond, generator) -> per-example loss` for the generic trainer."""
+"""Progressive distillation (Salimans & Ho 2022, Alg. 2): a student learns in one DDIM step what its teacher does in
+two, as a loss `loss(student, x0, cond, generator) -> per-example loss` for the generic trainer."""
 from __future__ import annotations
 
 from typing import Literal, get_args

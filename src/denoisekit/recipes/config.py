@@ -117,7 +117,8 @@ def learns_variance(rc: RunConfig) -> bool:
     return rc.learned_variance
 
 
-# A consistency model samples in one to a few evaluations of f (Song et al. 2023, Alg. 1), not with a denoiser's sampler.
+# A consistency model samples in one to a few evaluations of f (Song et al. 2023, Alg. 1), not with a denoiser's
+# sampler.
 CONSISTENCY_SAMPLING = {"sampler": "consistency", "steps": 2, "schedule": None}
 
 

@@ -7,6 +7,7 @@ from .consistency import consistency_sample
 from .ddim import ddim_interpolate, ddim_invert, ddim_sample, ddim_step, slerp
 from .ddpm import ddpm_sample, ddpm_step
 from .dpm_solver import dpmpp_2m_sample, dpmpp_2m_sde_sample, dpmpp_2s_sample, dpmpp_3m_sample
+from .editing import inpaint, sdedit
 from .entry import CountingDenoiser, check_request, sample
 from .euler import euler_maruyama_sample, euler_sample, heun_sample, heun_step
 from .generate import balanced_labels, generate
@@ -21,9 +22,9 @@ from .unipc import unipc_sample
 
 __all__ = ["COMMON", "DEFAULT_SCHEDULES", "SAMPLERS", "SCHEDULES", "TIME_SCHEDULES", "CountingDenoiser", "ald_sample",
            "auto_schedule", "balanced_labels", "check_family", "check_options", "check_request", "consistency_sample",
-           "ddim_interpolate",
-           "ddim_invert", "ddim_sample", "ddim_step", "ddpm_sample", "ddpm_step", "deis_sample", "dpmpp_2m_sample",
-           "dpmpp_2m_sde_sample", "dpmpp_2s_sample", "dpmpp_3m_sample", "em_sample", "euler_maruyama_sample",
-           "euler_sample", "euler_step", "generate", "get_sampler", "heun_sample", "heun_step", "ipndm_sample",
-           "karras_levels", "langevin_sample", "pc_sample", "pndm_sample", "register_sampler", "reverse_drift", "rk45_sample",
-           "sample", "sampler_options", "sampling_times", "slerp", "times_from_levels", "unipc_sample"]
+           "ddim_interpolate", "ddim_invert", "ddim_sample", "ddim_step", "ddpm_sample", "ddpm_step", "deis_sample",
+           "dpmpp_2m_sample", "dpmpp_2m_sde_sample", "dpmpp_2s_sample", "dpmpp_3m_sample", "em_sample",
+           "euler_maruyama_sample", "euler_sample", "euler_step", "generate", "get_sampler", "heun_sample", "heun_step",
+           "inpaint", "ipndm_sample", "karras_levels", "langevin_sample", "pc_sample", "pndm_sample",
+           "register_sampler", "reverse_drift", "rk45_sample", "sample", "sampler_options", "sampling_times", "sdedit",
+           "slerp", "times_from_levels", "unipc_sample"]
