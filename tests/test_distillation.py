@@ -342,3 +342,77 @@ def test_sdedit_keeps_the_data_law_and_stays_closer_to_the_guide_at_lower_streng
             sdedit(gmm.denoiser(process), guide, bad)
     with pytest.raises(ValueError, match="unknown option"):
         sdedit(gmm.denoiser(process), guide, 0.5, sampler="ddim", churn=3)
+
+
+def test_progressive_loss_is_zero_for_a_student_that_does_two_teacher_steps_in_one():
+    """A student that answers, at each of its grid times t = grid[2i], the x0 of the teacher's two steps t -> grid[2i+1]
+    -> grid[2i+2] has zero loss; one off by 0.1 pays 0.01 max(SNR(t), 1) (truncated-SNR weighting) per example."""
+    from denoisekit.utils import sample_generators
+    process = DiscreteVP()
+    gmm = GaussianMixture.random(dim=3, k=2, seed=4)
+    teacher = gmm.denoiser(process)
+    steps = 4
+    grid = distillation_times(process, 2 * steps)
+    seen = []
+
+    def one_step(offset):
+        probe = ProgressiveDistillationLoss(steps).with_teacher(teacher)
+
+        def x0(x_t, t):
+            j = torch.nonzero(grid[: 2 * steps: 2] == t[:, None].double())  # (example, student step)
+            assert len(j) == len(t), "a training time off the student's grid"
+            seen.append(t.clone())
+            i = j[:, 1]
+            return probe.target(x_t.double(), t.double(), grid[2 * i + 1], grid[2 * i + 2], None).to(x_t.dtype) + offset
+        return Denoiser.from_function(x0, process, prediction="x0")
+
+    x0_data = gmm.sample(64, torch.Generator().manual_seed(0))[0]
+    loss = ProgressiveDistillationLoss(steps).with_teacher(teacher)
+    assert float(loss(one_step(0.0), x0_data, generator=sample_generators(0, 64)).abs().max()) < 1e-12
+    seen.clear()
+    off = loss(one_step(0.1), x0_data, generator=sample_generators(0, 64))
+    t = seen[0]
+    snr = (process.alpha(t) / process.sigma(t)) ** 2
+    assert torch.allclose(off, (0.01 * snr.clamp(min=1)).to(off), rtol=1e-4)
+    assert len(torch.unique(t)) > 1
+
+
+class FlowMapStudent(torch.nn.Module):
+    """The exact consistency function of a mixture: its probability-flow map from (x, t) to the data (dopri5)."""
+    consistency = True
+
+    def __init__(self, gmm, process):
+        super().__init__()
+        self.process, self.oracle = process, gmm.denoiser(process)
+        self.sigma_min = float(process.noise_level(torch.tensor(process.t_eps)))
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, t, cond=None, clip=True):
+        from denoisekit.denoiser import Prediction
+        from denoisekit.samplers import rk45_sample
+        out = torch.empty_like(x)
+        for u in torch.unique(t):
+            rows = t == u
+            times = torch.tensor([float(u), float(self.process.t_eps)], dtype=torch.float64)
+            if float(u) <= float(times[1]) * (1 + 1e-9):  # at s_min the flow map is the identity
+                out[rows] = x[rows] / self.process.alpha(times[1]).to(x.dtype)
+                continue
+            out[rows] = rk45_sample(self.oracle, x[rows].double(), times, rtol=1e-9, atol=1e-9).to(x.dtype) \
+                / self.process.alpha(times[1]).to(x.dtype)
+        return Prediction(x0=out + 0 * self.dummy, eps=torch.zeros_like(x))
+
+
+@pytest.mark.parametrize("solver", ["heun", "euler"])
+def test_consistency_distillation_loss_vanishes_for_the_exact_flow_map(solver):
+    """f = the exact flow map is consistent along the teacher's ODE, so the loss is only the teacher step's
+    discretization error, a hundred-thousandth of the data's variance (red when the target is read at the wrong
+    level)."""
+    from denoisekit.utils import sample_generators
+    process = VPSDE(t_eps=1e-3)
+    gmm = GaussianMixture.random(dim=2, k=2, seed=3)
+    exact = FlowMapStudent(gmm, process)
+    x0 = gmm.sample(32, torch.Generator().manual_seed(0))[0]
+    loss = ConsistencyDistillationLoss(levels=40, distance="l2", solver=solver).with_teacher(gmm.denoiser(process))
+    small = float(loss(exact, x0, generator=sample_generators(0, 32)).detach().mean())
+    scale = float(x0.var())
+    assert small < 1e-4 * scale, small
