@@ -12,7 +12,7 @@ import torch
 from ..config import configurable, require
 from ..samplers.ddim import ddim_step
 from ..samplers.euler import heun_step
-from ..samplers.times import karras_levels
+from ..samplers.times import karras_levels, level_range
 from ..utils import Generator, rand, randn
 from .simple import noised
 
@@ -41,12 +41,6 @@ def check_student(student) -> None:
     if not getattr(student, "consistency", False):
         raise ValueError("consistency: a consistency loss trains the consistency function f(x, s) with f(x, s_min) "
                          "= x; build the student with consistency: true")
-
-
-def level_range(process) -> tuple[float, float]:
-    """(s_min, s_max): the noise levels sigma/alpha at the smallest trained time and at t_max."""
-    ends = process.noise_level(torch.tensor([process.t_eps, process.t_max], dtype=torch.float64))
-    return float(ends[0]), float(ends[1])
 
 
 def pick_levels(process, levels: torch.Tensor, index: torch.Tensor, x0: torch.Tensor):

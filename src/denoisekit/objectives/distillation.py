@@ -7,9 +7,10 @@ from typing import Literal, get_args
 import torch
 
 from ..config import configurable, require
+from ..samplers.base import step_coefficients
 from ..samplers.ddim import ddim_step
 from ..samplers.times import sampling_times
-from ..utils import Generator, append_dims, rand
+from ..utils import Generator, rand
 from .simple import noised
 
 Weighting = Literal["truncated_snr", "snr_plus_one"]
@@ -47,10 +48,8 @@ class ProgressiveDistillationLoss:
         """x~: the x0 whose DDIM step from (z_t, t) lands on the teacher's two-step z_t''."""
         z1 = ddim_step(self.teacher, z_t, t, t1, cond=cond)[0]
         z2 = ddim_step(self.teacher, z1, t1, t2, cond=cond)[0]
-        process, n = self.teacher.process, z_t.ndim
-        a, s, a2, s2 = (append_dims(f(u), n).to(z_t.dtype) for f, u in
-                        ((process.alpha, t), (process.sigma, t), (process.alpha, t2), (process.sigma, t2)))
-        ratio = s2 / s
+        _, _, a, a2, lvl, lvl2 = step_coefficients(self.teacher.process, z_t, t, t2)
+        ratio = (a2 * lvl2) / (a * lvl)  # sigma_t'' / sigma_t
         return (z2 - ratio * z_t) / (a2 - ratio * a)
 
     def __call__(self, student, x0: torch.Tensor, cond=None, generator: Generator = None) -> torch.Tensor:

@@ -6,8 +6,8 @@ values, from a first level at or below the top (like diffusers' 'leading' spacin
 a lower level where the model's denoiser barely depends on x) down to the smallest trained level; Nelder-Mead
 chooses the knots and the first level to minimise the chosen sampler's final error against the pilot solutions at
 the chosen number of steps. A flat w starting at the top is uniform in log-SNR. The fit and the fixed schedules are
-then scored on a second, held-out set of four times as many pilots and the best of all is kept, so 'auto' is never worse there than a
-named schedule; held out, because a fit that sends a few pilots near a mode boundary the right way can send fresh
+then scored on a second, held-out set of four times as many pilots and the best of all is kept, so 'auto' is never
+worse there than a named schedule; held out, because a fit that sends a few pilots near a mode boundary the right way can send fresh
 noise the wrong way (measured: 4x the RMS error of 'quadratic' on fresh noise while better on its own pilots). Only
 the model is used (never a ground truth), and results are cached per model, sampler, options and steps.
 """
@@ -27,13 +27,14 @@ from ..conditioning import Cond
 from ..utils import atomic_save
 from .registry import get_sampler
 from .rk45 import rk45_sample
-from .times import sampling_times, times_from_levels
+from .times import level_range, sampling_times, times_from_levels
 
 _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 STOCHASTIC = ("ddpm", "euler_maruyama", "dpmpp_2m_sde", "rk45")  # rk45 adapts its own steps
 HELD_OUT = 4  # held-out pilots per fitted one: an RMS error hinges on the rare pilot a coarse schedule sends astray
 METHOD = 2  # in the cache key: schedules fitted by an earlier method are refitted (2: chosen on held-out pilots)
-FIXED = ("uniform", "leading", "trailing", "quadratic", "logsnr", "karras")  # the fit also weighs these, and keeps the best
+# the fit also weighs these, and keeps the best
+FIXED = ("uniform", "leading", "trailing", "quadratic", "logsnr", "karras")
 
 
 def warp_levels(w: np.ndarray, steps: int, lo: float, hi: float) -> np.ndarray:
@@ -106,7 +107,7 @@ def auto_schedule(denoiser, sampler: str, steps: int, shape, *, cond=None, optio
     pilot_cond, held_cond = cycled(cond, pilots), cycled(cond, HELD_OUT * pilots)
     fit_set = pilot_set(denoiser, (pilots, *shape), g, pilot_cond, device, dtype)
     held_out = pilot_set(denoiser, (HELD_OUT * pilots, *shape), g, held_cond, device, dtype)
-    ends = process.noise_level(torch.tensor([process.t_eps, process.t_max], dtype=torch.float64)).tolist()
+    ends = list(level_range(process))
 
     def times_for(params) -> torch.Tensor:
         skip, w = min(max(float(params[0]), 0.0), 0.9), np.asarray(params[1:])

@@ -8,7 +8,8 @@ from tqdm.auto import tqdm
 from ..utils import Generator, append_dims
 from .base import check_times, noise_like
 from .ddpm import ddpm_step
-from .registry import DEFAULT_SCHEDULES, check_family, check_options, get_sampler
+from .entry import check_request
+from .registry import DEFAULT_SCHEDULES, get_sampler
 from .times import sampling_times
 
 
@@ -53,10 +54,8 @@ def sdedit(denoiser, x_guide: torch.Tensor, strength: float, *, steps: int = 50,
                          f"{strength!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps: expected a positive integer, got {steps!r}")
-    fn = get_sampler(sampler)
-    check_family(sampler, denoiser.process)
-    check_options(sampler, options)
+    check_request(sampler, schedule, options, process=denoiser.process)
     times = sampling_times(denoiser.process, max(steps, round(steps / strength)),
                            schedule or DEFAULT_SCHEDULES.get(sampler, "karras"))[-(steps + 1):].to(x_guide.device)
     x_t = denoiser.process.q_sample(x_guide, times[0].expand(x_guide.shape[0]), noise_like(x_guide, generator))
-    return fn(denoiser, x_t, times, cond=cond, generator=generator, progress=progress, **options)
+    return get_sampler(sampler)(denoiser, x_t, times, cond=cond, generator=generator, progress=progress, **options)

@@ -57,8 +57,7 @@ def sampling_times(process: Process, steps: int, schedule: str = "uniform", *, r
         lam = process.log_snr(torch.stack([t_max, t_eps]))
         t = process.t_from_log_snr(lam[0] + (lam[1] - lam[0]) * u)
     elif schedule == "karras":
-        lo, hi = process.noise_level(torch.stack([t_eps, t_max]))
-        t = process.t_from_noise_level(karras_levels(float(lo), float(hi), steps, rho).flip(0))
+        t = process.t_from_noise_level(karras_levels(*level_range(process), steps, rho).flip(0))
     elif schedule == "auto":
         raise ValueError("schedule: 'auto' is fitted to a model; use denoisekit.sample(..., schedule='auto') or "
                          "samplers.auto_schedule")
@@ -71,6 +70,12 @@ def sampling_times(process: Process, steps: int, schedule: str = "uniform", *, r
         raise ValueError(f"steps: {steps} {schedule} steps of this process repeat a time{trained}; use fewer steps "
                          f"or another schedule")
     return torch.cat([t, torch.tensor([process.t_min], dtype=torch.float64)])
+
+
+def level_range(process: NoiseProcess) -> tuple[float, float]:
+    """(s_min, s_max): the noise levels sigma/alpha at the smallest trained time t_eps and at t_max."""
+    ends = process.noise_level(torch.tensor([process.t_eps, process.t_max], dtype=torch.float64))
+    return float(ends[0]), float(ends[1])
 
 
 def karras_levels(lo: float, hi: float, n: int, rho: float = 7.0) -> torch.Tensor:
