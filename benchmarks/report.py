@@ -380,6 +380,31 @@ def score_pictures_section(d: dict, figure_prefix: str) -> list[str]:
             f"![annealed Langevin across noise levels]({figure_prefix}annealed_langevin_2d.png)", ""]
 
 
+def few_step_section(d: dict, figure_prefix: str) -> list[str]:
+    """The few-step students against their teacher on MNIST-5k: FD by NFE, ratio to the teacher's best 20-NFE
+    deterministic FD, training cost."""
+    rows, costs = d["rows"], d["costs"]
+    ref = min((r for r in rows if r["method"] == "teacher" and r["nfe"] == 20 and not r["stochastic"]),
+              key=lambda r: r["fd"])
+    out = [f"**Few-step generation on MNIST-5k** ({_machine(d)}; `benchmarks/few_step.py`, FD of {d['n']} samples): "
+           f"the demo model as teacher (best deterministic and best stochastic sampler at each NFE) and its students. "
+           f"Ratios are to the teacher's best 20-NFE deterministic FD ({ref['label']}, {ref['fd']:.3f}).", "",
+           "| model | NFE | sampler | FD | ratio | training |", "|---|---:|---|---:|---:|---|"]
+    for r in rows:
+        cost = costs.get(r["method"])
+        spent = ""
+        if cost and cost["cpu_min"] == cost["cpu_min"]:  # not NaN
+            what = (f"{cost['stages']} stages x {cost['steps_per_stage']} steps" if "stages" in cost
+                    else f"{cost['steps']} steps")
+            spent = f"{what}, {cost['cpu_min']:.1f} CPU-min"
+        kind = "" if r["method"] != "teacher" else (" (stochastic)" if r["stochastic"] else " (deterministic)")
+        out.append(f"| {r['method']}{kind} | {r['nfe']} | {r['label']} | {r['fd']:.3f} | {r['fd'] / ref['fd']:.2f}x | "
+                   f"{spent} |")
+    return out + ["", f"![few-step FD against NFE]({figure_prefix}few_step_fd.png)", "",
+                  f"![few-step samples: one row per model and NFE, as in the table]({figure_prefix}few_step_grid.png)",
+                  ""]
+
+
 def _judged(name: str, d: dict) -> list:
     """(claim, met) from benchmark `name`'s own claims() on its stored result."""
     import importlib
@@ -388,7 +413,7 @@ def _judged(name: str, d: dict) -> list:
         extra = (m.default_claims(d["rows"], m.current_defaults()) + m.auto_claims(d["rows"])
                  if "default_schedules" in d else [])  # today's defaults, judged on the stored rows
         return m.claims(d["summary"]) + extra
-    if name == "ode_gap":
+    if name in ("ode_gap", "few_step"):
         return m.claims(d["rows"])
     if name == "quality_vs_nfe":
         return m.claims(d["results"])
@@ -412,7 +437,7 @@ def _judged(name: str, d: dict) -> list:
 VERDICTS = ("train_throughput", "sampler_overhead", "attention_layout", "sampler_accuracy", "vs_ddpm_pytorch",
             "quality_vs_nfe", "ddim_table", "guidance_tradeoff", "guidance_tradeoff_sde", "improved_ddpm",
             "score_based", "pc_corrector", "score_pictures", "ablation", "ode_gap", "bf16_loss",
-            "default_schedules")
+            "default_schedules", "few_step")
 
 
 def verdicts_section() -> list[str]:
@@ -442,7 +467,8 @@ def sections(figure_prefix: str) -> list[str]:
                          ("guidance_tradeoff", lambda d: guidance_section(d, figure_prefix)),
                          ("guidance_tradeoff_sde", lambda d: guidance_section(d, figure_prefix)),
                          ("sampler_overhead", overhead_section), ("ddim_table", ddim_section),
-                         ("ablation", ablation_section), ("default_schedules", default_schedules_section)):
+                         ("ablation", ablation_section), ("default_schedules", default_schedules_section),
+                         ("few_step", lambda d: few_step_section(d, figure_prefix))):
         d = _load(name)
         if d:
             out += render(d)

@@ -157,6 +157,21 @@ def test_ode_gap_and_throughput_claims():
     assert [met for _, met in t.claims({**result, "best_speedup": 2.1, "speedup": 2.9})] == [True, False]
 
 
+def test_few_step_claims():
+    """The issue's four goals against the teacher's best deterministic FD at 20 NFE (stochastic rows ignored); a row
+    that is missing is not judged, and no teacher row at 20 NFE is an error."""
+    import few_step as f
+
+    def row(method, nfe, fd, stochastic=False):
+        return {"method": method, "nfe": nfe, "fd": fd, "stochastic": stochastic, "label": method}
+    rows = [row("teacher", 20, 1.0), row("teacher", 20, 0.5, True), row("progressive", 4, 1.2),
+            row("progressive", 2, 1.7), row("consistency distillation", 2, 1.5), row("consistency distillation", 1, 3.1)]
+    assert [met for _, met in f.claims(rows)] == [True, False, True, False]
+    assert [met for _, met in f.claims(rows[:3])] == [True]
+    with pytest.raises(ValueError, match="20 NFE"):
+        f.claims(rows[1:])
+
+
 def test_the_stored_results_are_judged_by_the_report():
     """The README's verdict table comes from the stored JSON through each script's claims(): every stored result is
     judged (none predates its verdict) and each row names met or NOT met."""
@@ -182,7 +197,8 @@ def test_the_stored_results_are_judged_by_the_report():
     ("bf16_loss.py", ["--steps", "10"], "--steps"), ("vs_ddpm_pytorch.py", ["--sampler", "nope"], "--sampler"),
     ("vs_ddpm_pytorch.py", ["--spacing", "nope"], "--spacing"), ("sampler_accuracy.py", ["--n", "1"], "--n"),
     ("default_schedules.py", ["--n", "1"], "--n"), ("default_schedules.py", ["--nfe", "1"], "--nfe"),
-    ("default_schedules.py", ["--slack", "0.5"], "--slack"), ("default_schedules.py", ["--run", "nowhere"], "--run")])
+    ("default_schedules.py", ["--slack", "0.5"], "--slack"), ("default_schedules.py", ["--run", "nowhere"], "--run"),
+    ("few_step.py", ["--n", "1"], "--n"), ("few_step.py", ["--stage-steps", "0"], "--stage-steps")])
 def test_bad_benchmark_flags_are_one_line_before_any_work(script, args, word, tmp_path):
     """A benchmark's new flags refuse bad values in one line naming the flag (argparse's exit 2), before training,
     sampling or writing anything."""

@@ -42,7 +42,7 @@ def test_readme_score_matching_example_runs():
 
 
 def test_readme_consistency_example_runs():
-    ns = run_example("### Few-step generation: consistency models and progressive distillation (in progress)")
+    ns = run_example("### Few-step generation: progressive distillation, consistency models, zero-shot editing")
     x = ns["x"]
     assert x.shape == (1000, 2) and bool(x.isfinite().all())
     assert ns["student"].consistency and ns["loss"].target.model is not None

@@ -76,7 +76,8 @@ class LoadedModel:
                 "has_ema": (self.folder / EMA_WEIGHTS).exists(), "data": self.record.get("data"),
                 "prediction": model.get("prediction"), "process": model.get("process"), "network": model.get("net"),
                 "loss": self.record.get("loss"), "train": self.record.get("train"),
-                "trained_in": self.record.get("trained_in")}
+                "trained_in": self.record.get("trained_in"), **({"distillation": self.record["distill"]}
+                                                                if isinstance(self.record.get("distill"), dict) else {})}
 
     def guided(self, *, w: Optional[float] = None, rescale: Optional[float] = None, interval=None,
                classifier: Optional[LoadedClassifier] = None, classifier_scale: float = 1.0,

@@ -146,6 +146,8 @@ def check_sampling_args(args, checkpoint=None) -> dict:
             print(f"sampler: {best['sampler']}, {best['steps']} steps{', ' + best['schedule'] if best['schedule'] else ''}"
                   f"{' ' + str(best['options']) if best['options'] else ''}: this checkpoint's best recorded "
                   f"({best['metric']} {best['score']:.4g} with {best['n']} samples; --sampler to choose another)")
+    if args.sampler is None and args.schedule is None:  # the fallback sampler with its own schedule
+        args.schedule = fallback["schedule"]
     args.sampler = args.sampler or fallback["sampler"]
     args.steps = fallback["steps"] if args.steps is None else args.steps
     if args.steps < 1:

@@ -67,7 +67,7 @@ def train_classifier_run(rc: RunConfig, out: Path, resume: bool = True, prepared
         print("accuracy of p(y | x_t, t) on training images, by t: " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()))
 
     trainer = Trainer(classifier, loss, ds, out, tc, config=record, sample_fn=report)
-    start_run(trainer, rc, out, resume, compatibility_check(classifier, loss, record, out))
+    start_run(trainer, rc.as_dict(), out, resume, compatibility_check(classifier, loss, record, out))
     if trainer.rank == 0:
         n = sum(p.numel() for p in classifier.parameters())
         print(f"training a noisy classifier ({n:,} parameters) on {ds.name!r} ({len(ds)} x {list(ds.x.shape[1:])}, "

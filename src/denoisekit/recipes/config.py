@@ -44,14 +44,8 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d) -> "RunConfig":
         """A run config from a parsed YAML mapping, every section checked against the constructor it feeds."""
-        if d is None:
-            d = {}
-        if not isinstance(d, dict):
-            raise ValueError(f"config: expected a mapping of settings (data: ..., net: ..., train: ...), got "
-                             f"{type(d).__name__} {str(d)[:60]!r}")
         base = cls()
-        d = {k: {} if v is None and isinstance(getattr(base, k, None), dict) else v for k, v in d.items()}
-        values = check_arguments("", cls, d)  # an empty section ('net:' in YAML) means the defaults
+        values = top_level(cls, d, "data: ..., net: ..., train: ...")
         merged = {}
         for f in fields(cls):
             default = getattr(base, f.name)
@@ -87,6 +81,19 @@ class RunConfig:
 
     def as_dict(self) -> dict:
         return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+
+
+def top_level(cls, d, example: str) -> dict:
+    """A config file's top level checked against the dataclass `cls` (keys, types); an empty section ('net:' in
+    YAML) means that section's defaults."""
+    if d is None:
+        d = {}
+    if not isinstance(d, dict):
+        raise ValueError(f"config: expected a mapping of settings ({example}), got {type(d).__name__} "
+                         f"{str(d)[:60]!r}")
+    base = cls()
+    d = {k: {} if v is None and isinstance(getattr(base, k, None), dict) else v for k, v in d.items()}
+    return check_arguments("", cls, d)
 
 
 def build_process(section):

@@ -73,8 +73,13 @@ RUN_OUTPUTS = ("checkpoints", "samples", "tensorboard", "metrics.csv", "eval.csv
 
 def clear_run_outputs(out: Path) -> list[str]:
     """Remove a previous run's outputs from `out` (and nothing else); returns what was removed."""
+    return remove_outputs(out, RUN_OUTPUTS)
+
+
+def remove_outputs(out: Path, names) -> list[str]:
+    """Remove the files and folders `names` from `out`; returns those that were there."""
     removed = []
-    for name in RUN_OUTPUTS:
+    for name in names:
         p = Path(out) / name
         if p.is_dir():
             shutil.rmtree(p)
@@ -116,7 +121,7 @@ def train_run(rc: RunConfig, out: Path, resume: bool = True, run: Optional[Run] 
         return evaluator[0].evaluate(draw(ema_model, rc.eval, rc.eval["n"]).cpu())
 
     trainer = Trainer(denoiser, loss, ds, out, tc, config=run.record, sample_fn=sample_fn, eval_fn=eval_fn)
-    start_run(trainer, rc, out, resume, compatibility_check(denoiser, loss, run.record, out))
+    start_run(trainer, rc.as_dict(), out, resume, compatibility_check(denoiser, loss, run.record, out))
     if trainer.rank == 0:
         forward_process_picture(ds, denoiser.process, out / "forward_process.png")
         print(f"training {run.summary()} -> {out}")
@@ -124,8 +129,8 @@ def train_run(rc: RunConfig, out: Path, resume: bool = True, run: Optional[Run] 
     return out
 
 
-def start_run(trainer: Trainer, rc: RunConfig, out: Path, resume: bool, check) -> None:
-    """Resume (refusing another set-up) or clear a previous run's outputs; then record the config in run.yaml."""
+def start_run(trainer: Trainer, settings: dict, out: Path, resume: bool, check) -> None:
+    """Resume (refusing another set-up) or clear a previous run's outputs; then record the settings in run.yaml."""
     if resume and trainer.resume(check=check):
         print(f"resuming {out} at step {trainer.step}")
     elif not resume and trainer.rank == 0:
@@ -133,4 +138,4 @@ def start_run(trainer: Trainer, rc: RunConfig, out: Path, resume: bool, check) -
         if removed:
             print(f"--no-resume: removed the previous run's {', '.join(removed)} from {out}")
     if trainer.rank == 0:
-        atomic_save(out / "run.yaml", lambda p: Path(p).write_text(yaml.safe_dump(rc.as_dict(), sort_keys=False)))
+        atomic_save(out / "run.yaml", lambda p: Path(p).write_text(yaml.safe_dump(settings, sort_keys=False)))

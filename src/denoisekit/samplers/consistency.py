@@ -28,3 +28,21 @@ def consistency_sample(denoiser, x_T: torch.Tensor, times: torch.Tensor, *, cond
         x0 = pred.x0
         report(callback, grid, i, x0 * grid.alphas[i + 1], pred)
     return x0 * grid.alphas[-1]
+
+
+@torch.no_grad()
+def consistency_inpaint(denoiser, x_known: torch.Tensor, mask: torch.Tensor, times: torch.Tensor, *, cond=None,
+                        generator: Generator = None, progress: bool = False) -> torch.Tensor:
+    """Song et al. 2023, Algorithm 4 with A = I (inpainting): x~ = y + s_0 z with the unknown part (mask 0) of y zeroed,
+    x0 <- f(x~, s_0), then at each next level x~ = x0 + sqrt(s_k^2 - s_min^2) z and x0 <- f(x~, s_k), the known part
+    (mask 1) of x0 set back to y after each evaluation. One evaluation per network time of `times`."""
+    mask = torch.as_tensor(mask, dtype=x_known.dtype, device=x_known.device).expand_as(x_known)
+    if not bool(((mask == 0) | (mask == 1)).all()):
+        raise ValueError("mask: expected 0 (to fill) and 1 (known) only")
+    grid = Grid(denoiser, times, x_known, cond)
+    s_min = getattr(denoiser, "sigma_min", 0.0)
+    x0 = mask * x_known
+    for i in steps_of(grid, progress):
+        spread = grid.levels[i] if i == 0 else math.sqrt(max(grid.levels[i] ** 2 - s_min**2, 0.0))
+        x0 = mask * x_known + (1 - mask) * grid.denoise(x0 + noise_like(x0, generator) * spread, i).x0
+    return x0

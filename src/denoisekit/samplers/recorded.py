@@ -38,8 +38,9 @@ def read_scores(folder) -> list:
 
 
 def fallback_for(folder) -> dict:
-    """What the checkpoint in `folder` samples with before anything is recorded: FALLBACK, or for a consistency model
-    (its recorded denoiser has consistency: true) CONSISTENCY_FALLBACK; read from its config, weights untouched."""
+    """What the checkpoint in `folder` samples with before anything is recorded: a distilled student's recorded
+    sampling, CONSISTENCY_FALLBACK for a consistency model (its denoiser has consistency: true), else FALLBACK; read
+    from its config, weights untouched."""
     from ..train.checkpoint import load_config
     if folder is None:
         return FALLBACK
@@ -47,6 +48,9 @@ def fallback_for(folder) -> dict:
         model = load_config(folder).get("model")
     except (ValueError, OSError):
         return FALLBACK  # the model opener says what is wrong with it, in its turn
+    distilled = (load_config(folder).get("distill") or {}).get("sampling")
+    if isinstance(distilled, dict) and {"sampler", "steps", "schedule", "options"} <= set(distilled):
+        return distilled  # a distilled student samples as it was trained (a progressive one: ddim, trailing, N)
     return CONSISTENCY_FALLBACK if isinstance(model, dict) and model.get("consistency") is True else FALLBACK
 
 

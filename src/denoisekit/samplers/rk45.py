@@ -39,7 +39,8 @@ def rk45_sample(denoiser, x_T, times, *, rtol: float = 1e-4, atol: float = 1e-4,
 
     x = x_T / grid.alphas[0]
     u = torch.tensor([u0, u1], dtype=torch.float64 if x.dtype == torch.float64 else torch.float32, device=x.device)
-    x = odeint(f, x, u, rtol=rtol, atol=atol, method="dopri5")[-1]
+    if u0 != u1:  # (starting at the smallest trained level, there is nothing to integrate)
+        x = odeint(f, x, u, rtol=rtol, atol=atol, method="dopri5")[-1]
     pred = None
     if grid.levels[-1] == 0:
         pred = grid.denoise(x, grid.n - 1) if grid.levels[-2] == positive[-1] else grid.denoise_at_level(x, positive[-1])

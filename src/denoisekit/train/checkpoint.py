@@ -55,13 +55,17 @@ def save_checkpoint(folder: Path, model, ema_model, config: dict, state: Optiona
 
 
 def find_checkpoint(path) -> Path:
-    """A checkpoint folder from itself, a run folder or a checkpoints folder (the latest one)."""
+    """A checkpoint folder from itself, a run folder, a checkpoints folder (the latest one) or a folder of stages."""
     path = Path(path)
     for candidate in (path, path / "checkpoints"):
         if (candidate / CONFIG).exists() and (candidate / WEIGHTS).exists():
             return candidate
         if (candidate / "latest").exists():
             return candidate / (candidate / "latest").read_text().strip()
+    staged = sorted((p for p in (path / "stages").glob("*") if (p / "checkpoints" / "latest").exists()),
+                    key=lambda p: p.name) if (path / "stages").is_dir() else []
+    if staged:  # a run in stages (`denoisekit distill`): the last stage that has a checkpoint
+        return find_checkpoint(staged[-1])
     raise FileNotFoundError(f"checkpoint: no checkpoint at {path} (expected a folder with {CONFIG} and {WEIGHTS}, "
                             f"or a run folder with checkpoints/latest)")
 

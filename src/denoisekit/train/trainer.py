@@ -87,8 +87,9 @@ class Trainer:
 
     def __init__(self, model: nn.Module, loss_fn: Callable, dataset, run_dir, cfg: TrainConfig,
                  config: Optional[dict] = None, sample_fn: Optional[Callable] = None,
-                 eval_fn: Optional[Callable] = None):
+                 eval_fn: Optional[Callable] = None, label: str = "training"):
         self.cfg = cfg
+        self.label = label  # the progress bar's name (a distillation's stage)
         self.device = resolve_device(cfg.device)
         self.rank, self.world = init_distributed(self.device)
         if cfg.batch_size % self.world:
@@ -320,7 +321,7 @@ class Trainer:
         cfg = self.cfg
         last = min(cfg.steps, until) if until is not None else cfg.steps
         csv_log, tb = self._loggers()
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress or self.rank != 0, desc="training")
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress or self.rank != 0, desc=self.label)
         losses, t0, n0 = [], time.perf_counter(), self.step
         term_sums: dict = {}
         stop: list[str] = []
