@@ -197,3 +197,21 @@ def test_distill_check_writes_nothing(teacher, tmp_path, capsys):
     assert main(distill_args(teacher, tmp_path / "o", "--check")) == 0
     assert "config valid: progressive distillation 64 -> 1 steps in 6 stages" in capsys.readouterr().out
     assert not (tmp_path / "o").exists()
+
+
+def test_a_stage_is_not_resumed_from_another_teachers_folder(teacher, tmp_path, capsys):
+    """OUT distilled from one teacher, then the same command with another teacher: one line, OUT's stage untouched."""
+    from denoisekit.train import find_checkpoint
+    other = tmp_path / "other"
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(TEACHER.replace("steps: 30,", "steps: 30, seed: 1,"))
+    assert main(["train", "--config", str(cfg), "--out", str(other)]) == 0
+    out = tmp_path / "pd"
+    assert main(distill_args(teacher, out, "--stages", "1", "--steps-per-stage", "10")) == 0
+    before = sorted(p.name for p in find_checkpoint(out).parent.iterdir())
+    capsys.readouterr()
+    for steps in ("20", "10"):  # a stage to resume, and a finished one
+        assert main(distill_args(other, out, "--stages", "1", "--steps-per-stage", steps)) == 2
+        err = capsys.readouterr().err.strip()
+        assert "was distilled from another teacher" in err and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in find_checkpoint(out).parent.iterdir()) == before

@@ -70,12 +70,17 @@ def forward_process_picture(ds: ArrayDataset, process, path, n: int = 8, columns
 
 def run_record(rc: RunConfig, ds: ArrayDataset, loss) -> dict:
     """What a checkpoint records beside the model: the run config, the loss and the data's name, shape and content."""
+    return {"loss": loss.config(), "run": rc.as_dict(),
+            "data": {"name": ds.name, "shape": list(ds.x.shape[1:]), "num_classes": ds.num_classes,
+                     "size": len(ds), "fingerprint": data_fingerprint(ds)}}
+
+
+def data_fingerprint(ds: ArrayDataset) -> str:
+    """A short hash of the data set's content (examples and labels): a run's record of what it was trained on."""
     digest = hashlib.sha256(ds.x.contiguous().numpy().tobytes())
     if ds.y is not None:
         digest.update(ds.y.numpy().tobytes())
-    return {"loss": loss.config(), "run": rc.as_dict(),
-            "data": {"name": ds.name, "shape": list(ds.x.shape[1:]), "num_classes": ds.num_classes,
-                     "size": len(ds), "fingerprint": digest.hexdigest()[:16]}}
+    return digest.hexdigest()[:16]
 
 
 @dataclass

@@ -21,10 +21,12 @@ from ..objectives.consistency import ConsistencyDistillationLoss
 from ..objectives.distillation import STUDENT_PREDICTIONS, ProgressiveDistillationLoss
 from ..prediction import PREDICTION_TYPES
 from ..samplers import balanced_labels, generate
+from ..samplers.recorded import CONSISTENCY_FALLBACK
 from ..train import TrainConfig, Trainer
 from ..train.checkpoint import EMA_WEIGHTS, load_state
 from ..train.trainer import IncompatibleRun, resolve_device
 from ..utils import atomic_save
+from .build import data_fingerprint
 from .config import build_section, top_level
 from .run import compatibility_check, remove_outputs, start_run
 
@@ -150,13 +152,10 @@ def open_teacher(path, device: str) -> Teacher:
         ds = load_dataset(run["data"], image_size=run.get("image_size"), channels=run.get("channels"))
     except (ValueError, OSError) as e:
         raise ValueError(f"--teacher: its data set {run['data']!r} cannot be loaded ({e})") from None
-    if data.get("fingerprint") is not None:
-        digest = hashlib.sha256(ds.x.contiguous().numpy().tobytes())
-        if ds.y is not None:
-            digest.update(ds.y.numpy().tobytes())
-        if digest.hexdigest()[:16] != data["fingerprint"]:
-            raise ValueError(f"--teacher: its data set {run['data']!r} has changed since the teacher was trained "
-                             f"(fingerprint {digest.hexdigest()[:16]}, recorded {data['fingerprint']})")
+    fingerprint = data_fingerprint(ds)
+    if data.get("fingerprint") not in (None, fingerprint):
+        raise ValueError(f"--teacher: its data set {run['data']!r} has changed since the teacher was trained "
+                         f"(fingerprint {fingerprint}, recorded {data['fingerprint']})")
     state = load_state(model.folder) or {}
     identity = {"checkpoint": str(model.folder), "step": state.get("step"), "weights": weights_digest(model.folder)}
     return Teacher(model, ds, identity)
@@ -210,20 +209,24 @@ class Stage:
 def plan_stages(dc: DistillConfig, out: Path) -> list[Stage]:
     """The stages' folders and what each student's `denoisekit sample` uses by default."""
     if dc.method == "consistency":
-        return [Stage(1, out / "stages" / "01-consistency", 1,
-                      {"sampler": "consistency", "steps": 2, "schedule": None, "options": {}})]
+        return [Stage(1, out / "stages" / "01-consistency", 1, copy.deepcopy(CONSISTENCY_FALLBACK))]
     return [Stage(i + 1, out / "stages" / f"{i + 1:02d}-{n}-steps", n,
                   {"sampler": "ddim", "steps": n, "schedule": "trailing", "options": {}})
             for i, n in enumerate(dc.stages)]
 
 
-def stage_done(stage: Stage, steps: int) -> bool:
-    """Whether the stage's run folder holds its final checkpoint."""
-    from ..train.checkpoint import find_checkpoint
+def stage_done(stage: Stage, steps: int, origin: dict) -> bool:
+    """Whether the stage's run folder holds its final checkpoint, distilled from the same first teacher `origin`."""
+    from ..train.checkpoint import find_checkpoint, load_config
     try:
-        state = load_state(find_checkpoint(stage.folder)) or {}
+        folder = find_checkpoint(stage.folder)
+        state, config = load_state(folder) or {}, load_config(folder)
     except (ValueError, OSError):
         return False
+    old = ((config.get("distill") or {}).get("origin") or {}).get("weights")
+    if old != origin["weights"]:
+        raise IncompatibleRun(f"resume: {stage.folder} was distilled from another teacher (weights {old}, now "
+                              f"{origin['weights']}); use another --out, or --no-resume")
     return int(state.get("step", -1)) >= steps
 
 
@@ -291,7 +294,7 @@ def distill(prep: Distillation, resume: bool = True) -> Path:
     print(f"distilling: {prep.summary()}")
     teacher = prep.teacher
     for stage in prep.stages:
-        if stage_done(stage, tc.steps):
+        if stage_done(stage, tc.steps, prep.teacher.identity):
             print(f"{stage.describe(len(prep.stages), dc.method)}: done")
         else:
             print(stage.describe(len(prep.stages), dc.method))
