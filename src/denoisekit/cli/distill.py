@@ -10,7 +10,7 @@ def distill_config(args):
     """The distillation config from --config, the named flags and --set, checked whole."""
     from ..recipes.distill import DistillConfig
     raw: dict = read_run_config(args.config) if args.config else {}
-    for flag, key in (("method", "method"), ("steps_per_stage", "train.steps"), ("batch_size", "train.batch_size"),
+    for flag, key in (("distill_method", "method"), ("steps_per_stage", "train.steps"), ("batch_size", "train.batch_size"),
                       ("lr", "train.lr"), ("seed", "train.seed"), ("device", "train.device"),
                       ("distance", "loss.distance"), ("guidance", "guidance"), ("prediction", "prediction")):
         if getattr(args, flag, None) is not None:
@@ -56,7 +56,8 @@ def add_parsers(sub, common) -> None:
                        "steps, each stage a resumable run folder under OUT/stages whose student teaches the next. "
                        "consistency (Song et al. 2023): one stage training the consistency function f from the "
                        "teacher's probability-flow ODE steps. Running the same command again resumes.")
-    d.add_argument("--method", choices=("progressive", "consistency"), help="the distillation (default progressive)")
+    from ..recipes.distill import METHODS
+    d.add_argument("--method", dest="distill_method", choices=METHODS, help="the distillation (default progressive)")
     d.add_argument("--teacher", required=True, help="a run folder or checkpoint of a trained diffusion model")
     d.add_argument("--out", help="a folder for the stages (the student is its last stage)")
     d.add_argument("--config", help="YAML distillation config (method, stages, prediction, guidance, loss, train, "

@@ -89,6 +89,7 @@ def cmd_edit(args) -> int:
 
 
 def add_parsers(sub, common) -> None:
+    from ..samplers import SAMPLERS, SCHEDULES
     from .flags import class_arg
     e = sub.add_parser("edit", parents=[common], help="inpaint images (--mask) or redo them from a noise level "
                        "(--strength, SDEdit) with a trained image model", description="Zero-shot editing: no "
@@ -101,8 +102,9 @@ def add_parsers(sub, common) -> None:
     e.add_argument("--mask", help="an image the size of the inputs: white = fill, black = keep")
     e.add_argument("--strength", type=float, help="SDEdit's noise level as a share of the schedule, in (0, 1]")
     e.add_argument("--steps", type=int, help="sampling steps (default 100; 2 for a consistency model)")
-    e.add_argument("--sampler", help="--strength: the sampler (default ddpm; consistency for a consistency model)")
-    e.add_argument("--schedule", help="the step schedule (default: the sampler's own)")
+    e.add_argument("--sampler", help=f"one of {', '.join(SAMPLERS)} (default: ddpm; consistency for a consistency "
+                   f"model); with --strength only")
+    e.add_argument("--schedule", help=f"step schedule: {', '.join(SCHEDULES)} (default: the sampler's own)")
     e.add_argument("--resample", type=int, help="--mask: RePaint's resampling, r times per step (default 1)")
     e.add_argument("--n", type=int, default=4, help="results per image (default 4)")
     e.add_argument("--class", dest="label", type=class_arg, help="the class of a class-conditional model")
