@@ -381,15 +381,17 @@ def score_pictures_section(d: dict, figure_prefix: str) -> list[str]:
 
 
 def few_step_section(d: dict, figure_prefix: str) -> list[str]:
-    """The few-step students against their teacher on MNIST-5k: FD by NFE, ratio to the teacher's best 20-NFE
-    deterministic FD, training cost."""
+    """The few-step students against their teacher on MNIST-5k: FD by NFE (mean over seeds, the seeds' range), ratio to
+    the teacher's best 20-NFE deterministic FD, training cost; the consistency models' tuned levels and untuned FDs."""
     rows, costs = d["rows"], d["costs"]
     ref = min((r for r in rows if r["method"] == "teacher" and r["nfe"] == 20 and not r["stochastic"]),
               key=lambda r: r["fd"])
-    out = [f"**Few-step generation on MNIST-5k** ({_machine(d)}; `benchmarks/few_step.py`, FD of {d['n']} samples): "
-           f"the demo model as teacher (best deterministic and best stochastic sampler at each NFE) and its students. "
-           f"Ratios are to the teacher's best 20-NFE deterministic FD ({ref['label']}, {ref['fd']:.3f}).", "",
-           "| model | NFE | sampler | FD | ratio | training |", "|---|---:|---|---:|---:|---|"]
+    seeds = d.get("seeds", [d.get("seed", 0)])
+    out = [f"**Few-step generation on MNIST-5k** ({_machine(d)}; `benchmarks/few_step.py`, FD of {d['n']} samples, "
+           f"the mean over seeds {', '.join(map(str, seeds))}): the demo model as teacher (best deterministic and best "
+           f"stochastic sampler at each NFE) and its students. Ratios are to the teacher's best 20-NFE deterministic "
+           f"FD ({ref['label']}, {ref['fd']:.3f}).", "",
+           "| model | NFE | sampler | FD | seeds' range | ratio | training |", "|---|---:|---|---:|---:|---:|---|"]
     for r in rows:
         cost = costs.get(r["method"])
         spent = ""
@@ -398,11 +400,35 @@ def few_step_section(d: dict, figure_prefix: str) -> list[str]:
                     else f"{cost['steps']} steps")
             spent = f"{what}, {cost['cpu_min']:.1f} CPU-min"
         kind = "" if r["method"] != "teacher" else (" (stochastic)" if r["stochastic"] else " (deterministic)")
-        out.append(f"| {r['method']}{kind} | {r['nfe']} | {r['label']} | {r['fd']:.3f} | {r['fd'] / ref['fd']:.2f}x | "
-                   f"{spent} |")
+        spread = r.get("fd_seeds", [r["fd"]])
+        out.append(f"| {r['method']}{kind} | {r['nfe']} | {r['label']} | {r['fd']:.3f} | "
+                   f"{min(spread):.3f}-{max(spread):.3f} | {r['fd'] / ref['fd']:.2f}x | {spent} |")
+    untuned = d.get("consistency_untuned", [])
+    if untuned:
+        from few_step import LEVEL_CANDIDATES
+        out += ["", f"A consistency model's levels after the first evaluation were tuned greedily on seed "
+                f"{d['tune_seed']} (held out) among {', '.join(map(str, LEVEL_CANDIDATES))}: "
+                + "; ".join(f"{m}: {', '.join(f'{v:g}' for v in lv)}" for m, lv in d["tuned_levels"].items())
+                + ". With the default trailing levels instead: "
+                + "; ".join(f"{r['method']} at {r['nfe']} steps FD {r['fd']:.3f} ({r['fd'] / ref['fd']:.2f}x)"
+                            for r in untuned) + "."]
     return out + ["", f"![few-step FD against NFE]({figure_prefix}few_step_fd.png)", "",
                   f"![few-step samples: one row per model and NFE, as in the table]({figure_prefix}few_step_grid.png)",
                   ""]
+
+
+def few_step_cuda_section(d: dict) -> list[str]:
+    """Students distilled on a GPU (benchmarks/device/), scored like few_step.py."""
+    m = d["machine"]
+    ref = d["rows"][0]
+    out = [f"**Few-step students distilled on a GPU** ({m['gpu']}, {m['cpu_cores']} CPU cores, torch {m['torch']}, "
+           f"{m['date']}; `benchmarks/device/`): {d['what']}", "",
+           "| model | FD (mean of 3 seeds) | ratio to the teacher's 20-NFE UniPC |", "|---|---:|---:|"]
+    out += [f"| {r['name']} | {r['mean']:.3f} | {r['mean'] / ref['mean']:.2f}x |" for r in d["rows"]]
+    out += [""] + [f"- {name}: `{r['command']}`, {r.get('steps_done', '')}{' steps, ' if 'steps_done' in r else ''}"
+                   f"{r['wall_s']} s wall, about {r['images_per_s']} training images/s; {r['note']}."
+                   for name, r in d["runs"].items()]
+    return out + [""]
 
 
 def _judged(name: str, d: dict) -> list:
@@ -468,7 +494,8 @@ def sections(figure_prefix: str) -> list[str]:
                          ("guidance_tradeoff_sde", lambda d: guidance_section(d, figure_prefix)),
                          ("sampler_overhead", overhead_section), ("ddim_table", ddim_section),
                          ("ablation", ablation_section), ("default_schedules", default_schedules_section),
-                         ("few_step", lambda d: few_step_section(d, figure_prefix))):
+                         ("few_step", lambda d: few_step_section(d, figure_prefix)),
+                         ("few_step_cuda", few_step_cuda_section)):
         d = _load(name)
         if d:
             out += render(d)

@@ -172,6 +172,21 @@ def test_few_step_claims():
         f.claims(rows[1:])
 
 
+def test_few_step_level_tuning_is_greedy_and_leaves_room_below():
+    """The greedy search picks the 2-step level first, then each next level below the last, from the candidates, and
+    never picks a level with too few candidates below it for the levels still to place."""
+    import few_step as f
+    best = [1.4, 0.5, 0.2]
+    seen = []
+
+    def score(levels):  # lowest where each level is nearest its best
+        seen.append(list(levels))
+        return sum(abs(a - b) for a, b in zip(levels, best))
+    assert f.tune_levels(score, None, 3) == best
+    assert all(len(v) == 1 for v in seen[:len(f.LEVEL_CANDIDATES) - 2])  # the 2-step level first
+    assert f.tune_levels(lambda lv: lv[-1], None, 3) == [0.3, 0.2, 0.1]  # the lowest with room for two below
+
+
 def test_the_stored_results_are_judged_by_the_report():
     """The README's verdict table comes from the stored JSON through each script's claims(): every stored result is
     judged (none predates its verdict) and each row names met or NOT met."""
@@ -198,7 +213,9 @@ def test_the_stored_results_are_judged_by_the_report():
     ("vs_ddpm_pytorch.py", ["--spacing", "nope"], "--spacing"), ("sampler_accuracy.py", ["--n", "1"], "--n"),
     ("default_schedules.py", ["--n", "1"], "--n"), ("default_schedules.py", ["--nfe", "1"], "--nfe"),
     ("default_schedules.py", ["--slack", "0.5"], "--slack"), ("default_schedules.py", ["--run", "nowhere"], "--run"),
-    ("few_step.py", ["--n", "1"], "--n"), ("few_step.py", ["--stage-steps", "0"], "--stage-steps")])
+    ("few_step.py", ["--n", "1"], "--n"), ("few_step.py", ["--stage-steps", "0"], "--stage-steps"),
+    ("few_step.py", ["--seeds", "0,x"], "argument --seeds"), ("few_step.py", ["--seeds", "1,1"], "argument --seeds"),
+    ("few_step.py", ["--tune-seed", "1"], "--tune-seed")])
 def test_bad_benchmark_flags_are_one_line_before_any_work(script, args, word, tmp_path):
     """A benchmark's new flags refuse bad values in one line naming the flag (argparse's exit 2), before training,
     sampling or writing anything."""

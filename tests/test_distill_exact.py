@@ -5,15 +5,13 @@ the exact teacher's own DDIM at the same NFE is 7-10x off; the students reproduc
 
 The student starts, as in both papers, from a trained denoiser: here an MLP regressed onto the exact denoiser's x0
 (the "teacher network"), which at 1 or 2 DDIM steps is as far off as the exact teacher. Measured on this machine
-(2 CPU cores, float32 student): progressive 0.086 / 0.084 at 1 / 2 steps, consistency 1-step below 0.1 (see the
-assertions' messages for the figures of a run)."""
+(2 CPU cores, float32 student, 47 s for both tests): progressive 0.091 / 0.089 at 1 / 2 steps (the teacher network's
+DDIM 0.991 / 0.741), consistency 1-step 0.086 and its 2-step spread within 2-6% of the data's at level 0.15 (at the
+trailing level, 7-31% over: see the consistency test's docstring); run with -s for a run's figures."""
 import copy
 
 import pytest
 
-# About 18 minutes on 2 busy cores (the teacher network, seven progressive stages, 4000 consistency steps): kept out of
-# the default run until it is made cheaper; run it with `pytest -m slow tests/test_distill_exact.py --timeout=0`.
-pytestmark = pytest.mark.slow
 import torch
 
 from denoisekit.analytic import GaussianMixture
@@ -23,7 +21,7 @@ from denoisekit.objectives import ConsistencyDistillationLoss, ProgressiveDistil
 from denoisekit.processes import VPSDE
 from denoisekit.samplers import consistency_sample, ddim_sample, rk45_sample, sampling_times
 
-DIM, HIDDEN, BATCH, LR = 8, 128, 512, 2e-3
+DIM, HIDDEN, BATCH, LR = 8, 128, 256, 2e-3
 PRETRAIN, STAGE, LATE_STAGE, CD_STEPS = 3000, 300, 600, 4000
 GOAL = 0.1  # RMS error as a fraction of the data's spread
 
@@ -106,6 +104,7 @@ def test_progressive_student_maps_noise_to_the_exact_ode_endpoint(setting):
     ddim = {k: s["rms"](ddim_sample(s["oracle"], s["x_T"], distillation_times(s["process"], k))) for k in (1, 2)}
     network = {k: s["rms"](ddim_sample(s["net"], x_T, distillation_times(s["process"], k))) for k in (1, 2)}
     report = f"student {errors}, exact teacher's DDIM {ddim}, teacher network's DDIM {network}"
+    print(report)
     for k in (1, 2):
         assert errors[k] <= GOAL, report
         assert ddim[k] >= 7 * errors[k] and network[k] >= 7 * errors[k], report
@@ -118,20 +117,30 @@ def test_progressive_student_maps_noise_to_the_exact_ode_endpoint(setting):
 def test_consistency_student_maps_noise_to_the_exact_ode_endpoint(setting):
     """Consistency distillation (18 Karras levels, Heun steps of the exact denoiser, L2, target EMA 0.95) from the
     teacher network: 1-step RMS to the exact endpoint <= 0.1 spread, the exact teacher's 1-step DDIM >= 7x worse. Two
-    steps are stochastic (Alg. 1 re-noises), so their law is checked: the mixture's weights and the per-coordinate
-    mean. (Their per-coordinate spread is 7-32% above the data's in the one run made so far: not asserted, an open
-    gap.)"""
+    steps are stochastic (Alg. 1 re-noises), so their law is checked: the mixture's weights and per-coordinate mean at
+    the default trailing levels, and the per-coordinate spread within 8% of the data's with the second evaluation at
+    level 0.15. (At the trailing level, 3.4, the spread is 6-27% too wide: f's error at middle levels is mostly an
+    outward scaling, 0.12-0.15 of the spread in RMS against the exact endpoint of the exact marginal, where the exact
+    flow map's spread is right to 1.5%; the lower level leaves f less to do, as Song et al. 2023 tune theirs.)"""
     s, x_T = setting, setting["x_T"].float()
     student = Denoiser(copy.deepcopy(s["net"].net), s["process"], "v", consistency=True)
     loss = ConsistencyDistillationLoss(levels=18, distance="l2", mu=0.95).with_teacher(s["oracle"])
     train(student, loss, CD_STEPS, s["data"], seed=2)
+    z = torch.randn(4000, DIM, generator=torch.Generator().manual_seed(7))
     with torch.no_grad():
         one = s["rms"](consistency_sample(student, x_T, sampling_times(s["process"], 1, "trailing")))
-        x = consistency_sample(student, torch.randn(4000, DIM, generator=torch.Generator().manual_seed(7)),
-                               sampling_times(s["process"], 2, "trailing"), generator=torch.Generator().manual_seed(8))
+        x = consistency_sample(student, z, sampling_times(s["process"], 2, "trailing"),
+                               generator=torch.Generator().manual_seed(8))
+        low = consistency_sample(student, z, sampling_times(s["process"], 2, "trailing"), levels=[0.15],
+                                 generator=torch.Generator().manual_seed(8))
     ddim = s["rms"](ddim_sample(s["oracle"], s["x_T"], distillation_times(s["process"], 1)))
-    assert one <= GOAL and ddim >= 7 * one, f"student 1-step {one}, exact teacher's 1-step DDIM {ddim}"
-    assert_weights(s["gmm"], x, "2-step consistency student")
     data = s["data"]
     scale = data.std(0)
+    ratio = low.std(0) / scale
+    print(f"consistency student: 1-step RMS {one:.3f} (exact teacher's 1-step DDIM {ddim:.3f}); 2-step spread / data's "
+          f"at trailing {(x.std(0) / scale).tolist()}, at level 0.15 {ratio.tolist()}")
+    assert one <= GOAL and ddim >= 7 * one, f"student 1-step {one}, exact teacher's 1-step DDIM {ddim}"
+    assert_weights(s["gmm"], x, "2-step consistency student")
     assert bool(((x.mean(0) - data.mean(0)).abs() < 0.05 * scale).all()), (x.mean(0), data.mean(0))
+    assert_weights(s["gmm"], low, "2-step consistency student at level 0.15")
+    assert bool(((ratio - 1).abs() < 0.08).all()), ratio

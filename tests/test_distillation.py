@@ -62,6 +62,31 @@ def test_consistency_model_refuses_regression_and_learned_variance():
         Denoiser(MLP(dim=4, out_dim=8), VPSDE(), "v", learned_variance=True, consistency=True)
 
 
+
+@pytest.mark.parametrize("net", ["mlp", "unet", "unet_patch2"])
+def test_a_learned_variance_teacher_gives_a_consistency_student_its_prediction_half(net):
+    """A consistency student cannot learn a variance: copied from a learned-variance teacher, its network drops the
+    variance outputs and answers, for every input, exactly the teacher's prediction half (patched U-Nets too)."""
+    from denoisekit.nets import UNet
+    from denoisekit.recipes.distill import student_from
+    torch.manual_seed(0)
+    if net == "mlp":
+        inner, x = MLP(dim=4, out_dim=8), torch.randn(5, 4)
+    else:
+        inner = UNet(in_channels=2, out_channels=4, channels=8, channel_mult=(1,), num_res_blocks=1,
+                     attention_levels=(), patch_size=2 if net == "unet_patch2" else 1)
+        x = torch.randn(5, 2, 8, 8)
+    teacher = Denoiser(inner, VPSDE(), "eps", learned_variance=True)
+    with torch.no_grad():
+        for p in teacher.parameters():  # no zero-initialised layer hides a wrong slice
+            p.add_(0.1 * torch.randn_like(p))
+    s = student_from(teacher, "eps", consistency=True)
+    assert s.consistency and not s.learned_variance
+    t = torch.rand(5)
+    with torch.no_grad():
+        full, half = teacher.net(x, t), s.net(x, t)
+    assert half.shape[1] * 2 == full.shape[1] and torch.equal(full[:, :half.shape[1]], half)
+
 def test_progressive_target_makes_one_student_step_land_where_two_teacher_steps_do():
     """x~ from the loss, put through one DDIM step t -> t'' by hand, lands on the teacher's two-step z_t''."""
     process = DiscreteVP()
@@ -177,6 +202,32 @@ def test_one_step_consistency_sampling_is_f_at_the_top():
         assert torch.allclose(two, f(x1, t1.expand(8).float()).x0, atol=1e-5)
 
 
+
+def test_multistep_consistency_sampling_at_chosen_levels():
+    """`levels` puts the evaluations after the first at the given noise levels sigma/alpha: the network sees exactly
+    their times, and the samples equal those of the same times passed explicitly; a wrong count, an order that does
+    not descend, a level outside the first and last time's, or a word are refused in one line."""
+    process = VPSDE(t_eps=1e-3)
+    f = student(process)
+    x_T = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+    seen = []
+    got = sample(f, x_T, sampler="consistency", steps=3, levels=[1.4, 0.5], generator=torch.Generator().manual_seed(1),
+                 callback=lambda i, t, x, pred: seen.append(float(process.noise_level(t))))
+    assert seen[1:] == pytest.approx([1.4, 0.5], rel=1e-9)
+    times = sampling_times(process, 3, "trailing")
+    times[1:3] = process.t_from_noise_level(torch.tensor([1.4, 0.5], dtype=torch.float64))
+    same = sample(f, x_T, sampler="consistency", steps=3, times=times, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(got, same)
+    assert torch.equal(sample(f, x_T, sampler="consistency", steps=2, levels=0.8,
+                              generator=torch.Generator().manual_seed(1)),
+                       sample(f, x_T, sampler="consistency", steps=2, levels=[0.8],
+                              generator=torch.Generator().manual_seed(1)))
+    top = float(process.noise_level(torch.tensor(process.t_max)))
+    for levels, match in (([1.4], "2 noise level"), ([0.5, 1.4], "descending"), ([2 * top, 1.0], "between"),
+                          ([1.0, 0.0], "between"), (["high", 0.5], "2 noise level")):
+        with pytest.raises(ValueError, match=f"levels: expected .*{match}"):
+            sample(f, x_T, sampler="consistency", steps=3, levels=levels)
+
 def test_losses_refuse_bad_settings_in_one_line():
     for make, match in ((lambda: ConsistencyDistillationLoss(levels=1), "levels: expected"),
                         (lambda: ConsistencyDistillationLoss(distance="lpips"), "distance: expected"),
@@ -254,6 +305,14 @@ def test_consistency_training_from_the_command_line(tmp_path, capsys):
     capsys.readouterr()
     assert main(["sample", str(tmp_path / "run"), "--steps", "1", "--n", "8", "--out", str(tmp_path / "x.png")]) == 0
     assert "sampler consistency: 1 network evaluations" in capsys.readouterr().out
+    assert main(["sample", str(tmp_path / "run"), "--steps", "3", "--opt", "levels=[2.0,0.5]", "--n", "8", "--out",
+                 str(tmp_path / "y.png")]) == 0
+    assert "sampler consistency: 3 network evaluations" in capsys.readouterr().out
+    assert main(["sample", str(tmp_path / "run"), "--steps", "2", "--opt", "levels=[2.0,0.5]", "--out",
+                 str(tmp_path / "z.png")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "levels: expected 1 noise level(s)" in err and "Traceback" not in err, err
+    assert not (tmp_path / "z.png").exists()
     # stopped at step 20 (its checkpoint kept, the later ones removed) and resumed: the same weights at step 40
     import shutil
     shutil.copytree(tmp_path / "run", tmp_path / "again")
@@ -381,6 +440,37 @@ def test_progressive_loss_is_zero_for_a_student_that_does_two_teacher_steps_in_o
     assert torch.allclose(off, (0.01 * snr.clamp(min=1)).to(off), rtol=1e-4)
     assert len(torch.unique(t)) > 1
 
+
+
+def test_progressive_target_of_a_guided_teacher_is_two_guided_ddim_steps():
+    """With classifier-free guidance folded in (Meng et al. 2023: `distill --guidance W`), the student's target is two
+    DDIM steps of the guided x0 = x0(x, y) + w (x0(x, y) - x0(x)), here from the mixture's closed-form conditional and
+    unconditional posterior means; it is far from the unguided teacher's target."""
+    from denoisekit.guidance import ClassifierFreeGuidance
+    process, w = DiscreteVP(), 2.0
+    gmm = GaussianMixture.random(dim=3, k=3, seed=5)
+    conditional = gmm.denoiser(process, conditional=True)
+    grid = distillation_times(process, 8)
+    n = 6
+    t, t1, t2 = (grid[k].expand(n) for k in (2, 3, 4))
+    labels = torch.arange(n) % 3
+    z = process.q_sample(gmm.sample(n, torch.Generator().manual_seed(1))[0], t,
+                         torch.randn(n, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64))
+    got = ProgressiveDistillationLoss(4).with_teacher(ClassifierFreeGuidance(conditional, w)).target(z, t, t1, t2,
+                                                                                                      labels)
+
+    def ddim(z_s, s, s_next):
+        a, sig = process.alpha(s)[:, None], process.sigma(s)[:, None]
+        c = gmm.posterior_mean(z_s, a, sig, labels)
+        u = gmm.posterior_mean(z_s, a, sig, torch.full((n,), -1))
+        x0 = c + w * (c - u)
+        return process.alpha(s_next)[:, None] * x0 + process.sigma(s_next)[:, None] * (z_s - a * x0) / sig
+    z2 = ddim(ddim(z, t, t1), t1, t2)
+    ratio = (process.sigma(t2) / process.sigma(t))[:, None]
+    want = (z2 - ratio * z) / (process.alpha(t2)[:, None] - ratio * process.alpha(t)[:, None])
+    assert torch.allclose(got, want, atol=1e-6), (got - want).abs().max()
+    unguided = ProgressiveDistillationLoss(4).with_teacher(conditional).target(z, t, t1, t2, labels)
+    assert float((got - unguided).abs().max()) > 0.05
 
 class FlowMapStudent(torch.nn.Module):
     """The exact consistency function of a mixture: its probability-flow map from (x, t) to the data (dopri5)."""

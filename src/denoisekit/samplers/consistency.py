@@ -3,7 +3,7 @@ x~ = x0 + sqrt(s_k^2 - s_min^2) z and x0 <- f(x~, s_k)."""
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 
@@ -11,13 +11,36 @@ from ..utils import Generator
 from .base import Grid, noise_like, report, steps_of
 
 
+def with_levels(process, times, levels: Union[None, float, Sequence[float]]) -> torch.Tensor:
+    """`times` with the network times after the first replaced by those of the noise levels sigma/alpha `levels`
+    (descending, one per evaluation after the first: the intermediate levels Song et al. 2023 tune for multistep
+    sampling); `times` unchanged when `levels` is None."""
+    times = torch.as_tensor(times, dtype=torch.float64)
+    if levels is None:
+        return times
+    levels = list(levels) if isinstance(levels, (list, tuple)) else [levels]
+    want = len(times) - 2
+    if len(levels) != want or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in levels):
+        raise ValueError(f"levels: expected {want} noise level(s) sigma/alpha for {want + 1} steps (one per evaluation "
+                         f"after the first), got {levels!r}")
+    top, bottom = (float(process.noise_level(times[i])) for i in (0, -1))
+    chain = [top, *levels, bottom]
+    if not all(a > b for a, b in zip(chain, chain[1:])):
+        raise ValueError(f"levels: expected descending noise levels between {bottom:.4g} and {top:.4g} (those of the "
+                         f"first and the last time), got {levels!r}")
+    inner = process.t_from_noise_level(torch.tensor(levels, dtype=torch.float64))
+    return torch.cat([times[:1], inner, times[-1:]])
+
+
 @torch.no_grad()
-def consistency_sample(denoiser, x_T: torch.Tensor, times: torch.Tensor, *, cond=None, generator: Generator = None,
-                       callback: Optional[Callable] = None, progress: bool = False) -> torch.Tensor:
+def consistency_sample(denoiser, x_T: torch.Tensor, times: torch.Tensor, *, levels=None, cond=None,
+                       generator: Generator = None, callback: Optional[Callable] = None,
+                       progress: bool = False) -> torch.Tensor:
     """Song et al. 2023, Algorithm 1: one evaluation of the consistency function per network time of `times` (the
-    last entry, the data, is where the result lands); the level s_min of f's boundary is the denoiser's `sigma_min`
-    (0 for a model without the consistency parametrization, which then samples as DDPM with x0 re-noised)."""
-    grid = Grid(denoiser, times, x_T, cond)
+    last entry, the data, is where the result lands), or at the noise levels `levels` after the first (`with_levels`);
+    the level s_min of f's boundary is the denoiser's `sigma_min` (0 for a model without the consistency
+    parametrization, which then samples as DDPM with x0 re-noised)."""
+    grid = Grid(denoiser, with_levels(denoiser.process, times, levels), x_T, cond)
     s_min = getattr(denoiser, "sigma_min", 0.0)
     x = x_T / grid.alphas[0]
     x0 = x
