@@ -95,7 +95,7 @@ def test_lognormal_levels_follow_their_distribution():
 
 
 def test_uniform_t_covers_all_steps():
-    t = SimpleLoss().sample_t(DiscreteVP(T=10), 5000, torch.Generator().manual_seed(0))
+    t = SimpleLoss().sample_t(DiscreteVP("cosine", T=10), 5000, torch.Generator().manual_seed(0))
     counts = torch.bincount(t.long(), minlength=10)
     assert len(counts) == 10 and int(counts.min()) > 400 and bool((t == t.floor()).all())
 

@@ -195,7 +195,7 @@ BAD_TRAIN = [  # (extra arguments, what the one line must say)
     (["--set", "train.stepz=3"], "train: unknown key 'stepz'"),
     (["--set", "loss.foo=1"], "loss: unknown key 'foo'"),
     (["--set", "process.Tee=1"], "process: unknown key 'Tee'"),
-    (["--set", "process.T=0"], "process.T: expected an integer number of steps in 2..100000, got 0"),
+    (["--set", "process.T=0"], "process.T: expected an integer number of steps in 1..100000, got 0"),
     (["--set", "process.schedule=cosin"], "process.schedule"),
     (["--device", "nope"], "train.device: 'nope' is not a device name"),
     (["--device", "cuda:7"], "train.device: 'cuda:7'"),

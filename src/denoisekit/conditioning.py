@@ -3,7 +3,7 @@
 `Cond` carries a class label (GLIDE / ADM class embedding; -1 is 'no label'), an image concatenated to the input
 (cascaded super-resolution's low-resolution image), a context sequence with its padding mask (text tokens for
 cross-attention), a pooled vector (a CLIP embedding) and an augmentation level (EDM's `augment_labels`, a cascade's
-noise-conditioning level). Every slot is per example: first axis the batch. A plain label tensor is accepted wherever
+noise-conditioning level) and a latent z (a denoising diffusion GAN's generator input, Xiao et al. 2022). Every slot is per example: first axis the batch. A plain label tensor is accepted wherever
 a `Cond` is (`Cond.of`), so `sample(model, x, cond=labels)` reads as before.
 """
 from __future__ import annotations
@@ -31,6 +31,7 @@ class Cond:
     context_mask: Optional[torch.Tensor] = None  # (B, L) bool: True where the context holds a real token
     pooled: Optional[torch.Tensor] = None        # (B, D): a pooled vector added to the embedding
     aug: Optional[torch.Tensor] = None           # (B,) or (B, K): an augmentation / noise-conditioning level
+    latent: Optional[torch.Tensor] = None        # (B, Z): a generator's latent z, mapped into the embedding
 
     @classmethod
     def of(cls, cond: Any) -> Optional["Cond"]:
@@ -70,7 +71,7 @@ class Cond:
 
     def null(self) -> "Cond":
         """The unconditional request: no label, an empty context (mask all False), a zero pooled vector; the
-        concatenated image and the augmentation level are kept."""
+        concatenated image, the augmentation level and a generator's latent are kept."""
         out = {}
         if self.label is not None:
             out["label"] = torch.full_like(self.label, NULL_LABEL)
@@ -124,6 +125,12 @@ class Cond:
 
 
 SLOTS = tuple(f.name for f in fields(Cond))
+
+
+def with_latent(cond: Any, z: torch.Tensor) -> Cond:
+    """`cond` (None, labels or a Cond) with its latent slot set to z: a DDGAN generator's input."""
+    c = Cond.of(cond)
+    return Cond(latent=z) if c is None else replace(c, latent=z)
 
 
 def labels_of(cond: Any, who: str) -> torch.Tensor:

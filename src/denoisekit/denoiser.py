@@ -84,6 +84,11 @@ class Denoiser(nn.Module):
         """
         return cls(FunctionNet(fn), process, prediction, **kwargs)
 
+    @property
+    def latent_dim(self) -> Optional[int]:
+        """The size of the latent z the network reads (a DDGAN generator; Xiao et al. 2022), else None."""
+        return getattr(getattr(self.net, "embed", None), "latent_dim", None)
+
     def _coefficients(self, x_t: torch.Tensor, t, alpha=None, sigma=None):
         return time_coefficients(self.process, x_t, t, alpha, sigma)
 

@@ -139,12 +139,15 @@ def _open_checkpoint(path, ema: bool, device: str) -> LoadedModel:
     except (ValueError, TypeError, KeyError, AttributeError) as e:
         raise ValueError(f"checkpoint: {folder / 'config.json'} does not describe a model this version can build "
                          f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    players = denoiser if isinstance(getattr(denoiser, "generator", None), Denoiser) else None  # a DDGAN
+    if players is not None:
+        denoiser = players.generator
     if not isinstance(denoiser, Denoiser):
         raise ValueError(f"checkpoint: {path} holds a {type(denoiser).__name__}, not a diffusion model"
                          f"{' (use it with --classifier)' if isinstance(denoiser, NoisyClassifier) else ''}")
     if ema and not (folder / EMA_WEIGHTS).exists():
         warnings.warn(f"checkpoint: {folder} has no EMA weights; using the raw weights", stacklevel=2)
-    load_matching(denoiser, load_weights(folder, ema=ema), folder)
+    load_matching(players if players is not None else denoiser, load_weights(folder, ema=ema), folder)
     denoiser = denoiser.to(check_device(device)).eval()
     class_cond = bool(_section(record, "run").get("class_cond"))
     num_classes = _section(record, "data").get("num_classes") if class_cond else None

@@ -43,6 +43,11 @@ class DenoiserWrapper(nn.Module):
     def learned_variance(self) -> bool:
         return bool(getattr(self.denoiser, "learned_variance", False))
 
+    @property
+    def latent_dim(self):
+        """The latent z's size of a DDGAN generator inside (None for a denoiser)."""
+        return getattr(self.denoiser, "latent_dim", None)
+
     def coefficients(self, x: torch.Tensor, t, alpha=None, sigma=None):
         """(t as a batch vector, alpha, sigma) broadcastable against x, computed unless the sampler passed them."""
         t, alpha, sigma = time_coefficients(self.process, x, t, alpha, sigma)

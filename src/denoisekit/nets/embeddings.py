@@ -46,20 +46,35 @@ def make_embedding(kind: str, dim: int) -> nn.Module:
 
 
 class ConditionEmbedding(nn.Module):
-    """The conditioning vector: embedded noise level, plus a label embedding (index num_classes = 'no label')."""
+    """The conditioning vector: embedded noise level, plus a label embedding (index num_classes = 'no label'), plus a
+    latent z through a mapping network (the style vector of a DDGAN generator's AdaGN layers; Xiao et al. 2022)."""
 
-    def __init__(self, kind: str, base_dim: int, emb_dim: int, num_classes=None, final_linear: bool = True):
+    def __init__(self, kind: str, base_dim: int, emb_dim: int, num_classes=None, final_linear: bool = True,
+                 latent_dim: Optional[int] = None):
         super().__init__()
         if num_classes is not None and num_classes < 1:
             raise ValueError(f"num_classes: expected a positive number of classes, got {num_classes}")
+        if latent_dim is not None and latent_dim < 1:
+            raise ValueError(f"latent_dim: expected a positive size of the latent z or null, got {latent_dim}")
         layers = [make_embedding(kind, base_dim), nn.Linear(base_dim, emb_dim), nn.SiLU()]
         self.noise = nn.Sequential(*layers, *([nn.Linear(emb_dim, emb_dim)] if final_linear else []))
         self.num_classes = num_classes
         self.label = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
+        self.latent_dim = latent_dim
+        self.latent = nn.Sequential(nn.Linear(latent_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)) \
+            if latent_dim else None
 
     def forward(self, c_noise: torch.Tensor, cond: Optional[Cond], batch: int) -> torch.Tensor:
-        """The noise level's embedding plus the label's (a missing label is 'no label')."""
+        """The noise level's embedding plus the label's (a missing label is 'no label') plus the mapped latent."""
         emb = self.noise(c_noise.reshape(-1).expand(batch) if c_noise.numel() == 1 else c_noise)
+        if self.latent is not None:
+            z = None if cond is None else cond.latent
+            if z is None:
+                raise ValueError("cond: this network is a generator that reads a latent z (Cond.latent); sample it "
+                                 "with sampler ddgan")
+            if z.shape != (batch, self.latent_dim):
+                raise ValueError(f"cond.latent: expected shape ({batch}, {self.latent_dim}), got {tuple(z.shape)}")
+            emb = emb + self.latent(z.to(emb.dtype))
         if self.label is not None:
             labels = None if cond is None else cond.label
             if labels is None:

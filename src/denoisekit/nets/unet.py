@@ -144,14 +144,16 @@ class UNet(nn.Module):
 
     `patch_size` p folds p x p pixels into channels first (lossless), cutting the cost a pixel by about p^2.
     Slots for later features: `num_classes` (label embedding, with index num_classes meaning 'no label'),
-    `cond_channels` (an image concatenated to the input) and `out_channels` (2x in_channels for learned variance).
+    `cond_channels` (an image concatenated to the input), `out_channels` (2x in_channels for learned variance) and
+    `latent_dim` (a DDGAN generator's latent z, mapped into the embedding that drives every AdaGN layer).
     """
 
     def __init__(self, in_channels: int = 1, out_channels: Optional[int] = None, channels: int = 32,
                  channel_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 1,
                  attention_levels: Sequence[int] = (), num_heads: int = 4, dropout: float = 0.0,
                  resample: str = "conv", time_embedding: str = "sinusoidal",
-                 num_classes: Optional[int] = None, cond_channels: int = 0, patch_size: int = 1):
+                 num_classes: Optional[int] = None, cond_channels: int = 0, patch_size: int = 1,
+                 latent_dim: Optional[int] = None):
         super().__init__()
         check_encoder_arguments(in_channels, channels, channel_mult, num_res_blocks, attention_levels, num_heads,
                                 dropout, resample, patch_size)
@@ -160,7 +162,7 @@ class UNet(nn.Module):
         self.patch_size = patch_size  # pixel-unshuffle p x p patches into channels: p^2 less work a pixel
         out_channels = out_channels or in_channels
         emb_dim = 4 * channels
-        self.embed = ConditionEmbedding(time_embedding, channels, emb_dim, num_classes)
+        self.embed = ConditionEmbedding(time_embedding, channels, emb_dim, num_classes, latent_dim=latent_dim)
         self.conv_in = nn.Conv2d((in_channels + cond_channels) * patch_size**2, channels, 3, padding=1)
 
         resampler = _resampler(resample, emb_dim, dropout)
@@ -194,7 +196,7 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond=None) -> torch.Tensor:
         cond = Cond.of(cond)
         if cond is not None:
-            cond.check_reads(("label", "concat"), "the U-Net")
+            cond.check_reads(("label", "concat", "latent") if self.embed.latent_dim else ("label", "concat"), "the U-Net")
         emb = self.embed(c_noise, cond, x.shape[0])
         if cond is not None and cond.concat is not None:
             x = torch.cat([x, cond.concat], dim=1)

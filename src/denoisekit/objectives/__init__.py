@@ -4,20 +4,23 @@ the training time; `OBJECTIVES`, the one registry of the run config's `objective
 from .bound import HybridLoss, VLBLoss
 from .classifier import ClassifierLoss
 from .consistency import DISTANCES, ConsistencyDistillationLoss, ConsistencyTrainingLoss, TargetNetwork, distance
+from .ddgan import DDGAN, DDGANLoss, fake_step, real_pair
 from .distillation import ProgressiveDistillationLoss, distillation_times
 from .score_matching import DSMLoss, ESMLoss, SSMLoss
 from .simple import SimpleLoss, noised, regression_error
 from .time_sampling import ImportanceTimes, UniformTimes
 
 # L_simple (Ho et al. 2020), L_hybrid and L_vlb (Nichol & Dhariwal 2021), and denoising, sliced and explicit score
-# matching (Vincent 2011; Song et al. 2019; Hyvarinen 2005), and consistency training (Song et al. 2023; Song &
-# Dhariwal 2023). The distillation losses need a teacher: 'denoisekit distill' builds them.
+# matching (Vincent 2011; Song et al. 2019; Hyvarinen 2005), consistency training (Song et al. 2023; Song &
+# Dhariwal 2023) and denoising diffusion GANs (Xiao et al. 2022). The distillation losses need a teacher: 'denoisekit distill' builds them.
 OBJECTIVES = {"simple": SimpleLoss, "hybrid": HybridLoss, "vlb": VLBLoss, "dsm": DSMLoss, "ssm": SSMLoss,
-              "esm": ESMLoss, "consistency": ConsistencyTrainingLoss}
+              "esm": ESMLoss, "consistency": ConsistencyTrainingLoss, "ddgan": DDGANLoss}
 CONSISTENCY_OBJECTIVES = ("consistency",)  # train the consistency function f(x, s), not a denoiser's regression
+ADVERSARIAL_OBJECTIVES = ("ddgan",)  # train a generator and a discriminator (Xiao et al. 2022)
 BOUND_OBJECTIVES = tuple(k for k, loss in OBJECTIVES.items() if issubclass(loss, HybridLoss))  # train through L_vlb
 
-__all__ = ["BOUND_OBJECTIVES", "CONSISTENCY_OBJECTIVES", "DISTANCES", "OBJECTIVES", "ClassifierLoss",
-           "ConsistencyDistillationLoss", "ConsistencyTrainingLoss", "DSMLoss", "ESMLoss", "HybridLoss",
+__all__ = ["ADVERSARIAL_OBJECTIVES", "BOUND_OBJECTIVES", "CONSISTENCY_OBJECTIVES", "DDGAN", "DDGANLoss", "DISTANCES",
+           "OBJECTIVES", "ClassifierLoss", "ConsistencyDistillationLoss", "ConsistencyTrainingLoss", "DSMLoss", "ESMLoss", "HybridLoss",
            "ImportanceTimes", "ProgressiveDistillationLoss", "SSMLoss", "SimpleLoss", "TargetNetwork", "UniformTimes",
-           "VLBLoss", "distance", "distillation_times", "noised", "regression_error"]
+           "VLBLoss", "distance", "distillation_times", "fake_step", "noised", "real_pair",
+           "regression_error"]

@@ -17,8 +17,8 @@ class DiscreteVP(NoiseProcess):
     """
 
     def __init__(self, schedule: str = "linear", T: int = 1000, betas=None, zero_terminal_snr: bool = False):
-        require(isinstance(T, int) and not isinstance(T, bool) and 2 <= T <= 100_000, "T",
-                "an integer number of steps in 2..100000", T)
+        require(isinstance(T, int) and not isinstance(T, bool) and 1 <= T <= 100_000, "T",
+                "an integer number of steps in 1..100000", T)
         b = make_betas(schedule, T, betas)
         if zero_terminal_snr:
             b = rescale_zero_terminal_snr(b)

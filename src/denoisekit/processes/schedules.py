@@ -25,6 +25,15 @@ def cosine_betas(T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> to
     return (1 - ab[1:] / ab[:-1]).clamp(max=max_beta)
 
 
+def vp_betas(T: int = 4, beta_min: float = 0.1, beta_max: float = 20.0, eps: float = 1e-3) -> torch.Tensor:
+    """The VP SDE's alpha-bar(u) = exp(-beta_min u - (beta_max - beta_min) u^2 / 2) at u_i = eps + (1 - eps) i / T,
+    i = 1..T, as betas: the schedule of denoising diffusion GANs for a few large steps (Xiao et al. 2022, App. C)."""
+    u = eps + (1 - eps) * torch.arange(0, T + 1, dtype=torch.float64) / T
+    ab = torch.exp(-beta_min * u - 0.5 * (beta_max - beta_min) * u**2)
+    ab[0] = 1.0  # t = -1 is the data itself
+    return 1 - ab[1:] / ab[:-1]
+
+
 def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
     """Lin et al. 2023, Alg. 1: shift and scale sqrt(alpha-bar) so the last step has SNR 0 and the first is kept."""
     sqrt_ab = torch.cumprod(1 - betas.to(torch.float64), 0).sqrt()
@@ -36,14 +45,19 @@ def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
 
 
 def make_betas(schedule: str = "linear", T: int = 1000, betas=None) -> torch.Tensor:
-    """Betas by name ('linear', 'cosine') or user-given ('custom' with `betas`)."""
+    """Betas by name ('linear', 'cosine', 'vp') or user-given ('custom' with `betas`)."""
     if schedule == "custom" or betas is not None:
         b = torch.as_tensor(betas, dtype=torch.float64)
-        if b.ndim != 1 or len(b) < 2 or not bool(((b > 0) & (b <= 1)).all()):
-            raise ValueError("betas: expected a 1-D sequence of at least 2 values in (0, 1]")
+        if b.ndim != 1 or len(b) < 1 or not bool(((b > 0) & (b <= 1)).all()):
+            raise ValueError("betas: expected a 1-D sequence of values in (0, 1]")
         return b
+    if schedule == "vp":
+        return vp_betas(T)
     if schedule == "linear":
+        if T < 20:  # scaled by 1000/T, the last beta passes 1 below T = 20 (and T = 1 never reaches noise)
+            raise ValueError(f"T: the linear schedule (betas scaled by 1000/T) needs T >= 20, got T={T}; for a few "
+                             f"large steps use schedule vp (Xiao et al. 2022) or cosine")
         return linear_betas(T)
     if schedule == "cosine":
         return cosine_betas(T)
-    raise ValueError(f"schedule: expected 'linear', 'cosine' or 'custom', got {schedule!r}")
+    raise ValueError(f"schedule: expected 'linear', 'cosine', 'vp' or 'custom', got {schedule!r}")

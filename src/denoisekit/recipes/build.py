@@ -13,8 +13,8 @@ from ..config import require
 from ..data import ArrayDataset, load_dataset
 from ..denoiser import Denoiser
 from ..images import save_row_strip
-from ..nets import MLP, UNet
-from ..objectives import BOUND_OBJECTIVES
+from ..nets import MLP, EncoderDiscriminator, UNet
+from ..objectives import ADVERSARIAL_OBJECTIVES, BOUND_OBJECTIVES, DDGAN
 from ..train import TrainConfig
 from ..utils import check_device
 from .config import RunConfig, build_loss, build_process, build_section, is_consistency_model, learns_variance
@@ -56,7 +56,20 @@ def build_denoiser(rc: RunConfig, ds: ArrayDataset) -> Denoiser:
         warnings.warn(f"clip_x0: the noise schedule ends at alpha = {alpha_end:.1e}, where x0 = (x_t - sigma eps) / "
                       f"alpha from an eps prediction is unbounded; set clip_x0: 1.0 (as improved-diffusion's samplers "
                       f"do) for images in [-1, 1]", stacklevel=2)
-    return Denoiser(net, process, rc.prediction, rc.sigma_data, rc.clip_x0, learned, is_consistency_model(rc))
+    denoiser = Denoiser(net, process, rc.prediction, rc.sigma_data, rc.clip_x0, learned, is_consistency_model(rc))
+    if rc.objective in ADVERSARIAL_OBJECTIVES:
+        return DDGAN(denoiser, build_discriminator(rc, ds, num_classes))
+    return denoiser
+
+
+def build_discriminator(rc: RunConfig, ds: ArrayDataset, num_classes):
+    """A DDGAN's D(x_{t-1}, x_t, t): the encoder discriminator on the pair stacked on channels (images), or an MLP on
+    the pair's concatenation (vectors), with the class label for a class-conditional GAN."""
+    if ds.is_image:
+        return build_section("discriminator", EncoderDiscriminator, rc.discriminator,
+                             in_channels=2 * ds.x.shape[1], num_classes=num_classes)
+    return build_section("discriminator", MLP, rc.discriminator, dim=2 * ds.x.shape[1], out_dim=1,
+                         num_classes=num_classes)
 
 
 def forward_process_picture(ds: ArrayDataset, process, path, n: int = 8, columns: int = 10, seed: int = 0):
@@ -98,7 +111,10 @@ class Run:
 
     def summary(self) -> str:
         n = sum(p.numel() for p in self.denoiser.parameters())
-        return (f"{type(self.denoiser.net).__name__} ({n:,} parameters, {self.rc.prediction}-prediction) on "
+        net = getattr(self.denoiser, "generator", self.denoiser).net
+        kind = f"DDGAN of a {type(net).__name__} generator" if net is not getattr(self.denoiser, "net", None) \
+            else type(net).__name__
+        return (f"{kind} ({n:,} parameters, {self.rc.prediction}-prediction) on "
                 f"{self.ds.name!r} ({len(self.ds)} x {list(self.ds.x.shape[1:])}"
                 f"{', class-conditional' if self.rc.class_cond else ''}): {self.tc.steps} steps of batch "
                 f"{self.tc.batch_size}, lr {self.tc.lr:g}, device {check_device(self.tc.device).type}")

@@ -12,8 +12,8 @@ from torch import nn
 
 from ..config import check_arguments, require
 from ..denoiser import Denoiser
-from ..nets import MLP, UNet
-from ..objectives import BOUND_OBJECTIVES, CONSISTENCY_OBJECTIVES, OBJECTIVES
+from ..nets import MLP, EncoderDiscriminator, UNet
+from ..objectives import ADVERSARIAL_OBJECTIVES, BOUND_OBJECTIVES, CONSISTENCY_OBJECTIVES, OBJECTIVES
 from ..processes import PROCESSES, DiscreteVP
 from ..samplers import check_request
 from ..train import TrainConfig
@@ -35,6 +35,7 @@ class RunConfig:
     learned_variance: Optional[bool] = None          # null: learned for objective hybrid or vlb, fixed for simple
     consistency: Optional[bool] = None               # null: the consistency function f for objective consistency
     loss: dict = field(default_factory=dict)         # the objective's loss arguments (OBJECTIVES)
+    discriminator: dict = field(default_factory=dict)  # objective ddgan: the discriminator's network arguments
     train: dict = field(default_factory=dict)        # TrainConfig fields
     sample: dict = field(default_factory=lambda: {"sampler": "ddpm", "steps": 100, "schedule": None, "options": {},
                                                   "n": 64, "seed": 0})
@@ -45,15 +46,17 @@ class RunConfig:
     def from_dict(cls, d) -> "RunConfig":
         """A run config from a parsed YAML mapping, every section checked against the constructor it feeds."""
         base = cls()
-        values = top_level(cls, d, "data: ..., net: ..., train: ...")
+        values = objective_defaults(top_level(cls, d, "data: ..., net: ..., train: ..."))
         merged = {}
         for f in fields(cls):
             default = getattr(base, f.name)
             value = values.get(f.name, default)
             if f.name in ("sample", "eval"):
-                by_process = build_process(values.get("process", base.process)).sampling_defaults()
+                process = build_process(values.get("process", base.process))
                 by_objective = CONSISTENCY_SAMPLING if values.get("objective") in CONSISTENCY_OBJECTIVES else {}
-                value = {**default, **by_process, **by_objective, **values.get(f.name, {})}
+                if values.get("objective") in ADVERSARIAL_OBJECTIVES:  # the generator's T trained steps
+                    by_objective = {"sampler": "ddgan", "steps": int(round(process.t_max)) + 1, "schedule": "uniform"}
+                value = {**default, **process.sampling_defaults(), **by_objective, **values.get(f.name, {})}
             merged[f.name] = value
         rc = cls(**merged)
         rc.check()
@@ -66,6 +69,7 @@ class RunConfig:
         require(self.channels in (None, 1, 3), "channels", "1 (grey), 3 (RGB) or null", self.channels)
         check_net_keys(self.net)
         process = build_process(self.process)
+        check_adversarial(self, process)
         if self.objective in BOUND_OBJECTIVES and process.grid_step == 0:
             raise ValueError(f"objective: {self.objective} sums the discrete variational bound; it needs process.kind "
                              f"ddpm, not a continuous process")
@@ -81,6 +85,63 @@ class RunConfig:
 
     def as_dict(self) -> dict:
         return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+
+
+# What objective ddgan changes in a run config's defaults (a key the config sets wins): the generator predicts x0
+# from a latent z, over 4 steps of the paper's few-step VP schedule, with Adam's betas of GAN training (Xiao et al. 2022).
+DDGAN_DEFAULTS = {"prediction": "x0", "process": {"kind": "ddpm", "schedule": "vp", "T": 4},
+                  "net": {"latent_dim": 32}, "train": {"betas": [0.5, 0.9]}}
+
+
+def objective_defaults(values: dict) -> dict:
+    """The checked top level with the defaults objective ddgan brings; a process of another kind is left alone (and
+    refused by check_adversarial)."""
+    if values.get("objective") not in ADVERSARIAL_OBJECTIVES:
+        return values
+    out = dict(values)
+    for key, default in DDGAN_DEFAULTS.items():
+        given = values.get(key)
+        if not isinstance(default, dict):
+            out.setdefault(key, default)
+        elif key == "process" and isinstance(given, dict) and given.get("kind", "ddpm") != "ddpm":
+            continue
+        elif given is None or isinstance(given, dict):
+            out[key] = {**default, **(given or {})}
+    return out
+
+
+def check_adversarial(rc: "RunConfig", process) -> None:
+    """One-line errors for a DDGAN's settings: a discrete process, an x0-like prediction, a latent and a discriminator
+    only where the objective trains them."""
+    if rc.objective not in ADVERSARIAL_OBJECTIVES:
+        if rc.discriminator:
+            raise ValueError(f"discriminator: only objective ddgan trains a discriminator; objective {rc.objective} "
+                             f"does not (remove the section)")
+        if isinstance(rc.net, dict) and rc.net.get("latent_dim") is not None:
+            raise ValueError(f"net.latent_dim: only a DDGAN generator reads a latent z; objective {rc.objective} "
+                             f"trains a denoiser (remove it, or use objective ddgan)")
+        return
+    if process.grid_step == 0 or not hasattr(process, "betas"):
+        raise ValueError(f"objective: ddgan takes a few large steps of a discrete process; it needs process.kind ddpm "
+                         f"(schedule vp, T 2, 4 or 8), not {type(process).__name__}")
+    if rc.prediction in ("eps", "score"):
+        raise ValueError(f"prediction: a DDGAN generator predicts x0 (Xiao et al. 2022); {rc.prediction!r} cannot "
+                         f"recover it where alpha is near 0 at a few large steps; use x0 (the default), v or edm")
+    if isinstance(rc.net, dict) and not rc.net.get("latent_dim"):
+        raise ValueError(f"net.latent_dim: a DDGAN generator reads a latent z; expected a positive size, got "
+                         f"{rc.net.get('latent_dim')!r}")
+    if rc.learned_variance or rc.consistency:
+        raise ValueError(f"{'learned_variance' if rc.learned_variance else 'consistency'}: a DDGAN generator "
+                         f"samples x0 through its latent; it has no variance to learn and is not a consistency model")
+    check_discriminator_keys(rc.discriminator)
+
+
+def check_discriminator_keys(section) -> None:
+    """The discriminator section's keys and types against the image discriminator and the vector (MLP) one."""
+    if not isinstance(section, dict):
+        raise ValueError(f"discriminator: expected a mapping of network settings, got {type(section).__name__}")
+    check_section_keys("discriminator", section, EncoderDiscriminator, MLP,
+                       {**RESERVED_NET, "latent_dim": "a discriminator reads no latent"})
 
 
 def top_level(cls, d, example: str) -> dict:
@@ -157,6 +218,8 @@ def loss_arguments(rc: RunConfig) -> dict:
         if rc.loss.get("p_uncond"):
             raise ValueError("loss.p_uncond: drops class labels, so it needs class_cond: true")
         return rc.loss
+    if "p_uncond" not in inspect.signature(OBJECTIVES[rc.objective]).parameters:
+        return rc.loss  # a loss without label dropout (a DDGAN's players always see the label)
     return {"p_uncond": 0.1, **rc.loss}
 
 
@@ -168,14 +231,20 @@ RESERVED_NET = {"in_channels": "set from the data", "dim": "set from the data", 
 
 def check_net_keys(net: dict) -> None:
     """The net section's keys and types against the U-Net and the MLP (which one is known once the data is loaded)."""
-    unet, mlp = (set(inspect.signature(c).parameters) - set(RESERVED_NET) for c in (UNet, MLP))
-    for key, value in net.items():
-        if key in RESERVED_NET:
-            raise ValueError(f"net.{key}: {RESERVED_NET[key]}; remove it from the config")
-        if key not in unet | mlp:
-            raise ValueError(f"net: unknown key {key!r}; the U-Net (images) takes some of {sorted(unet)}, the MLP "
-                             f"(vectors) some of {sorted(mlp)}")
-        check_arguments("net", UNet if key in unet else MLP, {key: value})
+    check_section_keys("net", net, UNet, MLP, RESERVED_NET)
+
+
+def check_section_keys(name: str, section: dict, image_net, vector_net, reserved: dict) -> None:
+    """A network section's keys and types against the image network and the vector one (which one is known once the
+    data is loaded); `reserved` keys are set by the recipe, never by the section."""
+    image, vector = (set(inspect.signature(c).parameters) - set(reserved) for c in (image_net, vector_net))
+    for key, value in section.items():
+        if key in reserved:
+            raise ValueError(f"{name}.{key}: {reserved[key]}; remove it from the config")
+        if key not in image | vector:
+            raise ValueError(f"{name}: unknown key {key!r}; the {image_net.__name__} (images) takes some of "
+                             f"{sorted(image)}, the {vector_net.__name__} (vectors) some of {sorted(vector)}")
+        check_arguments(name, image_net if key in image else vector_net, {key: value})
 
 
 def build_section(name: str, cls, values, reserved: Optional[dict] = None, **fixed):

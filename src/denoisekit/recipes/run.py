@@ -105,6 +105,7 @@ def train_run(rc: RunConfig, out: Path, resume: bool = True, run: Optional[Run] 
     def draw(ema_model, options: dict, n: int) -> torch.Tensor:
         """Samples for a picture or an evaluation, with balanced labels for a class-conditional model."""
         labels = balanced_labels(n, ds.num_classes if rc.class_cond else None, next(ema_model.parameters()).device)
+        ema_model = getattr(ema_model, "generator", ema_model)  # a DDGAN samples with its generator
         return generate(ema_model, n, shape, seed=options["seed"], steps=options["steps"], sampler=options["sampler"],
                         schedule=options["schedule"], labels=labels, **options["options"])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .auto import auto_schedule
 from .consistency import consistency_inpaint, consistency_sample
+from .ddgan import ddgan_sample
 from .ddim import ddim_interpolate, ddim_invert, ddim_sample, ddim_step, slerp
 from .ddpm import ddpm_sample, ddpm_step
 from .dpm_solver import dpmpp_2m_sample, dpmpp_2m_sde_sample, dpmpp_2s_sample, dpmpp_3m_sample
@@ -22,7 +23,7 @@ from .unipc import unipc_sample
 
 __all__ = ["COMMON", "DEFAULT_SCHEDULES", "SAMPLERS", "SCHEDULES", "TIME_SCHEDULES", "CountingDenoiser", "ald_sample",
            "auto_schedule", "balanced_labels", "check_family", "check_options", "check_request",
-           "consistency_inpaint", "consistency_sample", "ddim_interpolate", "ddim_invert", "ddim_sample", "ddim_step",
+           "consistency_inpaint", "consistency_sample", "ddgan_sample", "ddim_interpolate", "ddim_invert", "ddim_sample", "ddim_step",
            "ddpm_sample", "ddpm_step", "deis_sample",
            "dpmpp_2m_sample", "dpmpp_2m_sde_sample", "dpmpp_2s_sample", "dpmpp_3m_sample", "em_sample",
            "euler_maruyama_sample", "euler_sample", "euler_step", "generate", "get_sampler", "heun_sample", "heun_step",

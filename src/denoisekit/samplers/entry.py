@@ -42,6 +42,7 @@ class CountingDenoiser(torch.nn.Module):
         self.inner, self.process, self.nfe = denoiser, denoiser.process, 0
         self.mean_shift = getattr(denoiser, "mean_shift", None)
         self.learned_variance = bool(getattr(denoiser, "learned_variance", False))
+        self.latent_dim = getattr(denoiser, "latent_dim", None)
 
     def forward(self, *args, **kwargs):
         self.nfe += 1

@@ -7,6 +7,7 @@ from typing import Callable, Optional
 
 from ..processes import NoiseProcess, Process
 from .consistency import consistency_sample
+from .ddgan import ddgan_sample
 from .ddim import ddim_sample
 from .ddpm import ddpm_sample
 from .dpm_solver import dpmpp_2m_sample, dpmpp_2m_sde_sample, dpmpp_2s_sample, dpmpp_3m_sample
@@ -49,7 +50,9 @@ for _name, _fn, _schedule in (
         ("pndm", pndm_sample, "uniform"), ("rk45", rk45_sample, None), ("pc", pc_sample, "uniform"),
         ("em", em_sample, "uniform"), ("ald", ald_sample, "uniform"), ("langevin", langevin_sample, "uniform"),
         # trailing: its network times start at t_max and stop a step short of t_eps, where f is the identity
-        ("consistency", consistency_sample, "trailing")):
+        ("consistency", consistency_sample, "trailing"),
+        # a DDGAN generator's T trained steps, each a draw of z and of the posterior (Xiao et al. 2022)
+        ("ddgan", ddgan_sample, "uniform")):
     register_sampler(_name, _fn, family=NoiseProcess, schedule=_schedule)
 
 

@@ -23,6 +23,7 @@ from .config import TrainConfig, lr_at
 from .distributed import barrier, init_distributed
 from .ema import EMA
 from .logs import match_header, truncate_log
+from .phases import SINGLE, _LossModule
 from .posthoc_ema import PowerEMA
 from .signals import catch_signals
 
@@ -46,22 +47,10 @@ class TrainingInterrupted(Exception):
 class IncompatibleRun(ValueError):
     """A resume asked of a run folder whose checkpoints come from another data set, network or process."""
 
-def loss_terms(loss_fn, model, x, cond, generators) -> dict:
-    """A loss's named per-example terms: {'loss': what is minimised, other names: what is logged beside it}. A loss
-    with `terms(model, x, cond, generators)` names its own; a plain callable's value is 'loss'."""
-    if hasattr(loss_fn, "terms"):
-        return loss_fn.terms(model, x, cond, generators)
-    return {"loss": loss_fn(model, x, cond, generators)}
 
-class _LossModule(nn.Module):
-    """model + loss as one module, so DistributedDataParallel sees the forward pass; the batch means of the terms."""
+class TrainingDiverged(NonFiniteError):
+    """The loss said training has diverged (a GAN's discriminator winning outright); the last checkpoint is kept."""
 
-    def __init__(self, model, loss_fn):
-        super().__init__()
-        self.model, self.loss_fn = model, loss_fn
-
-    def forward(self, x, cond, generators):
-        return {k: v.mean() for k, v in loss_terms(self.loss_fn, self.model, x, cond, generators).items()}
 
 def resolve_device(name: str) -> torch.device:
     """'auto' is CUDA when present; under torchrun each rank takes the GPU of its LOCAL_RANK."""
@@ -79,7 +68,9 @@ class Trainer:
     """`Trainer(model, loss_fn, dataset, run_dir, cfg).train()`; loss_fn(model, x, cond, generators) -> per-example loss.
 
     A loss may also name the terms it sums (`terms(...)` and `term_names`: logged as columns of metrics.csv and as
-    TensorBoard scalars) and act after each optimizer step (`after_step(model, step)`: a target network's EMA).
+    TensorBoard scalars), act after each optimizer step (`after_step(model, step)`: a target network's EMA), say
+    training has diverged (`diverged(terms) -> reason or None`), and train several parts of the model, each with its
+    own optimizer (`parts(model) -> {name: (module, lr scale)}` and `phases`, a sequence of `Phase`: a GAN's players).
 
     Data order and per-example noise are functions of (seed, step, example index) alone, so resuming continues
     exactly, and N ranks with batch B/N see the same examples and noise as one process with batch B.
@@ -114,8 +105,14 @@ class Trainer:
         torch.manual_seed(cfg.seed + self.rank)
         self.ema = EMA(self.model, cfg.ema_decay, cfg.ema_warmup)
         self.power_ema = PowerEMA(self.model, cfg.ema_profiles) if cfg.ema_profiles else None
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas,
-                                     weight_decay=cfg.weight_decay)
+        self.phases = tuple(getattr(loss_fn, "phases", SINGLE))
+        parts = loss_fn.parts(self.model) if hasattr(loss_fn, "parts") else {"model": (self.model, 1.0)}
+        self.lr_scales = {name: float(scale) for name, (_, scale) in parts.items()}
+        self.part_params = {name: [p for p in module.parameters() if p.requires_grad]
+                            for name, (module, _) in parts.items()}
+        self.opts = {name: torch.optim.AdamW(params, lr=cfg.lr * self.lr_scales[name], betas=cfg.betas,
+                                             weight_decay=cfg.weight_decay) for name, params in self.part_params.items()}
+        self.opt = next(iter(self.opts.values()))  # the optimizer of a single-part model
         self.step = 0
         self.saved_step: Optional[int] = None  # the step of the last checkpoint written or resumed from
         self.skipped = self._skips_in_a_row = 0
@@ -123,9 +120,10 @@ class Trainer:
         if cfg.compile:  # the network alone, in place (its weights keep their names): the loss's per-example
             getattr(self.model, "net", self.model).compile()  # generator lists are not traced
         module = _LossModule(self.model, loss_fn)
-        if self.world > 1:
+        if self.world > 1:  # a phase that trains one part leaves the others' parameters unused
             module = nn.parallel.DistributedDataParallel(module, device_ids=[self.device.index]
-                                                         if self.device.type == "cuda" else None)
+                                                         if self.device.type == "cuda" else None,
+                                                         find_unused_parameters=len(self.opts) > 1)
         self.module = module
 
     # --- data order -------------------------------------------------------------------------------------------
@@ -146,9 +144,13 @@ class Trainer:
     def save(self) -> Optional[Path]:
         if self.rank != 0:
             return None
-        state = {"step": self.step, "optimizer": self.opt.state_dict(), "ema_updates": self.ema.updates,
+        state = {"step": self.step, "ema_updates": self.ema.updates,
                  "torch_rng": torch.get_rng_state(), "numpy_rng": numpy_rng_to_plain(np.random.get_state()),
                  "train_config": asdict(self.cfg)}
+        if len(self.opts) == 1:
+            state["optimizer"] = self.opt.state_dict()
+        else:
+            state["optimizers"] = {name: opt.state_dict() for name, opt in self.opts.items()}
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
         if hasattr(self.loss_fn, "state_dict"):  # a stateful loss (an importance sampler's history of L_t)
@@ -209,7 +211,15 @@ class Trainer:
         load_matching(self.ema.model, ema_weights, folder)
         if profiles is not None:
             self.power_ema.load_state_tensors(profiles, folder / POWER_EMA)
-        self.opt.load_state_dict(state["optimizer"])
+        if len(self.opts) == 1:
+            self.opt.load_state_dict(state["optimizer"])
+        else:
+            saved = state.get("optimizers") or {}
+            if set(saved) != set(self.opts):
+                raise ValueError(f"checkpoint: {folder} holds optimizers for {sorted(saved) or 'one model'}, this "
+                                 f"loss trains {sorted(self.opts)}")
+            for name, opt in self.opts.items():
+                opt.load_state_dict(saved[name])
         self.step, self.ema.updates, self.saved_step = step, updates, step
         torch.set_rng_state(torch_rng)
         np.random.set_state(numpy_rng)
@@ -264,34 +274,50 @@ class Trainer:
         return (f, writer), tb
 
     def train_step(self) -> tuple[float, float]:
-        """One optimizer step; returns (loss, gradient norm before clipping); the named terms go to self.last_terms."""
+        """One training step, an optimizer step per phase due; returns (loss, gradient norm before clipping), summed
+        over the phases; the named terms go to self.last_terms."""
         idx = self.batch_indices(self.step)
         x = self.data_x[idx].to(self.device, non_blocking=True)
         if x.dim() == 4 and self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         cond = self.data_cond(idx).to(self.device) if self.data_cond is not None else None
-        for group in self.opt.param_groups:
-            group["lr"] = lr_at(self.cfg, self.step)
+        lr = lr_at(self.cfg, self.step)
+        for name, opt in self.opts.items():
+            for group in opt.param_groups:
+                group["lr"] = lr * self.lr_scales[name]
         self.model.train()
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            terms = self.module(x, cond, self._generators(self.step))
-        loss = terms["loss"]
-        self.last_terms = {k: terms[k].detach() for k in self.term_names}
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        clip = self.cfg.grad_clip if self.cfg.grad_clip is not None else float("inf")
-        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        if not bool(torch.isfinite(torch.stack([loss.detach().float(), grad_norm.float()])).all()):  # one host sync
-            return self._nonfinite(loss.detach(), grad_norm.detach())
-        self.opt.step()
+        generators = self._generators(self.step)  # the phases draw from them in turn
+        total_loss, total_norm, self.last_terms = 0.0, 0.0, {}
+        for phase in self.phases:
+            if self.step % phase.every:
+                continue
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                terms = self.module(x, cond, generators, phase.name if self.phases is not SINGLE else None)
+            loss = terms["loss"]
+            self.last_terms.update({k: terms[k].detach() for k in self.term_names if k in terms})
+            self.model.zero_grad(set_to_none=True)
+            loss.backward()
+            clip = self.cfg.grad_clip if self.cfg.grad_clip is not None else float("inf")
+            grad_norm = nn.utils.clip_grad_norm_(self.part_params[phase.part], clip)
+            if not bool(torch.isfinite(torch.stack([loss.detach().float(), grad_norm.float()])).all()):  # one sync
+                return self._nonfinite(loss.detach(), grad_norm.detach())
+            self.opts[phase.part].step()
+            total_loss, total_norm = total_loss + loss.detach(), total_norm + grad_norm.detach()
+        self.model.zero_grad(set_to_none=True)
         self.ema.update(self.model)
         self.step += 1
         if self.power_ema is not None:
             self.power_ema.update(self.model, self.step)
         if hasattr(self.loss_fn, "after_step"):
             self.loss_fn.after_step(self.model, self.step)
+        if hasattr(self.loss_fn, "diverged"):
+            reason = self.loss_fn.diverged(self.last_terms)
+            if reason:
+                kept = (f"the last checkpoint, step-{self.saved_step:07d}, is kept" if self.saved_step is not None
+                        else "no checkpoint had been saved yet")
+                raise TrainingDiverged(f"train: step {self.step}: {reason}; stopped ({kept})")
         self._skips_in_a_row = 0
-        return loss.detach(), grad_norm.detach()
+        return total_loss, total_norm
 
     def _nonfinite(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A NaN/inf loss or gradient: the update is never applied; stop (the default) or skip the step."""
@@ -299,7 +325,7 @@ class Trainer:
                 f"norm {float(grad_norm):.4g})")
         kept = (f"the last checkpoint, step-{self.saved_step:07d}, is kept" if self.saved_step is not None
                 else "no checkpoint had been saved yet")
-        self.opt.zero_grad(set_to_none=True)
+        self.model.zero_grad(set_to_none=True)
         if self.cfg.nonfinite == "stop":
             raise NonFiniteError(f"train: {what}; stopped before applying it ({kept}). Lower train.lr (now "
                                  f"{self.cfg.lr:g}) or set train.nonfinite=skip to skip such steps")
