@@ -94,6 +94,26 @@ def test_ddgan_reproduces_a_mixture_where_the_gaussian_reverse_step_cannot(T, lr
     assert figures["untrained"][0] > 0.05 or figures["untrained"][1] > 0.2, figures
 
 
+def test_at_one_step_a_ddgan_is_a_plain_gan():
+    """T = 1, the trilemma's plain GAN: x_T is noise all but independent of the data (alpha-bar 4e-5) and the one
+    step returns G(x_T, z)'s x0' itself (beta-tilde_0 = 0), with z drawn first from the sample's generator."""
+    from denoisekit.conditioning import with_latent
+    model = gan(1).generator
+    assert float(model.process.alpha_bar[0]) < 1e-4
+    x_T = torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
+    x = sample(model, x_T, sampler="ddgan", steps=1, schedule="uniform", generator=torch.Generator().manual_seed(3))
+    z = torch.randn(5, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        x0 = model(x_T, torch.zeros(5, dtype=torch.float64), with_latent(None, z)).x0
+    assert torch.allclose(x, x0, atol=1e-6)
+    x_s, t = torch.randn(4, 2), torch.zeros(4, dtype=torch.float64)
+    for T, reads in ((1, False), (2, True)):  # a plain GAN's D(x0) does not see the generator's input noise
+        players, g = gan(T), torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            a, b = (players.discriminate(x_s, torch.randn(4, 2, generator=g), t) for _ in range(2))
+        assert torch.equal(a, b) != reads, T
+
+
 def test_a_ddgan_run_resumes_bitwise_with_both_players_and_optimizers(tmp_path):
     """Stopped at step 6 and resumed, a run ends where an uninterrupted one does: both players' weights, their EMA
     and both Adam states (lazy R1 every 3 steps, so a phase that skips steps is resumed too)."""

@@ -10,6 +10,7 @@ from typing import Any, Callable, Optional
 
 from .config import build
 from .denoiser import Denoiser
+from .objectives.recovery import RecoveryEBM
 from .guidance import ClassifierFreeGuidance, ClassifierGuidance, DynamicThresholding, NoisyClassifier
 from .train import find_checkpoint, load_config, load_weights
 from .train.checkpoint import EMA_WEIGHTS, load_matching, load_state
@@ -58,6 +59,13 @@ class LoadedModel:
     def process(self):
         return self.denoiser.process
 
+    def require_denoiser(self, command: str) -> Denoiser:
+        """The denoiser, with a one-line error naming `command` for an energy model (it has none)."""
+        if isinstance(self.denoiser, RecoveryEBM):
+            raise ValueError(f"{command}: {self.folder} is a recovery-likelihood EBM (objective recovery), which has "
+                             f"no denoiser; only sample, eval and info apply to it")
+        return self.denoiser
+
     @property
     def data_name(self) -> Optional[str]:
         """The data set the model was trained on, as named in its run config."""
@@ -86,6 +94,9 @@ class LoadedModel:
         the number of classes labels may name): CFG needs a class-conditional model trained with label dropout; a
         classifier must know the model's data shape and classes."""
         denoiser, num_classes = self.denoiser, self.num_classes
+        if w is not None or classifier is not None or threshold is not None:
+            self.require_denoiser("--guidance" if w is not None else "--classifier" if classifier is not None
+                                  else "--threshold")
         if w is not None:
             if not num_classes:
                 raise ValueError("--guidance: classifier-free guidance needs a class-conditional model (class_cond: "
@@ -142,7 +153,7 @@ def _open_checkpoint(path, ema: bool, device: str) -> LoadedModel:
     players = denoiser if isinstance(getattr(denoiser, "generator", None), Denoiser) else None  # a DDGAN
     if players is not None:
         denoiser = players.generator
-    if not isinstance(denoiser, Denoiser):
+    if not isinstance(denoiser, (Denoiser, RecoveryEBM)):
         raise ValueError(f"checkpoint: {path} holds a {type(denoiser).__name__}, not a diffusion model"
                          f"{' (use it with --classifier)' if isinstance(denoiser, NoisyClassifier) else ''}")
     if ema and not (folder / EMA_WEIGHTS).exists():

@@ -17,7 +17,7 @@ def _image_model(args):
     model = load_model(args.checkpoint, ema=not args.raw, device=args.device)
     if not model.is_image:
         raise ValueError(f"checkpoint: {args.checkpoint} is not an image model (data shape {list(model.shape)})")
-    return model.denoiser, model.shape
+    return model.require_denoiser("checkpoint"), model.shape
 
 
 def cmd_invert(args) -> int:

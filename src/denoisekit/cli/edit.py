@@ -40,7 +40,7 @@ def cmd_edit(args) -> int:
     model = load_model(args.checkpoint, ema=not args.raw, device=args.device)
     if not model.is_image:
         raise ValueError(f"checkpoint: {args.checkpoint} is not an image model (data shape {list(model.shape)})")
-    denoiser, shape = model.denoiser, model.shape
+    denoiser, shape = model.require_denoiser("checkpoint"), model.shape
     consistent = bool(getattr(denoiser, "consistency", False))
     if args.resample is not None and (consistent or args.mask is None):
         raise ValueError("--resample: RePaint's resampling applies to inpainting (--mask) with a diffusion model; a "

@@ -34,6 +34,18 @@ def vp_betas(T: int = 4, beta_min: float = 0.1, beta_max: float = 20.0, eps: flo
     return 1 - ab[1:] / ab[:-1]
 
 
+def drl_betas(T: int = 6, beta_1: float = 1e-4, beta_1000: float = 0.02) -> torch.Tensor:
+    """The levels of diffusion recovery likelihood (Gao et al. 2021, sec. 4): DDPM's 1000-step linear schedule read at
+    steps k_i = i * (1000 // (2 (T - 1))), i = 1..T-1, and at step 1000, as betas; dense near the data, one long last
+    step to the prior (T = 6: alpha-bar 0.90, 0.66, 0.40, 0.20, 0.079, 4e-5)."""
+    if T < 2 or 1000 // (2 * (T - 1)) < 1:
+        raise ValueError(f"T: the drl schedule reads 1000 linear steps at T levels; it needs T in 2..501, got T={T}")
+    ab = torch.cumprod(1 - torch.linspace(beta_1, beta_1000, 1000, dtype=torch.float64), 0)
+    steps = [i * (1000 // (2 * (T - 1))) for i in range(1, T)] + [1000]
+    levels = torch.cat([torch.ones(1, dtype=torch.float64), ab[torch.tensor(steps) - 1]])
+    return 1 - levels[1:] / levels[:-1]
+
+
 def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
     """Lin et al. 2023, Alg. 1: shift and scale sqrt(alpha-bar) so the last step has SNR 0 and the first is kept."""
     sqrt_ab = torch.cumprod(1 - betas.to(torch.float64), 0).sqrt()
@@ -45,7 +57,7 @@ def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
 
 
 def make_betas(schedule: str = "linear", T: int = 1000, betas=None) -> torch.Tensor:
-    """Betas by name ('linear', 'cosine', 'vp') or user-given ('custom' with `betas`)."""
+    """Betas by name ('linear', 'cosine', 'vp', 'drl') or user-given ('custom' with `betas`)."""
     if schedule == "custom" or betas is not None:
         b = torch.as_tensor(betas, dtype=torch.float64)
         if b.ndim != 1 or len(b) < 1 or not bool(((b > 0) & (b <= 1)).all()):
@@ -53,6 +65,8 @@ def make_betas(schedule: str = "linear", T: int = 1000, betas=None) -> torch.Ten
         return b
     if schedule == "vp":
         return vp_betas(T)
+    if schedule == "drl":
+        return drl_betas(T)
     if schedule == "linear":
         if T < 20:  # scaled by 1000/T, the last beta passes 1 below T = 20 (and T = 1 never reaches noise)
             raise ValueError(f"T: the linear schedule (betas scaled by 1000/T) needs T >= 20, got T={T}; for a few "
@@ -60,4 +74,4 @@ def make_betas(schedule: str = "linear", T: int = 1000, betas=None) -> torch.Ten
         return linear_betas(T)
     if schedule == "cosine":
         return cosine_betas(T)
-    raise ValueError(f"schedule: expected 'linear', 'cosine', 'vp' or 'custom', got {schedule!r}")
+    raise ValueError(f"schedule: expected 'linear', 'cosine', 'vp', 'drl' or 'custom', got {schedule!r}")

@@ -14,7 +14,7 @@ from ..data import ArrayDataset, load_dataset
 from ..denoiser import Denoiser
 from ..images import save_row_strip
 from ..nets import MLP, EncoderDiscriminator, UNet
-from ..objectives import ADVERSARIAL_OBJECTIVES, BOUND_OBJECTIVES, DDGAN
+from ..objectives import ADVERSARIAL_OBJECTIVES, BOUND_OBJECTIVES, DDGAN, ENERGY_OBJECTIVES, RecoveryEBM
 from ..train import TrainConfig
 from ..utils import check_device
 from .config import RunConfig, build_loss, build_process, build_section, is_consistency_model, learns_variance
@@ -38,6 +38,8 @@ def build_denoiser(rc: RunConfig, ds: ArrayDataset) -> Denoiser:
     num_classes = ds.num_classes if rc.class_cond else None
     if rc.class_cond and not num_classes:
         raise ValueError(f"class_cond: the data set {ds.name!r} has no labels")
+    if rc.objective in ENERGY_OBJECTIVES:
+        return build_energy(rc, ds, num_classes)
     learned = learns_variance(rc)
     widths = 2 if learned else 1  # learned variance: the prediction and v, split by the denoiser
     if ds.is_image:
@@ -70,6 +72,17 @@ def build_discriminator(rc: RunConfig, ds: ArrayDataset, num_classes):
                              in_channels=2 * ds.x.shape[1], num_classes=num_classes)
     return build_section("discriminator", MLP, rc.discriminator, dim=2 * ds.x.shape[1], out_dim=1,
                          num_classes=num_classes)
+
+
+def build_energy(rc: RunConfig, ds: ArrayDataset, num_classes) -> RecoveryEBM:
+    """A recovery-likelihood EBM: one energy network f(x, t) -> (B, 1) over the levels (the encoder for images, an MLP
+    for vectors), with the loss's Langevin chain to sample with."""
+    if ds.is_image:
+        net = build_section("net", EncoderDiscriminator, rc.net, in_channels=ds.x.shape[1], num_classes=num_classes)
+    else:
+        net = build_section("net", MLP, rc.net, dim=ds.x.shape[1], out_dim=1, num_classes=num_classes)
+    chain = build_loss(rc).chain
+    return RecoveryEBM(net, build_process(rc.process), chain.steps, chain.b)
 
 
 def forward_process_picture(ds: ArrayDataset, process, path, n: int = 8, columns: int = 10, seed: int = 0):
@@ -113,8 +126,10 @@ class Run:
         n = sum(p.numel() for p in self.denoiser.parameters())
         net = getattr(self.denoiser, "generator", self.denoiser).net
         kind = f"DDGAN of a {type(net).__name__} generator" if net is not getattr(self.denoiser, "net", None) \
+            else f"recovery-likelihood EBM of a {type(net).__name__}" if isinstance(self.denoiser, RecoveryEBM) \
             else type(net).__name__
-        return (f"{kind} ({n:,} parameters, {self.rc.prediction}-prediction) on "
+        what = "energy" if isinstance(self.denoiser, RecoveryEBM) else f"{self.rc.prediction}-prediction"
+        return (f"{kind} ({n:,} parameters, {what}) on "
                 f"{self.ds.name!r} ({len(self.ds)} x {list(self.ds.x.shape[1:])}"
                 f"{', class-conditional' if self.rc.class_cond else ''}): {self.tc.steps} steps of batch "
                 f"{self.tc.batch_size}, lr {self.tc.lr:g}, device {check_device(self.tc.device).type}")

@@ -13,7 +13,8 @@ from torch import nn
 from ..config import check_arguments, require
 from ..denoiser import Denoiser
 from ..nets import MLP, EncoderDiscriminator, UNet
-from ..objectives import ADVERSARIAL_OBJECTIVES, BOUND_OBJECTIVES, CONSISTENCY_OBJECTIVES, OBJECTIVES
+from ..objectives import (ADVERSARIAL_OBJECTIVES, BOUND_OBJECTIVES, CONSISTENCY_OBJECTIVES, ENERGY_OBJECTIVES,
+                          OBJECTIVES, RecoveryEBM)
 from ..processes import PROCESSES, DiscreteVP
 from ..samplers import check_request
 from ..train import TrainConfig
@@ -54,8 +55,9 @@ class RunConfig:
             if f.name in ("sample", "eval"):
                 process = build_process(values.get("process", base.process))
                 by_objective = CONSISTENCY_SAMPLING if values.get("objective") in CONSISTENCY_OBJECTIVES else {}
-                if values.get("objective") in ADVERSARIAL_OBJECTIVES:  # the generator's T trained steps
-                    by_objective = {"sampler": "ddgan", "steps": int(round(process.t_max)) + 1, "schedule": "uniform"}
+                if values.get("objective") in ADVERSARIAL_OBJECTIVES + ENERGY_OBJECTIVES:  # the T trained steps
+                    by_objective = {"sampler": "ddgan" if values["objective"] in ADVERSARIAL_OBJECTIVES else "recovery",
+                                    "steps": int(round(process.t_max)) + 1, "schedule": "uniform"}
                 value = {**default, **process.sampling_defaults(), **by_objective, **values.get(f.name, {})}
             merged[f.name] = value
         rc = cls(**merged)
@@ -67,9 +69,10 @@ class RunConfig:
         require(self.image_size is None or self.image_size >= 1, "image_size", "a positive integer or null",
                 self.image_size)
         require(self.channels in (None, 1, 3), "channels", "1 (grey), 3 (RGB) or null", self.channels)
-        check_net_keys(self.net)
+        check_net_keys(self.net, energy=self.objective in ENERGY_OBJECTIVES)
         process = build_process(self.process)
         check_adversarial(self, process)
+        check_energy(self, process)
         if self.objective in BOUND_OBJECTIVES and process.grid_step == 0:
             raise ValueError(f"objective: {self.objective} sums the discrete variational bound; it needs process.kind "
                              f"ddpm, not a continuous process")
@@ -80,6 +83,8 @@ class RunConfig:
                              f"backward), which torch.compile does not support; set train.compile: false")
         Denoiser(nn.Identity(), process, self.prediction, self.sigma_data, self.clip_x0, learns_variance(self),
                  is_consistency_model(self))
+        if self.objective in ENERGY_OBJECTIVES:
+            RecoveryEBM(nn.Identity(), process, loss.chain.steps, loss.chain.b)
         for section in ("sample", "eval"):
             check_sampling(getattr(self, section), section, process)
 
@@ -91,15 +96,19 @@ class RunConfig:
 # from a latent z, over 4 steps of the paper's few-step VP schedule, with Adam's betas of GAN training (Xiao et al. 2022).
 DDGAN_DEFAULTS = {"prediction": "x0", "process": {"kind": "ddpm", "schedule": "vp", "T": 4},
                   "net": {"latent_dim": 32}, "train": {"betas": [0.5, 0.9]}}
+# What objective recovery changes: the paper's 6 levels (Gao et al. 2021).
+RECOVERY_DEFAULTS = {"process": {"kind": "ddpm", "schedule": "drl", "T": 6}}
+OBJECTIVE_DEFAULTS = {"ddgan": DDGAN_DEFAULTS, "recovery": RECOVERY_DEFAULTS}
 
 
 def objective_defaults(values: dict) -> dict:
-    """The checked top level with the defaults objective ddgan brings; a process of another kind is left alone (and
-    refused by check_adversarial)."""
-    if values.get("objective") not in ADVERSARIAL_OBJECTIVES:
+    """The checked top level with the defaults objective ddgan or recovery brings; a process of another kind is left
+    alone (and refused by check_adversarial or the energy model)."""
+    defaults = OBJECTIVE_DEFAULTS.get(values.get("objective"))
+    if defaults is None:
         return values
     out = dict(values)
-    for key, default in DDGAN_DEFAULTS.items():
+    for key, default in defaults.items():
         given = values.get(key)
         if not isinstance(default, dict):
             out.setdefault(key, default)
@@ -134,6 +143,18 @@ def check_adversarial(rc: "RunConfig", process) -> None:
         raise ValueError(f"{'learned_variance' if rc.learned_variance else 'consistency'}: a DDGAN generator "
                          f"samples x0 through its latent; it has no variance to learn and is not a consistency model")
     check_discriminator_keys(rc.discriminator)
+
+
+def check_energy(rc: "RunConfig", process) -> None:
+    """One-line errors for a recovery-likelihood EBM's settings that belong to denoisers (its levels are checked by
+    the model: a discrete process with at least 2)."""
+    if rc.objective not in ENERGY_OBJECTIVES:
+        return
+    if rc.learned_variance or rc.consistency:
+        raise ValueError(f"{'learned_variance' if rc.learned_variance else 'consistency'}: a recovery-likelihood EBM "
+                         f"learns an energy per level, not a denoiser; remove it")
+    if rc.clip_x0 is not None:
+        raise ValueError("clip_x0: a recovery-likelihood EBM predicts no x0 to clip; remove it")
 
 
 def check_discriminator_keys(section) -> None:
@@ -229,9 +250,14 @@ RESERVED_NET = {"in_channels": "set from the data", "dim": "set from the data", 
                 "out_channels": "set by the prediction type", "out_dim": "set by the prediction type"}
 
 
-def check_net_keys(net: dict) -> None:
-    """The net section's keys and types against the U-Net and the MLP (which one is known once the data is loaded)."""
-    check_section_keys("net", net, UNet, MLP, RESERVED_NET)
+def check_net_keys(net: dict, energy: bool = False) -> None:
+    """The net section's keys and types against the U-Net and the MLP (which one is known once the data is loaded);
+    for an energy model, against its image network (the encoder) and the MLP."""
+    if energy:
+        check_section_keys("net", net, EncoderDiscriminator, MLP,
+                           {**RESERVED_NET, "latent_dim": "an energy network reads no latent"})
+    else:
+        check_section_keys("net", net, UNet, MLP, RESERVED_NET)
 
 
 def check_section_keys(name: str, section: dict, image_net, vector_net, reserved: dict) -> None:

@@ -16,6 +16,7 @@ from .langevin import ald_sample, langevin_sample
 from .multistep import deis_sample, ipndm_sample, pndm_sample
 from .registry import (COMMON, DEFAULT_SCHEDULES, SAMPLERS, check_family, check_options, get_sampler,
                        register_sampler, sampler_options)
+from .recovery import recovery_sample
 from .rk45 import rk45_sample
 from .sde import em_sample, euler_step, pc_sample, reverse_drift
 from .times import SCHEDULES, TIME_SCHEDULES, karras_levels, sampling_times, times_from_levels
@@ -27,6 +28,6 @@ __all__ = ["COMMON", "DEFAULT_SCHEDULES", "SAMPLERS", "SCHEDULES", "TIME_SCHEDUL
            "ddpm_sample", "ddpm_step", "deis_sample",
            "dpmpp_2m_sample", "dpmpp_2m_sde_sample", "dpmpp_2s_sample", "dpmpp_3m_sample", "em_sample",
            "euler_maruyama_sample", "euler_sample", "euler_step", "generate", "get_sampler", "heun_sample", "heun_step",
-           "inpaint", "ipndm_sample", "karras_levels", "langevin_sample", "pc_sample", "pndm_sample",
+           "inpaint", "ipndm_sample", "karras_levels", "langevin_sample", "pc_sample", "pndm_sample", "recovery_sample",
            "register_sampler", "reverse_drift", "rk45_sample", "sample", "sampler_options", "sampling_times", "sdedit",
            "slerp", "times_from_levels", "unipc_sample"]

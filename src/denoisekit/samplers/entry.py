@@ -34,6 +34,14 @@ def check_request(sampler: str, schedule: Optional[str], options: dict, where: s
             check(process, times, **options)
 
 
+def check_model(sampler: str, model) -> None:
+    """A one-line error when the model cannot be sampled by `sampler` (an energy model has no denoiser)."""
+    only = getattr(model, "only_samplers", None)
+    if only and sampler not in only:
+        raise ValueError(f"sampler {sampler!r}: this model ({type(getattr(model, 'inner', model)).__name__}) has no "
+                         f"denoiser for it; sample it with sampler {' or '.join(only)}")
+
+
 class CountingDenoiser(torch.nn.Module):
     """Counts network evaluations (NFE) of the denoiser it wraps; forwards `.process`."""
 
@@ -43,6 +51,7 @@ class CountingDenoiser(torch.nn.Module):
         self.mean_shift = getattr(denoiser, "mean_shift", None)
         self.learned_variance = bool(getattr(denoiser, "learned_variance", False))
         self.latent_dim = getattr(denoiser, "latent_dim", None)
+        self.chain, self.only_samplers = getattr(denoiser, "chain", None), getattr(denoiser, "only_samplers", None)
 
     def forward(self, *args, **kwargs):
         self.nfe += 1
@@ -62,6 +71,7 @@ def sample(denoiser, x_T: torch.Tensor, sampler: str = "dpmpp_2m", steps: Option
     """
     fn = get_sampler(sampler)
     check_family(sampler, denoiser.process)
+    check_model(sampler, denoiser)
     if getattr(denoiser, "mean_shift", None) is not None and sampler != "ddpm":
         raise ValueError(f"sampler {sampler!r}: classifier guidance in the mean form shifts the ancestral DDPM "
                          f"posterior mean; use sampler 'ddpm', or the score form with {sampler!r}")

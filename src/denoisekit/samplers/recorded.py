@@ -39,7 +39,7 @@ def read_scores(folder) -> list:
 
 def fallback_for(folder) -> dict:
     """What the checkpoint in `folder` samples with before anything is recorded: a distilled student's recorded
-    sampling, a DDGAN's T steps of sampler ddgan, CONSISTENCY_FALLBACK for a consistency model (its denoiser has
+    sampling, a DDGAN's T steps of sampler ddgan (an EBM's of sampler recovery), CONSISTENCY_FALLBACK for a consistency model (its denoiser has
     consistency: true), else FALLBACK; read
     from its config, weights untouched."""
     from ..train.checkpoint import load_config
@@ -52,10 +52,11 @@ def fallback_for(folder) -> dict:
     distilled = (load_config(folder).get("distill") or {}).get("sampling")
     if isinstance(distilled, dict) and {"sampler", "steps", "schedule", "options"} <= set(distilled):
         return distilled  # a distilled student samples as it was trained (a progressive one: ddim, trailing, N)
-    if isinstance(model, dict) and model.get("class") == "DDGAN":  # its generator's T trained steps
-        T = ((model.get("generator") or {}).get("process") or {}).get("T")
+    if isinstance(model, dict) and model.get("class") in ("DDGAN", "RecoveryEBM"):  # its T trained steps
+        gan = model["class"] == "DDGAN"
+        T = (((model.get("generator") or {}) if gan else model).get("process") or {}).get("T")
         if isinstance(T, int) and T >= 1:
-            return {"sampler": "ddgan", "steps": T, "schedule": "uniform", "options": {}}
+            return {"sampler": "ddgan" if gan else "recovery", "steps": T, "schedule": "uniform", "options": {}}
     return CONSISTENCY_FALLBACK if isinstance(model, dict) and model.get("consistency") is True else FALLBACK
 
 

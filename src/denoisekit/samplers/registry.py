@@ -14,6 +14,7 @@ from .dpm_solver import dpmpp_2m_sample, dpmpp_2m_sde_sample, dpmpp_2s_sample, d
 from .euler import euler_maruyama_sample, euler_sample, heun_sample
 from .langevin import ald_sample, langevin_sample
 from .multistep import deis_sample, ipndm_sample, pndm_sample
+from .recovery import recovery_sample
 from .rk45 import rk45_sample
 from .sde import em_sample, pc_sample
 from .unipc import unipc_sample
@@ -52,7 +53,9 @@ for _name, _fn, _schedule in (
         # trailing: its network times start at t_max and stop a step short of t_eps, where f is the identity
         ("consistency", consistency_sample, "trailing"),
         # a DDGAN generator's T trained steps, each a draw of z and of the posterior (Xiao et al. 2022)
-        ("ddgan", ddgan_sample, "uniform")):
+        ("ddgan", ddgan_sample, "uniform"),
+        # a recovery-likelihood EBM's levels from the prior down, a short-run Langevin chain each (Gao et al. 2021)
+        ("recovery", recovery_sample, "uniform")):
     register_sampler(_name, _fn, family=NoiseProcess, schedule=_schedule)
 
 
