@@ -60,6 +60,18 @@ def trained_model(run, device: str = "cpu"):
     return denoiser, config, evaluator, tuple(config["data"]["shape"])
 
 
+def seed_list(text: str) -> list:
+    """An argparse type: comma-separated distinct sampling seeds >= 0 (e.g. '0,1,2'), as a list."""
+    import argparse
+    try:
+        seeds = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"expected distinct integers >= 0, got {text!r}")
+    return seeds
+
+
 def machine() -> dict:
     cpu = platform.processor() or platform.machine()
     try:

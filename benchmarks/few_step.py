@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import demo_config, display_path, save_figure, verdict, write_result  # noqa: E402
+from common import demo_config, display_path, save_figure, seed_list, verdict, write_result  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -84,7 +84,7 @@ def main() -> int:
                    "there first when missing)")
     p.add_argument("--work", default=str(ROOT / "runs" / "few_step"), help="where the students' runs go")
     p.add_argument("--n", type=int, default=1000)
-    p.add_argument("--seeds", type=_seeds, default=(0, 1, 2), help="comma-separated sampling seeds to average "
+    p.add_argument("--seeds", type=seed_list, default="0,1,2", help="comma-separated sampling seeds to average "
                    "(default 0,1,2)")
     p.add_argument("--tune-seed", type=int, default=100, dest="tune_seed", help="the seed the consistency models' "
                    "intermediate levels are tuned on (not one of --seeds)")
@@ -202,16 +202,6 @@ def main() -> int:
     for k, v in costs.items():
         print(f"cost {k:26s} {v['cpu_min']:.1f} CPU-min, {v['wall_min']:.1f} min wall")
     return verdict(claims(rows))
-
-
-def _seeds(text: str) -> tuple:
-    try:
-        seeds = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"expected distinct seeds, got {text!r}")
-    return seeds
 
 
 def tune_levels(score, process, count: int, candidates=LEVEL_CANDIDATES) -> list:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import demo_config, display_path, merged, save_figure, verdict, write_result  # noqa: E402
+from common import demo_config, display_path, merged, save_figure, seed_list, verdict, write_result  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -83,15 +83,10 @@ def main() -> int:
     p.add_argument("--work", default=str(ROOT / "runs" / "trilemma"), help="where the runs go (a finished run is "
                    "scored again without training)")
     p.add_argument("--n", type=int, default=1000)
-    p.add_argument("--seeds", default="0,1,2", help="comma-separated sampling seeds to average")
+    p.add_argument("--seeds", type=seed_list, default="0,1,2", help="comma-separated sampling seeds to average")
     p.add_argument("--only", help="comma-separated rows (default: all; ddpm is always trained first)")
     args = p.parse_args()
-    try:
-        seeds = [int(s) for s in args.seeds.split(",")]
-    except ValueError:
-        p.error(f"--seeds: expected comma-separated integers, got {args.seeds!r}")
-    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        p.error(f"--seeds: expected distinct integers >= 0, got {args.seeds!r}")
+    seeds = args.seeds
     if args.n < 10:
         p.error(f"--n: expected at least 10 samples, got {args.n}")
     configs = row_configs()

@@ -215,7 +215,8 @@ def test_the_stored_results_are_judged_by_the_report():
     ("default_schedules.py", ["--slack", "0.5"], "--slack"), ("default_schedules.py", ["--run", "nowhere"], "--run"),
     ("few_step.py", ["--n", "1"], "--n"), ("few_step.py", ["--stage-steps", "0"], "--stage-steps"),
     ("few_step.py", ["--seeds", "0,x"], "argument --seeds"), ("few_step.py", ["--seeds", "1,1"], "argument --seeds"),
-    ("few_step.py", ["--tune-seed", "1"], "--tune-seed")])
+    ("few_step.py", ["--tune-seed", "1"], "--tune-seed"), ("trilemma.py", ["--seeds", "0,0"], "argument --seeds"),
+    ("trilemma.py", ["--n", "1"], "--n"), ("trilemma.py", ["--only", "nope"], "--only")])
 def test_bad_benchmark_flags_are_one_line_before_any_work(script, args, word, tmp_path):
     """A benchmark's new flags refuse bad values in one line naming the flag (argparse's exit 2), before training,
     sampling or writing anything."""

@@ -115,6 +115,7 @@ def test_recovery_from_the_command_line_on_images_class_conditional(tmp_path, ca
             (["sample", str(run), "--sampler", "recovery", "--steps", "3"], "steps: a recovery-likelihood EBM runs "
                                                                             "each of its 6 trained levels"),
             (["sample", str(run), "--opt", "noise_scale=-1"], "noise_scale: expected a number in [0, 2]"),
+            (["sample", str(run), "--opt", "langevin_steps=0"], "langevin_steps: expected a positive integer"),
             (["sample", str(run), "--guidance", "2"], "--guidance: "),
             (["nll", str(run)], "checkpoint: "),
             (["invert", str(run), str(tmp_path / "a.png")], "checkpoint: "),

@@ -45,12 +45,18 @@ class DDGAN(nn.Module):
         return self.discriminator(torch.cat([x_s, x_t], dim=1), self.process.net_time(t), labels).reshape(-1)
 
 
+def transition(process, t: torch.Tensor, s: torch.Tensor, like: torch.Tensor):
+    """(alpha_{t|s}, sigma_{t|s}) of q(x_t | x_s) = N(alpha_{t|s} x_s, sigma_{t|s}^2), per example, shaped to broadcast
+    against `like`."""
+    shape = (-1,) + (1,) * (like.ndim - 1)
+    a = (process.alpha(t) / process.alpha(s)).reshape(shape).to(like.dtype)
+    return a, process.transition_variance(t, s).clamp(min=0).sqrt().reshape(shape).to(like.dtype)
+
+
 def real_pair(process, x0: torch.Tensor, t: torch.Tensor, s: torch.Tensor, generator: Generator):
     """(x_s ~ q(x_s | x_0), x_t ~ q(x_t | x_s)) for s < t: a pair of the forward chain (Xiao et al. 2022, eq. 6)."""
     x_s = process.perturb(x0, s, generator)
-    shape = (-1,) + (1,) * (x0.ndim - 1)
-    a = (process.alpha(t) / process.alpha(s)).reshape(shape).to(x0.dtype)
-    std = process.transition_variance(t, s).clamp(min=0).sqrt().reshape(shape).to(x0.dtype)
+    a, std = transition(process, t, s, x0)
     return x_s, a * x_s + std * randn(x0.shape, generator, device=x0.device, dtype=x0.dtype)
 
 

@@ -12,7 +12,7 @@ from torch import nn
 from ..conditioning import Cond
 from ..config import configurable, require
 from ..utils import Generator, rand, randn
-from .ddgan import real_pair
+from .ddgan import real_pair, transition
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,11 @@ class LangevinChain:
     """K steps of Langevin dynamics with step size s_t = b sigma_t at level t (Gao et al. 2021, sec. 3.4)."""
     steps: int
     b: float
+
+    def __post_init__(self):
+        require(isinstance(self.steps, int) and not isinstance(self.steps, bool) and self.steps >= 1,
+                "langevin_steps", "a positive integer (Langevin steps per level)", self.steps)
+        require(self.b > 0, "step_size", "a positive number b (the Langevin step is b sigma_t)", self.b)
 
 
 @configurable
@@ -32,17 +37,14 @@ class RecoveryEBM(nn.Module):
 
     def __init__(self, net: nn.Module, process, langevin_steps: int = 30, step_size: float = 0.0141):
         super().__init__()
-        require(isinstance(langevin_steps, int) and not isinstance(langevin_steps, bool) and langevin_steps >= 1,
-                "langevin_steps", "a positive integer (Langevin steps per level)", langevin_steps)
-        require(step_size > 0, "step_size", "a positive number b (the Langevin step is b sigma_t)", step_size)
+        chain = LangevinChain(langevin_steps, float(step_size))
         if process.grid_step == 0 or not hasattr(process, "betas"):
             raise ValueError(f"objective: recovery likelihood learns p(x_(t-1) | x_t) over the levels of a discrete "
                              f"process; it needs process.kind ddpm, not {type(process).__name__}")
         if process.T < 2:
             raise ValueError(f"process.T: a recovery-likelihood EBM needs at least 2 levels (one conditional energy "
                              f"model per level below the prior), got T={process.T}")
-        self.net, self.process = net, process
-        self.chain = LangevinChain(langevin_steps, float(step_size))
+        self.net, self.process, self.chain = net, process, chain
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
         """f~(x, t) = D net(x, t) per example, (B,), for data of D numbers; only the class label of `cond` is read.
@@ -66,10 +68,8 @@ def recover(energy, process, x_t: torch.Tensor, t: torch.Tensor, chain: Langevin
     every level of a VP process is at unit scale (on y the top level must shrink by a_T, 1/44 at T = 6, and dividing
     by a_T multiplies its error as much). `energy(x, t, cond)` is the network f~ (a RecoveryEBM, maybe counted)."""
     t = torch.as_tensor(t, dtype=torch.float64, device=x_t.device).expand(x_t.shape[0])
-    shape = (-1,) + (1,) * (x_t.ndim - 1)
-    s = t - 1
-    a = (process.alpha(t) / process.alpha(s)).reshape(shape).to(x_t.dtype)
-    step = (chain.b * process.transition_variance(t, s).clamp(min=0).sqrt()).reshape(shape).to(x_t.dtype)
+    a, sigma = transition(process, t, t - 1, x_t)
+    step = chain.b * sigma
     x = x_t.detach()
     for _ in range(chain.steps):
         with torch.enable_grad():
@@ -91,9 +91,6 @@ class RecoveryLoss:
     term_names = ("positive", "negative")
 
     def __init__(self, langevin_steps: int = 30, step_size: float = 0.0141):
-        require(isinstance(langevin_steps, int) and not isinstance(langevin_steps, bool) and langevin_steps >= 1,
-                "langevin_steps", "a positive integer (Langevin steps per level)", langevin_steps)
-        require(step_size > 0, "step_size", "a positive number b (the Langevin step is b sigma_t)", step_size)
         self.chain = LangevinChain(langevin_steps, float(step_size))
 
     def __call__(self, model: RecoveryEBM, x0: torch.Tensor, cond=None, generator: Generator = None):
