@@ -159,14 +159,14 @@ def mean_interval(values: torch.Tensor, z: float = 1.96) -> tuple[float, float]:
 def data_nll(denoiser, x: torch.Tensor, labels: Optional[torch.Tensor] = None, *, method: Method = "both",
              terms: Optional[int] = None, variance: Optional[Variance] = None, probe: Probe = "rademacher",
              rtol: float = 1e-5, atol: float = 1e-5, batch_size: int = 64, seed: int = 0,
-             progress: bool = True) -> dict:
-    """Bits/dim of the data x (images: 8-bit, bound with the discretized decoder, ODE on dequantized data; vectors:
-    continuous) by the bound and/or the ODE, each as mean and 95% interval over examples (their noise, probes and
+             progress: bool = True, continuous: bool = False) -> dict:
+    """Bits/dim of the data x (images: 8-bit, bound with the discretized decoder, ODE on dequantized data; vectors,
+    and images when `continuous` (a latent model's latents): continuous, with the Gaussian decoder) by the bound and/or the ODE, each as mean and 95% interval over examples (their noise, probes and
     dequantization drawn per example from (seed, index), so a result does not depend on the batch size)."""
     from .utils import sample_generators
     if method not in ("bound", "ode", "both"):
         raise ValueError(f"method: expected 'bound', 'ode' or 'both', got {method!r}")
-    eight_bit = x.ndim == 4
+    eight_bit = x.ndim == 4 and not continuous
     decoder: Decoder = "discretized" if eight_bit else "gaussian"
     check_decoder(decoder, x)
     variance = resolve_variance(denoiser, variance)

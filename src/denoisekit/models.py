@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import torch
+
 from .config import build
 from .denoiser import Denoiser
 from .objectives.recovery import RecoveryEBM
 from .guidance import ClassifierFreeGuidance, ClassifierGuidance, DynamicThresholding, NoisyClassifier
 from .train import find_checkpoint, load_config, load_weights
-from .train.checkpoint import EMA_WEIGHTS, load_matching, load_state
+from .train.checkpoint import EMA_WEIGHTS, load_matching, load_state, load_tensors
 from .utils import check_device
 
 
@@ -58,6 +60,29 @@ class LoadedModel:
     @property
     def process(self):
         return self.denoiser.process
+
+    @property
+    def data_shape(self) -> tuple:
+        """The shape of one example in data space (the images a latent model's latents decode to)."""
+        return tuple(self.record["latent"]["data_shape"]) if self.codec is not None else self.shape
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Samples in data space: a latent model's latents through its first stage's decoder, else x itself."""
+        if self.codec is None:
+            return x
+        size = self.data_shape[-2:] if len(self.data_shape) == 3 else None
+        return self.codec.from_latent(x.to(next(self.codec.parameters()).device), size)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Data in the denoiser's space: a latent model's normalised latents of x, else x itself."""
+        return x if self.codec is None else self.codec.to_latent(x.to(next(self.codec.parameters()).device))
+
+    def require_pixels(self, command: str) -> None:
+        """A one-line error naming `command` for a latent model (it works on the data itself)."""
+        if self.codec is not None:
+            raise ValueError(f"{command}: {self.folder} is a latent diffusion model (its denoiser works on the latents "
+                             f"of {self.record['latent'].get('autoencoder')}), and this command works on the data "
+                             f"itself; sample, eval, nll and info apply to it")
 
     def require_denoiser(self, command: str) -> Denoiser:
         """The denoiser, with a one-line error naming `command` for an energy model (it has none)."""
@@ -163,7 +188,26 @@ def _open_checkpoint(path, ema: bool, device: str) -> LoadedModel:
     class_cond = bool(_section(record, "run").get("class_cond"))
     num_classes = _section(record, "data").get("num_classes") if class_cond else None
     guidance = ("cfg",) if num_classes and _section(record, "loss").get("p_uncond") else ()
-    return LoadedModel(denoiser, _shape(record, folder), num_classes, guidance, record, folder)
+    return LoadedModel(denoiser, _shape(record, folder), num_classes, guidance, record, folder,
+                       _open_codec(record, folder, device))
+
+
+def _open_codec(record: dict, folder: Path, device: str):
+    """A latent model's first stage, rebuilt from its record and the weights its checkpoint carries; else None."""
+    latent = record.get("latent")
+    if latent is None:
+        return None
+    from .recipes.latent import CODEC_WEIGHTS
+    if not isinstance(latent, dict) or not isinstance(latent.get("codec"), dict) or \
+            not (folder / CODEC_WEIGHTS).is_file():
+        raise ValueError(f"checkpoint: {folder} is a latent model without its first stage ({CODEC_WEIGHTS}); it "
+                         f"cannot decode its samples")
+    try:
+        codec = build(latent["codec"])
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"checkpoint: {folder} records a first stage this version cannot build ({e})") from None
+    load_matching(codec, load_tensors(folder, CODEC_WEIGHTS), folder / CODEC_WEIGHTS)
+    return codec.to(check_device(device)).eval()
 
 
 def load_denoiser(path, ema: bool = True, device: str = "cpu") -> tuple[Denoiser, dict]:

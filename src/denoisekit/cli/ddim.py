@@ -15,6 +15,7 @@ def _image_model(args):
     if args.iters < 1:
         raise ValueError(f"--iters: expected a positive number of fixed-point iterations, got {args.iters}")
     model = load_model(args.checkpoint, ema=not args.raw, device=args.device)
+    model.require_pixels("checkpoint")
     if not model.is_image:
         raise ValueError(f"checkpoint: {args.checkpoint} is not an image model (data shape {list(model.shape)})")
     return model.require_denoiser("checkpoint"), model.shape

@@ -38,6 +38,7 @@ def cmd_edit(args) -> int:
     from ..utils import sample_generators
     _check_args(args)
     model = load_model(args.checkpoint, ema=not args.raw, device=args.device)
+    model.require_pixels("checkpoint")
     if not model.is_image:
         raise ValueError(f"checkpoint: {args.checkpoint} is not an image model (data shape {list(model.shape)})")
     denoiser, shape = model.require_denoiser("checkpoint"), model.shape

@@ -195,22 +195,24 @@ def _set_path(d: dict, dotted: str, value: Any) -> None:
 DEFAULT_RUN = "MNIST-5k ('mnist'), the default U-Net, 1000 steps of batch 64, into runs/mnist"
 
 
-def run_config(args):
-    """The run config from --config, the named flags and --set, checked whole; and the run folder."""
+def run_config(args, cls=None):
+    """The run config (a `cls`, RunConfig by default) from --config, the named flags and --set, checked whole; and
+    the run folder."""
     from ..recipes import RunConfig
+    cls = cls or RunConfig
     raw: dict = read_run_config(args.config) if args.config else {}
     for flag, key in (("data", "data"), ("steps", "train.steps"), ("batch_size", "train.batch_size"),
                       ("lr", "train.lr"), ("seed", "train.seed"), ("device", "train.device"),
                       ("prediction", "prediction"), ("image_size", "image_size"), ("objective", "objective"),
-                      ("process", "process.kind")):
-        if getattr(args, flag) is not None:
+                      ("process", "process.kind"), ("latent", "latent")):
+        if getattr(args, flag, None) is not None:
             _set_path(raw, key, getattr(args, flag))
     for item in args.set or []:
         if "=" not in item:
             raise ValueError(f"--set: expected KEY=VALUE (e.g. train.lr=1e-3), got {item!r}")
         k, v = item.split("=", 1)
         _set_path(raw, k.strip(), _parse_value(v))
-    rc = RunConfig.from_dict(raw)
+    rc = cls.from_dict(raw)
     out = Path(args.out or f"runs/{Path(rc.data).stem}{getattr(args, 'out_suffix', '')}")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out: {out} is a file; expected a run folder")
@@ -244,8 +246,9 @@ def terms_arg(text: str):
     return k
 
 
-def add_run_flags(t) -> None:
-    """The flags of the commands that train into a run folder from a run config."""
+def add_run_flags(t, diffusion: bool = True) -> None:
+    """The flags of the commands that train into a run folder from a run config (`diffusion`: also the process,
+    objective and prediction)."""
     t.add_argument("--config", help="YAML run configuration (flags override it)")
     t.add_argument("--data", help="mnist (the default), digits, swiss_roll, moons, 8gaussians, checkerboard, or a "
                    "folder/.npz/idx path")
@@ -257,6 +260,14 @@ def add_run_flags(t) -> None:
     t.add_argument("--lr", type=float)
     t.add_argument("--seed", type=int)
     t.add_argument("--device")
+    t.add_argument("--image-size", type=int, dest="image_size")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field, e.g. net.channels=48")
+    t.add_argument("--no-resume", action="store_true", help="start afresh: remove the run folder's previous "
+                   "checkpoints, logs and samples (nothing else) before training")
+    if not diffusion:
+        return
+    t.add_argument("--latent", metavar="AE_RUN", help="diffuse in the latents of a 'denoisekit train-autoencoder' "
+                   "run (latent diffusion, Rombach et al. 2022); samples are decoded through it")
     t.add_argument("--prediction", choices=PREDICTION_TYPES)
     t.add_argument("--process", choices=list(PROCESSES), help="the noise process: DDPM's "
                    "discrete VP (the default), NCSN's geometric noise ladder (Song & Ermon 2019), or the score SDEs' "
@@ -265,7 +276,4 @@ def add_run_flags(t) -> None:
                    "default); L_hybrid = L_simple + 0.001 L_vlb with learned variance, or L_vlb with importance-"
                    "sampled t (Nichol & Dhariwal 2021); denoising (dsm), sliced (ssm) or explicit (esm) score "
                    "matching with lambda = sigma^2")
-    t.add_argument("--image-size", type=int, dest="image_size")
-    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field, e.g. net.channels=48")
-    t.add_argument("--no-resume", action="store_true", help="start afresh: remove the run folder's previous "
-                   "checkpoints, logs and samples (nothing else) before training")
+

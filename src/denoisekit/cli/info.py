@@ -38,9 +38,9 @@ def cmd_nll(args) -> int:
     if not name:
         raise ValueError("--data: name the data set (this checkpoint records none)")
     ds = load_dataset(name)
-    if tuple(ds.x.shape[1:]) != model.shape:
+    if tuple(ds.x.shape[1:]) != model.data_shape:
         raise ValueError(f"--data: {name!r} holds {list(ds.x.shape[1:])} data; the model was trained on "
-                         f"{list(model.shape)}")
+                         f"{list(model.data_shape)}")
     labels = None
     if model.num_classes:
         if ds.y is None:
@@ -49,10 +49,16 @@ def cmd_nll(args) -> int:
     if args.n > len(ds):
         raise ValueError(f"--n: {args.n} is more than the data set's {len(ds)} examples")
     pick = torch.randperm(len(ds), generator=torch.Generator().manual_seed(args.seed))[: args.n]
-    result = data_nll(denoiser, ds.x[pick], None if labels is None else labels[pick], method=args.method,
+    x = ds.x[pick] if model.codec is None else torch.cat([model.encode(ds.x[pick][i:i + 500]).cpu()
+                                                          for i in range(0, args.n, 500)])
+    result = data_nll(denoiser, x, None if labels is None else labels[pick], method=args.method,
                       terms=args.terms, variance=args.variance, probe=args.probe, rtol=args.rtol, atol=args.atol,
-                      batch_size=args.batch_size, seed=args.seed)
+                      batch_size=args.batch_size, seed=args.seed, continuous=model.codec is not None)
     result = {"checkpoint": str(args.checkpoint), "data_set": ds.name, **result}
+    if model.codec is not None:
+        result["space"] = "latent"
+        print(f"in the latent space of {model.record['latent'].get('autoencoder')}: bits per latent dimension "
+              f"({list(model.shape)}), not the data's bits/dim")
     for key, what in (("bound", "variational bound"), ("ode", "probability-flow ODE")):
         if f"{key}_bpd" in result:
             print(f"{what:22} {result[f'{key}_bpd']:.4f} +- {result[f'{key}_ci95']:.4f} bits/dim (95%, n={args.n})")

@@ -55,9 +55,11 @@ def cmd_sample(args) -> int:
         x = generate(denoiser, args.n, shape, seed=args.seed, steps=args.steps, sampler=args.sampler,
                      schedule=args.schedule, labels=labels, callback=callback, progress=True, stats=stats,
                      times=times, **options)
-    print(f"sampler {args.sampler}: {stats['nfe']} network evaluations")
-    is_image = model.is_image
-    scale = args.scale or (2 if is_image and shape[-1] <= 32 else 1)
+    print(f"sampler {args.sampler}: {stats['nfe']} network evaluations"
+          f"{' in the latent space, decoded by its first stage' if model.codec is not None else ''}")
+    x, frames = model.decode(x), [model.decode(f) for f in frames]
+    is_image = len(model.data_shape) == 3
+    scale = args.scale or (2 if is_image and model.data_shape[-1] <= 32 else 1)
     out = save_picture(x, args.out, nrow=nrow, scale=scale)
     print(f"samples: {out}{' (one row per class)' if nrow else ''}")
     if args.npz:
@@ -126,9 +128,10 @@ def cmd_eval(args) -> int:
         data = data or model.data_name
         denoiser, num_classes = guided(args, model)
         labels = balanced_labels(args.n, num_classes, args.device)
-        samples = generate(denoiser, args.n, model.shape, seed=args.seed, steps=args.steps, sampler=args.sampler,
-                           schedule=args.schedule, labels=labels, progress=True,
-                           times=_auto_times(args, model.denoiser, model.shape, options), **options).cpu()
+        samples = model.decode(generate(denoiser, args.n, model.shape, seed=args.seed, steps=args.steps,
+                                        sampler=args.sampler, schedule=args.schedule, labels=labels, progress=True,
+                                        times=_auto_times(args, model.denoiser, model.shape, options),
+                                        **options)).cpu()
     else:
         samples, labels = load_samples(path), None
     if not data:

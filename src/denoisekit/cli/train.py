@@ -1,4 +1,4 @@
-"""`denoisekit train` and `denoisekit train-classifier`."""
+"""`denoisekit train`, `denoisekit train-classifier` and `denoisekit train-autoencoder`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,6 +25,16 @@ def cmd_train_classifier(args) -> int:
                            lambda: train_classifier_run(rc, out, not args.no_resume, prepared=prepared))
 
 
+def cmd_train_autoencoder(args) -> int:
+    from ..recipes.autoencoder import AutoencoderConfig, prepare_autoencoder, train_autoencoder_run
+    ac, out = run_config(args, AutoencoderConfig)
+    prepared = prepare_autoencoder(ac)
+    ds, model = prepared[0], prepared[1]
+    return _train_or_check(args, out, f"a {type(model).__name__} on {ds.name!r} ({len(ds)} x {list(ds.x.shape[1:])}),"
+                           f" latent {list(model.latent_shape(ds.x.shape[1:]))}",
+                           lambda: train_autoencoder_run(ac, out, not args.no_resume, prepared=prepared))
+
+
 def _train_or_check(args, out: Path, summary: str, train) -> int:
     """After validation: stop there under --check, else train into the run folder."""
     if args.check:
@@ -49,3 +59,12 @@ def add_parsers(sub, common) -> None:
                        "U-Net's settings (channels, channel_mult, num_res_blocks, attention_levels, ...).")
     add_run_flags(c)
     c.set_defaults(func=cmd_train_classifier, out_suffix="-classifier")
+
+    a = sub.add_parser("train-autoencoder", parents=[common], help="train the first stage of latent diffusion: a "
+                       "KL-regularised autoencoder (then: denoisekit train --latent RUN)",
+                       description="Train a KL-regularised autoencoder (Rombach et al. 2022): reconstruction (l1 or "
+                       "l2, learned scale) + loss.kl_weight x KL. net: latent_channels, channels, channel_mult (its "
+                       "length - 1 halvings: [1, 2, 2] takes MNIST to 7x7), num_res_blocks; latent_norm: global (one "
+                       "scale factor 1/std) or channel. Writes report.json and reconstructions.png.")
+    add_run_flags(a, diffusion=False)
+    a.set_defaults(func=cmd_train_autoencoder, out_suffix="-autoencoder")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
@@ -17,6 +17,7 @@ from ..nets import MLP, EncoderDiscriminator, UNet
 from ..objectives import ADVERSARIAL_OBJECTIVES, BOUND_OBJECTIVES, DDGAN, ENERGY_OBJECTIVES, RecoveryEBM
 from ..train import TrainConfig
 from ..utils import check_device
+from .latent import OpenedAutoencoder, latent_dataset, latent_record
 from .config import RunConfig, build_loss, build_process, build_section, is_consistency_model, learns_variance
 
 
@@ -111,16 +112,31 @@ def data_fingerprint(ds: ArrayDataset) -> str:
 
 @dataclass
 class Run:
-    """Everything a run config builds, before anything is written: data, denoiser, loss, training settings."""
+    """Everything a run config builds, before anything is written: data (the latents of a latent model), denoiser,
+    loss, training settings; for a latent model also its first stage and the images it encodes."""
     rc: RunConfig
     ds: ArrayDataset
     denoiser: Denoiser
     loss: Callable  # one of OBJECTIVES
     tc: TrainConfig
+    codec: Optional[OpenedAutoencoder] = None
+    images: Optional[ArrayDataset] = None
 
     @property
     def record(self) -> dict:
-        return run_record(self.rc, self.ds, self.loss)
+        return {**run_record(self.rc, self.ds, self.loss), **latent_record(self.codec)}
+
+    @property
+    def data(self) -> ArrayDataset:
+        """The data the samples are compared with: the images, also for a latent model."""
+        return self.images if self.images is not None else self.ds
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Samples in data space: through the first stage's decoder for a latent model."""
+        if self.codec is None:
+            return x
+        return self.codec.model.from_latent(x.to(next(self.codec.model.parameters()).device),
+                                            self.codec.data_shape[-2:] if len(self.codec.data_shape) == 3 else None)
 
     def summary(self) -> str:
         n = sum(p.numel() for p in self.denoiser.parameters())
@@ -129,18 +145,20 @@ class Run:
             else f"recovery-likelihood EBM of a {type(net).__name__}" if isinstance(self.denoiser, RecoveryEBM) \
             else type(net).__name__
         what = "energy" if isinstance(self.denoiser, RecoveryEBM) else f"{self.rc.prediction}-prediction"
+        where = f" in the {list(self.ds.x.shape[1:])} latents of {self.codec.folder}" if self.codec else ""
         return (f"{kind} ({n:,} parameters, {what}) on "
-                f"{self.ds.name!r} ({len(self.ds)} x {list(self.ds.x.shape[1:])}"
+                f"{self.ds.name!r} ({len(self.data)} x {list(self.data.x.shape[1:])}{where}"
                 f"{', class-conditional' if self.rc.class_cond else ''}): {self.tc.steps} steps of batch "
                 f"{self.tc.batch_size}, lr {self.tc.lr:g}, device {check_device(self.tc.device).type}")
 
 
 def prepare_run(rc: RunConfig) -> Run:
     """Load the data and build the network (seeded by train.seed, so the same config gives the same weights)."""
-    ds = build_dataset(rc)
+    images = build_dataset(rc)
+    codec, ds = latent_dataset(rc.latent, images) if rc.latent is not None else (None, images)
     tc = train_settings(rc, ds, use_labels=rc.class_cond)
     denoiser = seeded(tc.seed, lambda: build_denoiser(rc, ds))
-    return Run(rc, ds, denoiser, build_loss(rc), tc)
+    return Run(rc, ds, denoiser, build_loss(rc), tc, codec, images if codec is not None else None)
 
 
 def train_settings(rc: RunConfig, ds: ArrayDataset, use_labels: bool) -> TrainConfig:

@@ -16,7 +16,7 @@ from ..train import TrainConfig, Trainer
 from ..utils import atomic_save
 from .build import build_dataset, run_record, seeded, train_settings
 from .config import RunConfig, build_process, build_section
-from .run import compatibility_check, start_run
+from .run import compatibility_check, run_folder, start_run
 
 NOISE_LEVELS = (0, 250, 500, 750, 999)  # the times the end-of-run accuracy report uses
 
@@ -56,9 +56,7 @@ def accuracy_by_noise_level(classifier: NoisyClassifier, ds: ArrayDataset, n: in
 def train_classifier_run(rc: RunConfig, out: Path, resume: bool = True, prepared=None) -> Path:
     """Train a noisy classifier per the config (its net section takes the U-Net encoder's settings) into `out`."""
     ds, classifier, loss, tc = prepared or prepare_classifier(rc)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out: {out} is a file; expected a run folder")
+    out = run_folder(out)
     record = {**run_record(rc, ds, loss), "kind": "noisy classifier"}
 
     def report(ema_model, step):

@@ -38,6 +38,7 @@ class RunConfig:
     loss: dict = field(default_factory=dict)         # the objective's loss arguments (OBJECTIVES)
     discriminator: dict = field(default_factory=dict)  # objective ddgan: the discriminator's network arguments
     train: dict = field(default_factory=dict)        # TrainConfig fields
+    latent: Optional[str] = None                     # a train-autoencoder run: diffuse in its latents
     sample: dict = field(default_factory=lambda: {"sampler": "ddpm", "steps": 100, "schedule": None, "options": {},
                                                   "n": 64, "seed": 0})
     eval: dict = field(default_factory=lambda: {"sampler": "ddpm", "steps": 50, "schedule": None, "options": {},
@@ -69,6 +70,8 @@ class RunConfig:
         require(self.image_size is None or self.image_size >= 1, "image_size", "a positive integer or null",
                 self.image_size)
         require(self.channels in (None, 1, 3), "channels", "1 (grey), 3 (RGB) or null", self.channels)
+        require(self.latent is None or (isinstance(self.latent, str) and self.latent), "latent",
+                "the path of a 'denoisekit train-autoencoder' run, or null", self.latent)
         check_net_keys(self.net, energy=self.objective in ENERGY_OBJECTIVES)
         process = build_process(self.process)
         check_adversarial(self, process)

@@ -142,6 +142,7 @@ def open_teacher(path, device: str) -> Teacher:
     except (ValueError, OSError) as e:
         raise ValueError(f"--teacher: {e}") from None
     model.require_denoiser("--teacher")
+    model.require_pixels("--teacher")
     if getattr(model.denoiser, "consistency", False):
         raise ValueError(f"--teacher: {path} is a consistency model; distill from a diffusion model (a denoiser "
                          f"trained by 'denoisekit train' or an earlier distillation stage)")

@@ -17,6 +17,7 @@ from ..train.trainer import IncompatibleRun
 from ..utils import atomic_save
 from .build import Run, forward_process_picture, prepare_run
 from .config import RunConfig
+from .latent import codec_tensors
 
 
 IDENTITY = ("model", "loss", "data")
@@ -91,40 +92,49 @@ def remove_outputs(out: Path, names) -> list[str]:
     return removed
 
 
+def run_folder(out) -> Path:
+    """The run folder `out` as a Path, after a one-line error if it is a file."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: {out} is a file; expected a run folder")
+    return out
+
+
 def train_run(rc: RunConfig, out: Path, resume: bool = True, run: Optional[Run] = None) -> Path:
     """Train per the config into run folder `out`; returns the run folder.
 
     Nothing is written until the config is valid and the folder's checkpoints (if resuming) are compatible."""
     run = run or prepare_run(rc)
     ds, denoiser, loss, tc = run.ds, run.denoiser, run.loss, run.tc
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out: {out} is a file; expected a run folder")
-    shape = tuple(ds.x.shape[1:])
+    out = run_folder(out)
+    shape, data = tuple(ds.x.shape[1:]), run.data
 
     def draw(ema_model, options: dict, n: int) -> torch.Tensor:
-        """Samples for a picture or an evaluation, with balanced labels for a class-conditional model."""
+        """Samples in data space for a picture or an evaluation, with balanced labels for a class-conditional model."""
         labels = balanced_labels(n, ds.num_classes if rc.class_cond else None, next(ema_model.parameters()).device)
         ema_model = getattr(ema_model, "generator", ema_model)  # a DDGAN samples with its generator
-        return generate(ema_model, n, shape, seed=options["seed"], steps=options["steps"], sampler=options["sampler"],
-                        schedule=options["schedule"], labels=labels, **options["options"])
+        return run.decode(generate(ema_model, n, shape, seed=options["seed"], steps=options["steps"],
+                                   sampler=options["sampler"], schedule=options["schedule"], labels=labels,
+                                   **options["options"]))
 
     def sample_fn(ema_model, step):
-        x = draw(ema_model, rc.sample, rc.sample["n"] if ds.is_image else 2000)
-        save_picture(x, out / "samples" / f"step-{step:07d}.png", scale=2 if ds.is_image else 1)
+        x = draw(ema_model, rc.sample, rc.sample["n"] if data.is_image else 2000)
+        save_picture(x, out / "samples" / f"step-{step:07d}.png", scale=2 if data.is_image else 1)
 
     evaluator = []  # built at the first evaluation, so runs that never evaluate never train a classifier
 
     def eval_fn(ema_model, step):
         from ..eval import Evaluator
         if not evaluator:
-            evaluator.append(Evaluator(ds, device=next(ema_model.parameters()).device, progress=tc.progress))
+            evaluator.append(Evaluator(data, device=next(ema_model.parameters()).device, progress=tc.progress))
         return evaluator[0].evaluate(draw(ema_model, rc.eval, rc.eval["n"]).cpu())
 
-    trainer = Trainer(denoiser, loss, ds, out, tc, config=run.record, sample_fn=sample_fn, eval_fn=eval_fn)
+    trainer = Trainer(denoiser, loss, ds, out, tc, config=run.record, sample_fn=sample_fn, eval_fn=eval_fn,
+                      attachments=codec_tensors(run.codec))
     start_run(trainer, rc.as_dict(), out, resume, compatibility_check(denoiser, loss, run.record, out))
     if trainer.rank == 0:
-        forward_process_picture(ds, denoiser.process, out / "forward_process.png")
+        if run.codec is None:  # a latent model's noised latents are no picture
+            forward_process_picture(ds, denoiser.process, out / "forward_process.png")
         print(f"training {run.summary()} -> {out}")
     trainer.train()
     return out

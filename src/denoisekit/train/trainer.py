@@ -72,13 +72,14 @@ class Trainer:
     training has diverged (`diverged(terms) -> reason or None`), and train several parts of the model, each with its
     own optimizer (`parts(model) -> {name: (module, lr scale)}` and `phases`, a sequence of `Phase`: a GAN's players).
 
-    Data order and per-example noise are functions of (seed, step, example index) alone, so resuming continues
+    `attachments` ({safetensors file name: tensors}) are written into every checkpoint beside the weights (a latent
+    model's first stage). Data order and per-example noise are functions of (seed, step, example index) alone, so resuming continues
     exactly, and N ranks with batch B/N see the same examples and noise as one process with batch B.
     """
 
     def __init__(self, model: nn.Module, loss_fn: Callable, dataset, run_dir, cfg: TrainConfig,
                  config: Optional[dict] = None, sample_fn: Optional[Callable] = None,
-                 eval_fn: Optional[Callable] = None, label: str = "training"):
+                 eval_fn: Optional[Callable] = None, label: str = "training", attachments: Optional[dict] = None):
         self.cfg = cfg
         self.label = label  # the progress bar's name (a distillation's stage)
         self.device = resolve_device(cfg.device)
@@ -100,6 +101,7 @@ class Trainer:
         if cfg.use_labels and dataset.conditioning(slice(0, 1)) is None:
             raise ValueError("use_labels: the data set has no labels")
         self.config = config or {}
+        self.attachments = attachments or {}  # {safetensors file name: tensors} written into every checkpoint
         self.sample_fn = sample_fn
         self.eval_fn = eval_fn  # eval_fn(ema_model, step) -> {name: number}, written to eval.csv and TensorBoard
         torch.manual_seed(cfg.seed + self.rank)
@@ -160,7 +162,8 @@ class Trainer:
                   "trained_in": {"device": self.device.type, "precision": self.precision}}
         if hasattr(self.model, "config"):  # rebuildable with denoisekit.config.build(config["model"])
             config["model"] = self.model.config()
-        extra = {POWER_EMA: self.power_ema.state_tensors()} if self.power_ema is not None else None
+        extra = {**self.attachments, **({POWER_EMA: self.power_ema.state_tensors()} if self.power_ema is not None
+                                        else {})}
         return save_checkpoint(self.run_dir / "checkpoints" / f"step-{self.step:07d}", self.model,
                                self.ema.model, config, state, extra)
 
