@@ -22,6 +22,7 @@ from .checkpoint import (checkpoint_candidates, clean_interrupted_writes, find_c
 from .config import TrainConfig, lr_at
 from .distributed import barrier, init_distributed
 from .ema import EMA
+from .errors import IncompatibleRun, NonFiniteError, TrainingDiverged, TrainingInterrupted  # noqa: F401 (re-exported)
 from .logs import match_header, truncate_log
 from .phases import SINGLE, _LossModule
 from .posthoc_ema import PowerEMA
@@ -30,26 +31,6 @@ from .signals import catch_signals
 POWER_EMA = "power_ema.safetensors"  # the post-hoc EMA profiles' running averages, in a checkpoint
 
 MAX_CONSECUTIVE_SKIPS = 100  # under nonfinite='skip', this many bad steps in a row stop the run all the same
-
-
-class NonFiniteError(ValueError):
-    """The loss or the gradient became NaN or infinite (train.nonfinite='stop')."""
-
-
-class TrainingInterrupted(Exception):
-    """Ctrl-C or SIGTERM: the run saved a checkpoint at `step` and stopped; the same command resumes it."""
-
-    def __init__(self, step: int, checkpoint):
-        super().__init__(f"interrupted at step {step}; checkpoint {checkpoint}; run the same command again to resume")
-        self.step, self.checkpoint = step, checkpoint
-
-
-class IncompatibleRun(ValueError):
-    """A resume asked of a run folder whose checkpoints come from another data set, network or process."""
-
-
-class TrainingDiverged(NonFiniteError):
-    """The loss said training has diverged (a GAN's discriminator winning outright); the last checkpoint is kept."""
 
 
 def resolve_device(name: str) -> torch.device:
