@@ -89,19 +89,20 @@ def posterior(model: KLAutoencoder, x: torch.Tensor, batch: int = 500) -> tuple[
 
 
 @torch.no_grad()
-def reconstruct(model: KLAutoencoder, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
-    """decode(posterior mean) for every example: the deterministic reconstruction a latent model decodes through."""
+def reconstruct(model: KLAutoencoder, x: torch.Tensor, mean=None, batch: int = 500) -> torch.Tensor:
+    """decode(posterior mean) for every example (`mean`: the posterior means, when already computed): the
+    deterministic reconstruction a latent model decodes through."""
     device = next(model.parameters()).device
     size = x.shape[-2:] if x.ndim == 4 else None
-    return torch.cat([model.decode(model.encode(x[i:i + batch].to(device))[0], size).cpu()
-                      for i in range(0, len(x), batch)])
+    mean = posterior(model, x, batch)[0] if mean is None else mean
+    return torch.cat([model.decode(mean[i:i + batch].to(device), size).cpu() for i in range(0, len(x), batch)])
 
 
 def autoencoder_report(model: KLAutoencoder, ds: ArrayDataset, stats: dict, progress: bool = False) -> dict:
     """Reconstruction error (L1, MSE, PSNR for data in [-1, 1]), the reference classifier's accuracy on the
     reconstructions beside its accuracy on the data (images with labels), KL per latent channel, latent statistics."""
     mean, logvar = posterior(model, ds.x)
-    x_hat = reconstruct(model, ds.x).clamp(-1, 1)
+    x_hat = reconstruct(model, ds.x, mean).clamp(-1, 1)
     mse = float((x_hat - ds.x).square().mean())
     report = {"examples": len(ds), "l1": float((x_hat - ds.x).abs().mean()), "mse": mse,
               "psnr_db": float(10 * torch.log10(torch.tensor(4.0 / max(mse, 1e-12)))),
