@@ -78,6 +78,8 @@ bench: $(TESTDEPS)
 	run benchmarks/ode_gap.py --run runs/ablation/v; \
 	run benchmarks/default_schedules.py --run runs/ablation/v; \
 	run benchmarks/few_step.py --teacher runs/ablation/demo --work runs/few_step; \
+	run benchmarks/trilemma.py; \
+	run benchmarks/latent_cascade.py; \
 	run benchmarks/report.py; \
 	if [ -n "$$missed" ]; then printf "benchmarks that missed a goal or failed:\n%b" "$$missed"; exit 1; fi; \
 	echo "every benchmark met its goal"

@@ -44,6 +44,27 @@ def train_once(run, cfg: dict, label: str):
     denoiser, config = load_denoiser(run)
     return denoiser, config, seconds
 
+
+def step_seconds(cfg: dict, repeats: int = 10) -> float:
+    """Median seconds of a training step of this run config with the real trainer (after 2 warm-up steps)."""
+    import tempfile
+    import time
+
+    from denoisekit.recipes import RunConfig
+    from denoisekit.recipes.build import prepare_run
+    from denoisekit.train import Trainer
+    run = prepare_run(RunConfig.from_dict(merged(cfg, {"train": {"tensorboard": False}})))
+    with tempfile.TemporaryDirectory() as d:
+        trainer = Trainer(run.denoiser, run.loss, run.ds, d, run.tc)
+        times = []
+        for i in range(repeats + 2):
+            t0 = time.perf_counter()
+            trainer.train_step()
+            if i >= 2:
+                times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
 def trained_model(run, device: str = "cpu"):
     """(denoiser, config, evaluator, sample shape) of the model in run folder `run`; the demo configuration is
     trained there first when the folder has no checkpoint."""

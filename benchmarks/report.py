@@ -439,7 +439,7 @@ def _judged(name: str, d: dict) -> list:
         extra = (m.default_claims(d["rows"], m.current_defaults()) + m.auto_claims(d["rows"])
                  if "default_schedules" in d else [])  # today's defaults, judged on the stored rows
         return m.claims(d["summary"]) + extra
-    if name in ("ode_gap", "few_step"):
+    if name in ("ode_gap", "few_step", "trilemma", "latent_cascade"):
         return m.claims(d["rows"])
     if name == "quality_vs_nfe":
         return m.claims(d["results"])
@@ -463,7 +463,7 @@ def _judged(name: str, d: dict) -> list:
 VERDICTS = ("train_throughput", "sampler_overhead", "attention_layout", "sampler_accuracy", "vs_ddpm_pytorch",
             "quality_vs_nfe", "ddim_table", "guidance_tradeoff", "guidance_tradeoff_sde", "improved_ddpm",
             "score_based", "pc_corrector", "score_pictures", "ablation", "ode_gap", "bf16_loss",
-            "default_schedules", "few_step")
+            "default_schedules", "few_step", "trilemma", "latent_cascade")
 
 
 def verdicts_section() -> list[str]:

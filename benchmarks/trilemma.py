@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import demo_config, display_path, merged, save_figure, seed_list, verdict, write_result  # noqa: E402
+from common import (demo_config, display_path, merged, save_figure, seed_list, step_seconds, verdict,  # noqa: E402
+                    write_result)
 
 import torch  # noqa: E402
 
@@ -57,25 +58,6 @@ def row_configs() -> dict:
     ebm = merged({k: v for k, v in base.items() if k not in ("process", "loss", "prediction", "net")}, EBM)
     out["ebm"] = ("recovery-likelihood EBM, 6 levels, 10-step chains", ebm)
     return out
-
-
-def step_seconds(cfg: dict, repeats: int = 10) -> float:
-    """Median seconds of a training step of this run config with the real trainer (after 2 warm-up steps)."""
-    import tempfile
-
-    from denoisekit.recipes import RunConfig
-    from denoisekit.recipes.build import prepare_run
-    from denoisekit.train import Trainer
-    run = prepare_run(RunConfig.from_dict(merged(cfg, {"train": {"tensorboard": False}})))
-    with tempfile.TemporaryDirectory() as d:
-        trainer = Trainer(run.denoiser, run.loss, run.ds, d, run.tc)
-        times = []
-        for i in range(repeats + 2):
-            t0 = time.perf_counter()
-            trainer.train_step()
-            if i >= 2:
-                times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
 
 
 def main() -> int:

@@ -172,6 +172,25 @@ def test_few_step_claims():
         f.claims(rows[1:])
 
 
+def test_latent_cascade_claims():
+    """The latent goal (3x faster at the same sampler, FD within 1.2x, each model at its better sampler) and the
+    augmentation claim, each failing on the other side of its line; missing rows are not judged."""
+    import latent_cascade as m
+
+    def row(name, sampler, fd, s, u=None):
+        return {"name": name, "sampler": sampler, "fd": fd, "s_per_image": s, "aug_level": u}
+    rows = [row("pixel", "a", 1.0, 0.03), row("pixel", "b", 0.9, 0.03), row("latent", "a", 1.05, 0.009),
+            row("latent", "b", 1.2, 0.001), row("sr", "a", 2.0, 0.05, 0.1), row("sr-noaug", "a", 2.5, 0.05, 0.0)]
+    assert [met for _, met in m.claims(rows)] == [True, True, True]  # 0.03 / 0.009 = 3.3x; 1.05 <= 1.08
+    slow = [{**r, "s_per_image": 0.011} if r["name"] == "latent" else r for r in rows]
+    worse = [{**r, "fd": 1.1} if r["name"] == "latent" else r for r in rows]
+    hurt = [{**r, "fd": 3.0} if r["name"] == "sr" else r for r in rows]
+    assert [met for _, met in m.claims(slow)] == [False, True, True]
+    assert [met for _, met in m.claims(worse)] == [True, False, True]
+    assert [met for _, met in m.claims(hurt)] == [True, True, False]
+    assert len(m.claims(rows[:4])) == 2 and m.claims(rows[4:]) and not m.claims([])
+
+
 def test_few_step_level_tuning_is_greedy_and_leaves_room_below():
     """The greedy search picks the 2-step level first, then each next level below the last, from the candidates, and
     never picks a level with too few candidates below it for the levels still to place."""
@@ -216,7 +235,10 @@ def test_the_stored_results_are_judged_by_the_report():
     ("few_step.py", ["--n", "1"], "--n"), ("few_step.py", ["--stage-steps", "0"], "--stage-steps"),
     ("few_step.py", ["--seeds", "0,x"], "argument --seeds"), ("few_step.py", ["--seeds", "1,1"], "argument --seeds"),
     ("few_step.py", ["--tune-seed", "1"], "--tune-seed"), ("trilemma.py", ["--seeds", "0,0"], "argument --seeds"),
-    ("trilemma.py", ["--n", "1"], "--n"), ("trilemma.py", ["--only", "nope"], "--only")])
+    ("trilemma.py", ["--n", "1"], "--n"), ("trilemma.py", ["--only", "nope"], "--only"),
+    ("latent_cascade.py", ["--n", "1"], "--n"), ("latent_cascade.py", ["--aug-max", "0"], "--aug-max"),
+    ("latent_cascade.py", ["--aug-levels", "0,1.5"], "--aug-levels"),
+    ("latent_cascade.py", ["--aug-levels", "a"], "--aug-levels"), ("latent_cascade.py", ["--ae-steps", "0"], "--ae-steps")])
 def test_bad_benchmark_flags_are_one_line_before_any_work(script, args, word, tmp_path):
     """A benchmark's new flags refuse bad values in one line naming the flag (argparse's exit 2), before training,
     sampling or writing anything."""

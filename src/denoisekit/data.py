@@ -214,12 +214,28 @@ def _load_image(path: Path, size: Optional[int], mode: str) -> np.ndarray:
         raise ValueError(f"data: cannot read image {path}: {e}") from None
 
 
-def load_image_file(path, shape) -> torch.Tensor:
-    """One image file as a (1, C, H, W) tensor in [-1, 1], converted and resized to a model's (C, H, W)."""
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")  # PIL modes of one-channel images
+
+
+def load_image_file(path, shape, exact: bool = False) -> torch.Tensor:
+    """One image file as a (1, C, H, W) tensor in [-1, 1], converted and resized to a model's (C, H, W); `exact`:
+    refused unless it already has that size and that many channels (grey or colour)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image: no such file {path}")
     c, h, w = shape
+    if exact:
+        from PIL import Image
+        try:
+            with Image.open(path) as im:
+                size, channels = im.size, 1 if im.mode in GREY_MODES else 3
+        except Exception as e:
+            raise ValueError(f"image: cannot read {path}: {e}") from None
+        if size != (w, h):
+            raise ValueError(f"image: {path} is {size[0]}x{size[1]}; the model takes {w}x{h} images (resize it first)")
+        if channels != c:
+            raise ValueError(f"image: {path} is {'grey' if channels == 1 else 'colour'} ({channels} channel"
+                             f"{'s' if channels > 1 else ''}); the model takes {c}-channel images")
     if h != w:
         raise ValueError(f"image: the model's images are {h}x{w}; only square models take image files")
     a = _load_image(path, h, "L" if c == 1 else "RGB")
@@ -283,6 +299,12 @@ def load_dataset(name: str, *, image_size: Optional[int] = None, channels: Optio
         else:
             raise ValueError(f"data: {path} is not a folder, .npz or idx file")
     if image_size is not None and ds.is_image and ds.x.shape[-1] != image_size:
-        ds.x = torch.nn.functional.interpolate(ds.x, size=(image_size, image_size), mode="bilinear",
-                                               antialias=True, align_corners=False).clamp(-1, 1)
+        ds.x = resize_images(ds.x, image_size)
     return ds
+
+
+def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Images (N, C, H, W) resized to size x size, bilinear with antialiasing: how `image_size` shrinks a data set
+    (and so what a cascade's base model learns and its super-resolution stage is conditioned on)."""
+    return torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
+                                           align_corners=False).clamp(-1, 1)

@@ -77,8 +77,31 @@ class LoadedModel:
         """Data in the denoiser's space: a latent model's normalised latents of x, else x itself."""
         return x if self.codec is None else self.codec.to_latent(x.to(next(self.codec.parameters()).device))
 
+    @property
+    def super_resolution(self):
+        """The SuperResolution stage a cascade's second model is (its input size, augmentation levels), else None."""
+        section = _section(self.record, "run").get("super_resolution")
+        if section is None:
+            return None
+        from .cascade import SuperResolution
+        try:
+            return SuperResolution(**section)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"checkpoint: {self.folder} records a super_resolution section this version cannot read "
+                             f"({e})") from None
+
+    def require_single_stage(self, command: str) -> None:
+        """A one-line error naming `command` for a super-resolution stage (it needs a low-resolution image to work)."""
+        sr = self.super_resolution
+        if sr is not None:
+            raise ValueError(f"{command}: {self.folder} is a super-resolution stage (it completes {sr.low_size}x"
+                             f"{sr.low_size} images); use 'denoisekit upscale' on images or 'denoisekit sample "
+                             f"--cascade BASE_RUN SR_RUN'")
+
     def require_pixels(self, command: str) -> None:
-        """A one-line error naming `command` for a latent model (it works on the data itself)."""
+        """A one-line error naming `command` for a latent model (it works on the data itself) or a super-resolution
+        stage (it works on data given a low-resolution version)."""
+        self.require_single_stage(command)
         if self.codec is not None:
             raise ValueError(f"{command}: {self.folder} is a latent diffusion model (its denoiser works on the latents "
                              f"of {self.record['latent'].get('autoencoder')}), and this command works on the data "
@@ -109,7 +132,9 @@ class LoadedModel:
                 "has_ema": (self.folder / EMA_WEIGHTS).exists(), "data": self.record.get("data"),
                 "prediction": model.get("prediction"), "process": model.get("process"), "network": model.get("net"),
                 "loss": self.record.get("loss"), "train": self.record.get("train"),
-                "trained_in": self.record.get("trained_in"), **({"distillation": self.record["distill"]}
+                "trained_in": self.record.get("trained_in"),
+                **({"super_resolution": _section(self.record, "run")["super_resolution"]}
+                   if self.super_resolution is not None else {}), **({"distillation": self.record["distill"]}
                                                                 if isinstance(self.record.get("distill"), dict) else {})}
 
     def guided(self, *, w: Optional[float] = None, rescale: Optional[float] = None, interval=None,

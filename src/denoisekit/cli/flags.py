@@ -204,7 +204,8 @@ def run_config(args, cls=None):
     for flag, key in (("data", "data"), ("steps", "train.steps"), ("batch_size", "train.batch_size"),
                       ("lr", "train.lr"), ("seed", "train.seed"), ("device", "train.device"),
                       ("prediction", "prediction"), ("image_size", "image_size"), ("objective", "objective"),
-                      ("process", "process.kind"), ("latent", "latent")):
+                      ("process", "process.kind"), ("latent", "latent"),
+                      ("super_resolution", "super_resolution.low_size")):
         if getattr(args, flag, None) is not None:
             _set_path(raw, key, getattr(args, flag))
     for item in args.set or []:
@@ -268,6 +269,9 @@ def add_run_flags(t, diffusion: bool = True) -> None:
         return
     t.add_argument("--latent", metavar="AE_RUN", help="diffuse in the latents of a 'denoisekit train-autoencoder' "
                    "run (latent diffusion, Rombach et al. 2022); samples are decoded through it")
+    t.add_argument("--super-resolution", type=int, dest="super_resolution", metavar="LOW_SIZE", help="train a "
+                   "cascade's super-resolution stage: the data's images conditioned on their LOW_SIZE versions, with "
+                   "noise-conditioning augmentation (Ho et al. 2021; super_resolution.aug_max, .aug_level)")
     t.add_argument("--prediction", choices=PREDICTION_TYPES)
     t.add_argument("--process", choices=list(PROCESSES), help="the noise process: DDPM's "
                    "discrete VP (the default), NCSN's geometric noise ladder (Song & Ermon 2019), or the score SDEs' "

@@ -27,6 +27,7 @@ def cmd_nll(args) -> int:
     check_output("--json", args.json, [".json"])
     check_device(args.device, "--device")
     model = load_model(args.checkpoint, ema=not args.raw, device=args.device)
+    model.require_single_stage("checkpoint")
     denoiser = model.require_denoiser("checkpoint")
     if args.method != "ode":
         resolve_variance(denoiser, args.variance)

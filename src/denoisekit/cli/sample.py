@@ -16,6 +16,12 @@ def cmd_sample(args) -> int:
     from ..models import load_model
     from ..samplers import check_request, generate
     from ..utils import check_device
+    if args.cascade is not None or args.checkpoint is None:
+        from .cascade import cmd_sample_cascade
+        return cmd_sample_cascade(args)
+    if args.aug_level is not None:
+        raise ValueError("--aug-level: the augmentation level of a super-resolution stage's input; it applies with "
+                         "--cascade BASE_RUN SR_RUN")
     options = check_sampling_args(args, _checkpoint_folder(args.checkpoint))
     for flag, path, suffixes in (("--out", args.out, PICTURE_FORMATS), ("--strip", args.strip, PICTURE_FORMATS),
                                  ("--gif", args.gif, [".gif"]), ("--npz", args.npz, [".npz"])):
@@ -25,23 +31,12 @@ def cmd_sample(args) -> int:
         raise ValueError(f"--scale: expected a positive integer, got {args.scale}")
     check_guidance_args(args)
     model = load_model(args.checkpoint, ema=not args.raw, device=args.device)
+    model.require_single_stage("checkpoint")
     check_request(args.sampler, args.schedule, options, where="--schedule", process=model.process,
                   steps=args.steps)  # now that the process is known: its times and the sampler's own check
     shape = model.shape
     denoiser, num_classes = guided(args, model)
-    labels, nrow = None, None
-    if args.label == "all" or (args.label is None and num_classes and guiding(args)):
-        if not num_classes:
-            raise ValueError("--class: this model was trained without class labels (and no --classifier is given)")
-        nrow = max(1, args.n // num_classes)  # one row per class
-        args.n = nrow * num_classes
-        labels = torch.arange(num_classes, device=args.device).repeat_interleave(nrow)
-    elif args.label is not None:
-        if not num_classes:
-            raise ValueError("--class: this model was trained without class labels (and no --classifier is given)")
-        if not 0 <= args.label < num_classes:
-            raise ValueError(f"--class: expected a class in 0..{num_classes - 1}, got {args.label}")
-        labels = torch.full((args.n,), args.label, dtype=torch.long, device=args.device)
+    labels, nrow = class_labels(args, num_classes)
     frames, every = [], max(1, args.steps // 20)
     wants_frames = args.gif or args.strip
 
@@ -74,6 +69,25 @@ def cmd_sample(args) -> int:
         cols = [f[:k] for f in frames[:: max(1, len(frames) // 10)]] + [frames[-1][:k]]
         print(f"reverse process strip: {save_row_strip(cols, args.strip, scale=scale)}")
     return 0
+
+
+def class_labels(args, num_classes):
+    """(the labels --class asks for, one row per class under 'all' or guidance; the grid's row length or None), with
+    args.n rounded to whole rows."""
+    import torch
+    if args.label == "all" or (args.label is None and num_classes and guiding(args)):
+        if not num_classes:
+            raise ValueError("--class: this model was trained without class labels (and no --classifier is given)")
+        nrow = max(1, args.n // num_classes)  # one row per class
+        args.n = nrow * num_classes
+        return torch.arange(num_classes, device=args.device).repeat_interleave(nrow), nrow
+    if args.label is not None:
+        if not num_classes:
+            raise ValueError("--class: this model was trained without class labels (and no --classifier is given)")
+        if not 0 <= args.label < num_classes:
+            raise ValueError(f"--class: expected a class in 0..{num_classes - 1}, got {args.label}")
+        return torch.full((args.n,), args.label, dtype=torch.long, device=args.device), None
+    return None, None
 
 
 def _auto_times(args, denoiser, shape, options):
@@ -125,6 +139,7 @@ def cmd_eval(args) -> int:
             raise ValueError(f"--n: precision/recall with --k {args.k} needs more than {args.k} samples, got {args.n}")
         check_guidance_args(args)
         model = load_model(path, ema=not args.raw, device=args.device)
+        model.require_single_stage("samples")
         data = data or model.data_name
         denoiser, num_classes = guided(args, model)
         labels = balanced_labels(args.n, num_classes, args.device)
@@ -161,7 +176,12 @@ def cmd_eval(args) -> int:
 def add_parsers(sub, common) -> None:
     s = sub.add_parser("sample", parents=[common], help="draw samples from a checkpoint into a PNG grid (and GIF / "
                        "npz)")
-    s.add_argument("checkpoint", help="a checkpoint folder or a run folder")
+    s.add_argument("checkpoint", nargs="?", help="a checkpoint folder or a run folder (or --cascade)")
+    s.add_argument("--cascade", nargs=2, metavar=("BASE_RUN", "SR_RUN"), help="cascaded generation: samples of the "
+                   "low-resolution BASE_RUN completed by the super-resolution stage SR_RUN (sampler flags and "
+                   "--threshold apply to both stages, guidance to the base)")
+    s.add_argument("--aug-level", type=float, dest="aug_level", metavar="U", help="with --cascade: the noise level "
+                   "in [0, 1] of the super-resolution stage's input (default: the one it was trained to use)")
     s.add_argument("--n", type=int, default=64)
     s.add_argument("--seed", type=int, default=0)
     add_sampling_flags(s)
@@ -171,7 +191,8 @@ def add_parsers(sub, common) -> None:
     add_guidance_flags(s)
     s.add_argument("--out", default="samples.png")
     s.add_argument("--gif", help="also write a GIF of the reverse process")
-    s.add_argument("--strip", help="also write a PNG strip of the reverse process")
+    s.add_argument("--strip", help="also write a PNG strip of the reverse process (with --cascade: of the stages, "
+                   "written by default beside --out)")
     s.add_argument("--npz", help="also write the samples as arrays")
     s.add_argument("--scale", type=int, help="enlarge images this many times in the grid")
     s.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA weights")

@@ -47,10 +47,11 @@ def make_embedding(kind: str, dim: int) -> nn.Module:
 
 class ConditionEmbedding(nn.Module):
     """The conditioning vector: embedded noise level, plus a label embedding (index num_classes = 'no label'), plus a
-    latent z through a mapping network (the style vector of a DDGAN generator's AdaGN layers; Xiao et al. 2022)."""
+    latent z through a mapping network (the style vector of a DDGAN generator's AdaGN layers; Xiao et al. 2022), plus
+    the embedded augmentation level u in [0, 1] of a super-resolution stage's input (Ho et al. 2021, sec. 4.3)."""
 
     def __init__(self, kind: str, base_dim: int, emb_dim: int, num_classes=None, final_linear: bool = True,
-                 latent_dim: Optional[int] = None):
+                 latent_dim: Optional[int] = None, augment: bool = False):
         super().__init__()
         if num_classes is not None and num_classes < 1:
             raise ValueError(f"num_classes: expected a positive number of classes, got {num_classes}")
@@ -63,6 +64,8 @@ class ConditionEmbedding(nn.Module):
         self.latent_dim = latent_dim
         self.latent = nn.Sequential(nn.Linear(latent_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)) \
             if latent_dim else None
+        self.augment = nn.Sequential(SinusoidalEmbedding(base_dim), nn.Linear(base_dim, emb_dim), nn.SiLU(),
+                                     nn.Linear(emb_dim, emb_dim)) if augment else None
 
     def forward(self, c_noise: torch.Tensor, cond: Optional[Cond], batch: int) -> torch.Tensor:
         """The noise level's embedding plus the label's (a missing label is 'no label') plus the mapped latent."""
@@ -75,6 +78,14 @@ class ConditionEmbedding(nn.Module):
             if z.shape != (batch, self.latent_dim):
                 raise ValueError(f"cond.latent: expected shape ({batch}, {self.latent_dim}), got {tuple(z.shape)}")
             emb = emb + self.latent(z.to(emb.dtype))
+        if self.augment is not None:
+            u = None if cond is None else cond.aug
+            if u is None:
+                raise ValueError("cond: this network is a super-resolution stage that reads the augmentation level of "
+                                 "its input (Cond.aug); sample it with 'denoisekit upscale' or 'sample --cascade'")
+            if u.shape != (batch,):
+                raise ValueError(f"cond.aug: expected shape ({batch},), got {tuple(u.shape)}")
+            emb = emb + self.augment(1000 * u)  # u in [0, 1] on the scale of DDPM's times
         if self.label is not None:
             labels = None if cond is None else cond.label
             if labels is None:

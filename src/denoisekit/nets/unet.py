@@ -145,7 +145,8 @@ class UNet(nn.Module):
     `patch_size` p folds p x p pixels into channels first (lossless), cutting the cost a pixel by about p^2.
     Slots for later features: `num_classes` (label embedding, with index num_classes meaning 'no label'),
     `cond_channels` (an image concatenated to the input), `out_channels` (2x in_channels for learned variance) and
-    `latent_dim` (a DDGAN generator's latent z, mapped into the embedding that drives every AdaGN layer).
+    `latent_dim` (a DDGAN generator's latent z, mapped into the embedding that drives every AdaGN layer) and `augment` (a
+    super-resolution stage's augmentation level u, Cond.aug, embedded likewise).
     """
 
     def __init__(self, in_channels: int = 1, out_channels: Optional[int] = None, channels: int = 32,
@@ -153,7 +154,7 @@ class UNet(nn.Module):
                  attention_levels: Sequence[int] = (), num_heads: int = 4, dropout: float = 0.0,
                  resample: str = "conv", time_embedding: str = "sinusoidal",
                  num_classes: Optional[int] = None, cond_channels: int = 0, patch_size: int = 1,
-                 latent_dim: Optional[int] = None):
+                 latent_dim: Optional[int] = None, augment: bool = False):
         super().__init__()
         check_encoder_arguments(in_channels, channels, channel_mult, num_res_blocks, attention_levels, num_heads,
                                 dropout, resample, patch_size)
@@ -162,7 +163,9 @@ class UNet(nn.Module):
         self.patch_size = patch_size  # pixel-unshuffle p x p patches into channels: p^2 less work a pixel
         out_channels = out_channels or in_channels
         emb_dim = 4 * channels
-        self.embed = ConditionEmbedding(time_embedding, channels, emb_dim, num_classes, latent_dim=latent_dim)
+        self.embed = ConditionEmbedding(time_embedding, channels, emb_dim, num_classes, latent_dim=latent_dim,
+                                        augment=augment)
+        self.reads = ("label", "concat") + (("latent",) if latent_dim else ()) + (("aug",) if augment else ())
         self.conv_in = nn.Conv2d((in_channels + cond_channels) * patch_size**2, channels, 3, padding=1)
 
         resampler = _resampler(resample, emb_dim, dropout)
@@ -196,7 +199,7 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond=None) -> torch.Tensor:
         cond = Cond.of(cond)
         if cond is not None:
-            cond.check_reads(("label", "concat", "latent") if self.embed.latent_dim else ("label", "concat"), "the U-Net")
+            cond.check_reads(self.reads, "the U-Net")
         emb = self.embed(c_noise, cond, x.shape[0])
         if cond is not None and cond.concat is not None:
             x = torch.cat([x, cond.concat], dim=1)

@@ -9,6 +9,7 @@ from typing import Callable, Optional
 
 import torch
 
+from ..cascade import NoiseAugmented, SuperResolutionData
 from ..config import require
 from ..data import ArrayDataset, load_dataset
 from ..denoiser import Denoiser
@@ -18,7 +19,8 @@ from ..objectives import ADVERSARIAL_OBJECTIVES, BOUND_OBJECTIVES, DDGAN, ENERGY
 from ..train import TrainConfig
 from ..utils import check_device
 from .latent import OpenedAutoencoder, latent_dataset, latent_record
-from .config import RunConfig, build_loss, build_process, build_section, is_consistency_model, learns_variance
+from .config import (RunConfig, build_loss, build_process, build_section, build_super_resolution, is_consistency_model,
+                     learns_variance)
 
 
 def build_dataset(rc: RunConfig) -> ArrayDataset:
@@ -44,8 +46,9 @@ def build_denoiser(rc: RunConfig, ds: ArrayDataset) -> Denoiser:
     learned = learns_variance(rc)
     widths = 2 if learned else 1  # learned variance: the prediction and v, split by the denoiser
     if ds.is_image:
+        sr = {"cond_channels": ds.x.shape[1], "augment": True} if isinstance(ds, SuperResolutionData) else {}
         net = build_section("net", UNet, rc.net, in_channels=ds.x.shape[1], num_classes=num_classes,
-                            out_channels=widths * ds.x.shape[1])
+                            out_channels=widths * ds.x.shape[1], **sr)
     else:
         net = build_section("net", MLP, rc.net, dim=ds.x.shape[1], num_classes=num_classes,
                             out_dim=widths * ds.x.shape[1])
@@ -145,7 +148,8 @@ class Run:
             else f"recovery-likelihood EBM of a {type(net).__name__}" if isinstance(self.denoiser, RecoveryEBM) \
             else type(net).__name__
         what = "energy" if isinstance(self.denoiser, RecoveryEBM) else f"{self.rc.prediction}-prediction"
-        where = f" in the {list(self.ds.x.shape[1:])} latents of {self.codec.folder}" if self.codec else ""
+        where = f" in the {list(self.ds.x.shape[1:])} latents of {self.codec.folder}" if self.codec else \
+            f", super-resolved from {self.rc.super_resolution['low_size']}px" if self.rc.super_resolution else ""
         return (f"{kind} ({n:,} parameters, {what}) on "
                 f"{self.ds.name!r} ({len(self.data)} x {list(self.data.x.shape[1:])}{where}"
                 f"{', class-conditional' if self.rc.class_cond else ''}): {self.tc.steps} steps of batch "
@@ -156,9 +160,12 @@ def prepare_run(rc: RunConfig) -> Run:
     """Load the data and build the network (seeded by train.seed, so the same config gives the same weights)."""
     images = build_dataset(rc)
     codec, ds = latent_dataset(rc.latent, images) if rc.latent is not None else (None, images)
-    tc = train_settings(rc, ds, use_labels=rc.class_cond)
+    sr, loss = build_super_resolution(rc), build_loss(rc)
+    if sr is not None:  # a cascade's stage: conditioned on its images' low-resolution versions, noise-augmented
+        ds, loss = SuperResolutionData.of(images, sr, labelled=rc.class_cond), NoiseAugmented(loss, sr.aug_max)
+    tc = train_settings(rc, ds, use_labels=rc.class_cond or sr is not None)
     denoiser = seeded(tc.seed, lambda: build_denoiser(rc, ds))
-    return Run(rc, ds, denoiser, build_loss(rc), tc, codec, images if codec is not None else None)
+    return Run(rc, ds, denoiser, loss, tc, codec, images if codec is not None else None)
 
 
 def train_settings(rc: RunConfig, ds: ArrayDataset, use_labels: bool) -> TrainConfig:

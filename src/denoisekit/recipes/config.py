@@ -17,6 +17,7 @@ from ..objectives import (ADVERSARIAL_OBJECTIVES, BOUND_OBJECTIVES, CONSISTENCY_
                           OBJECTIVES, RecoveryEBM)
 from ..processes import PROCESSES, DiscreteVP
 from ..samplers import check_request
+from ..cascade import SuperResolution
 from ..train import TrainConfig
 
 
@@ -39,6 +40,7 @@ class RunConfig:
     discriminator: dict = field(default_factory=dict)  # objective ddgan: the discriminator's network arguments
     train: dict = field(default_factory=dict)        # TrainConfig fields
     latent: Optional[str] = None                     # a train-autoencoder run: diffuse in its latents
+    super_resolution: Optional[dict] = None          # SuperResolution: a cascade's stage conditioned on low_size images
     sample: dict = field(default_factory=lambda: {"sampler": "ddpm", "steps": 100, "schedule": None, "options": {},
                                                   "n": 64, "seed": 0})
     eval: dict = field(default_factory=lambda: {"sampler": "ddpm", "steps": 50, "schedule": None, "options": {},
@@ -73,6 +75,7 @@ class RunConfig:
         require(self.latent is None or (isinstance(self.latent, str) and self.latent), "latent",
                 "the path of a 'denoisekit train-autoencoder' run, or null", self.latent)
         check_net_keys(self.net, energy=self.objective in ENERGY_OBJECTIVES)
+        check_super_resolution(self)
         process = build_process(self.process)
         check_adversarial(self, process)
         check_energy(self, process)
@@ -120,6 +123,27 @@ def objective_defaults(values: dict) -> dict:
         elif given is None or isinstance(given, dict):
             out[key] = {**default, **(given or {})}
     return out
+
+
+def build_super_resolution(rc: "RunConfig") -> Optional[SuperResolution]:
+    """The run's super-resolution stage (Ho et al. 2021) from its section, or None for a one-stage model."""
+    if rc.super_resolution is None:
+        return None
+    if not isinstance(rc.super_resolution, dict):
+        raise ValueError(f"super_resolution: expected a mapping (low_size, aug_max, aug_level), got "
+                         f"{type(rc.super_resolution).__name__}")
+    return build_section("super_resolution", SuperResolution, rc.super_resolution)
+
+
+def check_super_resolution(rc: "RunConfig") -> None:
+    """One-line errors for a super-resolution stage: pixels (not a latent model), and a denoiser's objective."""
+    if build_super_resolution(rc) is None:
+        return
+    if rc.latent is not None:
+        raise ValueError("super_resolution: a cascade's stages work on pixels; remove latent (or super_resolution)")
+    if rc.objective in ADVERSARIAL_OBJECTIVES + ENERGY_OBJECTIVES:
+        raise ValueError(f"super_resolution: objective {rc.objective} trains no conditional denoiser; use simple, "
+                         f"hybrid, vlb, dsm or consistency")
 
 
 def check_adversarial(rc: "RunConfig", process) -> None:
@@ -250,6 +274,7 @@ def loss_arguments(rc: RunConfig) -> dict:
 # Network arguments the recipe sets from the data and the run config, never from the net section.
 RESERVED_NET = {"in_channels": "set from the data", "dim": "set from the data", "num_classes": "set by class_cond",
                 "cond_channels": "set by conditioning recipes, not by a run config",
+                "augment": "set by super_resolution",
                 "out_channels": "set by the prediction type", "out_dim": "set by the prediction type"}
 
 

@@ -7,16 +7,18 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 import yaml
 
 from ..config import REGISTRY, encode_value
-from ..images import save_picture
+from ..cascade import SuperResolutionData, upscale
+from ..images import save_picture, save_row_strip
 from ..samplers import balanced_labels, generate
 from ..train import Trainer
 from ..train.trainer import IncompatibleRun
 from ..utils import atomic_save
 from .build import Run, forward_process_picture, prepare_run
-from .config import RunConfig
+from .config import RunConfig, build_super_resolution
 from .latent import codec_tensors
 
 
@@ -108,18 +110,31 @@ def train_run(rc: RunConfig, out: Path, resume: bool = True, run: Optional[Run] 
     ds, denoiser, loss, tc = run.ds, run.denoiser, run.loss, run.tc
     out = run_folder(out)
     shape, data = tuple(ds.x.shape[1:]), run.data
+    ds_sr = build_super_resolution(rc)
 
     def draw(ema_model, options: dict, n: int) -> torch.Tensor:
-        """Samples in data space for a picture or an evaluation, with balanced labels for a class-conditional model."""
-        labels = balanced_labels(n, ds.num_classes if rc.class_cond else None, next(ema_model.parameters()).device)
+        """Samples in data space for a picture or an evaluation, with balanced labels for a class-conditional model;
+        a super-resolution stage upscales the first n images' low-resolution versions."""
+        device = next(ema_model.parameters()).device
+        labels = balanced_labels(n, ds.num_classes if rc.class_cond else None, device)
         ema_model = getattr(ema_model, "generator", ema_model)  # a DDGAN samples with its generator
-        return run.decode(generate(ema_model, n, shape, seed=options["seed"], steps=options["steps"],
-                                   sampler=options["sampler"], schedule=options["schedule"], labels=labels,
-                                   **options["options"]))
+        how = dict(steps=options["steps"], sampler=options["sampler"], schedule=options["schedule"],
+                   **options["options"])
+        if isinstance(ds, SuperResolutionData):
+            n = min(n, len(ds))
+            return upscale(ema_model, ds.low[:n].to(device), shape[1:], aug_level=ds_sr.aug_level,
+                           seed=options["seed"], labels=ds.y[:n].to(device) if rc.class_cond else None,
+                           generate_kwargs=how)
+        return run.decode(generate(ema_model, n, shape, seed=options["seed"], labels=labels, **how))
 
     def sample_fn(ema_model, step):
         x = draw(ema_model, rc.sample, rc.sample["n"] if data.is_image else 2000)
-        save_picture(x, out / "samples" / f"step-{step:07d}.png", scale=2 if data.is_image else 1)
+        path = out / "samples" / f"step-{step:07d}.png"
+        if isinstance(ds, SuperResolutionData):  # one row per image: low resolution | super-resolved | real
+            k = min(16, len(x))
+            save_row_strip([F.interpolate(ds.low[:k], size=shape[1:]), x[:k].cpu(), ds.x[:k]], path, scale=2)
+        else:
+            save_picture(x, path, scale=2 if data.is_image else 1)
 
     evaluator = []  # built at the first evaluation, so runs that never evaluate never train a classifier
 
@@ -133,7 +148,7 @@ def train_run(rc: RunConfig, out: Path, resume: bool = True, run: Optional[Run] 
                       attachments=codec_tensors(run.codec))
     start_run(trainer, rc.as_dict(), out, resume, compatibility_check(denoiser, loss, run.record, out))
     if trainer.rank == 0:
-        if run.codec is None:  # a latent model's noised latents are no picture
+        if run.codec is None and ds_sr is None:  # a latent model's noised latents (an SR stage's x_t) are no picture
             forward_process_picture(ds, denoiser.process, out / "forward_process.png")
         print(f"training {run.summary()} -> {out}")
     trainer.train()
