@@ -179,16 +179,18 @@ def test_latent_cascade_claims():
 
     def row(name, sampler, fd, s, u=None):
         return {"name": name, "sampler": sampler, "fd": fd, "s_per_image": s, "aug_level": u}
-    rows = [row("pixel", "a", 1.0, 0.03), row("pixel", "b", 0.9, 0.03), row("latent", "a", 1.05, 0.009),
-            row("latent", "b", 1.2, 0.001), row("sr", "a", 2.0, 0.05, 0.1), row("sr-noaug", "a", 2.5, 0.05, 0.0)]
-    assert [met for _, met in m.claims(rows)] == [True, True, True]  # 0.03 / 0.009 = 3.3x; 1.05 <= 1.08
-    slow = [{**r, "s_per_image": 0.011} if r["name"] == "latent" else r for r in rows]
+    timing = {"name": "timing", "sampler": "a", "nfe": 20, "s_per_image": {"pixel": 0.03, "latent": 0.009}}
+    rows = [row("pixel", "a", 1.0, 0.03), row("pixel", "b", 0.9, 0.03), row("latent", "a", 1.05, 0.1),
+            row("latent", "b", 1.2, 0.1), row("sr", "a", 2.0, 0.05, 0.1), row("sr-noaug", "a", 2.5, 0.05, 0.0),
+            timing]
+    assert [met for _, met in m.claims(rows)] == [True, True, True]  # 0.03 / 0.009 = 3.3x (timed); 1.05 <= 1.08
+    slow = [{**r, "s_per_image": {"pixel": 0.03, "latent": 0.011}} if r["name"] == "timing" else r for r in rows]
     worse = [{**r, "fd": 1.1} if r["name"] == "latent" else r for r in rows]
     hurt = [{**r, "fd": 3.0} if r["name"] == "sr" else r for r in rows]
     assert [met for _, met in m.claims(slow)] == [False, True, True]
     assert [met for _, met in m.claims(worse)] == [True, False, True]
     assert [met for _, met in m.claims(hurt)] == [True, True, False]
-    assert len(m.claims(rows[:4])) == 2 and m.claims(rows[4:]) and not m.claims([])
+    assert len(m.claims(rows[:4] + [timing])) == 2 and len(m.claims(rows[:4])) == 1 and not m.claims([])
 
 
 def test_few_step_level_tuning_is_greedy_and_leaves_room_below():
