@@ -439,7 +439,9 @@ def _judged(name: str, d: dict) -> list:
         extra = (m.default_claims(d["rows"], m.current_defaults()) + m.auto_claims(d["rows"])
                  if "default_schedules" in d else [])  # today's defaults, judged on the stored rows
         return m.claims(d["summary"]) + extra
-    if name in ("ode_gap", "few_step", "trilemma", "latent_cascade"):
+    if name == "latent_cascade":
+        return m.claims(d["rows"], d.get("trained"))
+    if name in ("ode_gap", "few_step", "trilemma"):
         return m.claims(d["rows"])
     if name == "quality_vs_nfe":
         return m.claims(d["results"])

@@ -34,6 +34,8 @@ DDPM_SAMPLERS = (("ddim, trailing", "ddim", "trailing"), ("unipc", "unipc", None
                  ("dpmpp_2m_sde", "dpmpp_2m_sde", None), ("ddpm", "ddpm", None))
 # The DDGAN rows: the demo's U-Net as the generator (x0-prediction, a 32-d latent through the mapping network), the
 # same encoder as the discriminator on the stacked pair, Adam betas (0.5, 0.9) and R1 gamma 0.05 (Xiao et al. 2022).
+# A 64-channel discriminator with gamma 0.02 (FD 4.4 at T = 4 in a first probe) did not hold up at equal minutes: see
+# benchmarks/results/trilemma_disc64.json (FD 49.1 / 19.8 / 11.4 at T = 2 / 4 / 8).
 GAN_BASE = {"objective": "ddgan", "prediction": "x0", "net": {"latent_dim": 32},
             "discriminator": {"patch_size": 2, "channels": 32, "channel_mult": [1, 2, 2]},
             "loss": {"r1_gamma": 0.05}, "train": {"lr": 5e-4, "betas": [0.5, 0.9], "warmup_steps": 0}}
@@ -93,7 +95,8 @@ def main() -> int:
     if path.is_file():  # rows of an earlier run not asked for now: their training cost and scores
         old = json.loads(path.read_text())
         previous = {r["name"]: r for r in old.get("trained", [])}
-        kept = [r for r in old.get("rows", []) if r["name"] not in names and (old["n"], old["seeds"]) == (args.n, seeds)]
+        same = (old["n"], old["seeds"]) == (args.n, seeds)
+        kept = [r for r in old.get("rows", []) if r["name"] not in names and same]
 
     def train(name: str, cfg: dict) -> dict:
         """Train the row once: a run folder with a finished record (trained.json) is kept, its cost read back."""

@@ -191,6 +191,11 @@ def test_latent_cascade_claims():
     assert [met for _, met in m.claims(worse)] == [True, False, True]
     assert [met for _, met in m.claims(hurt)] == [True, True, False]
     assert len(m.claims(rows[:4] + [timing])) == 2 and len(m.claims(rows[:4])) == 1 and not m.claims([])
+    trained = [{"name": "pixel", "train_min": 4.0}, {"name": "autoencoder", "train_min": 1.0},
+               {"name": "latent", "train_min": 3.3}, {"name": "base14", "train_min": 2.0}, {"name": "sr", "train_min": 2.5}]
+    judged = m.claims(rows, trained)[3:]  # latent 4.3 <= 4.4; cascade 4.5 > 4.4
+    assert [met for _, met in judged] == [True, False] and "4.30 min" in judged[0][0]
+    assert len(m.claims(rows, trained[:2])) == 3  # a row without its first stage's minutes is not judged
 
 
 def test_few_step_level_tuning_is_greedy_and_leaves_room_below():

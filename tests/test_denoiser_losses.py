@@ -71,6 +71,8 @@ def test_perfect_network_has_zero_loss(gmm, kind):
             return a * eps - s * x0                                      # Salimans & Ho 2022
         if kind == "score":
             return -eps / s
+        if kind == "flow":
+            return eps - x0                                              # Lipman et al. 2023
         level, sd = s / a, 0.5                                           # EDM, Karras et al. 2022, Table 1
         c_skip, c_out = sd**2 / (level**2 + sd**2), level * sd / (level**2 + sd**2).sqrt()
         return (x0 - c_skip * x_t / a) / c_out

@@ -12,6 +12,7 @@ from denoisekit.denoiser import Denoiser
 from denoisekit.processes import DiscreteVP, NoiseProcess
 from denoisekit.samplers import reverse_drift, sample
 from denoisekit.utils import sample_generators
+from gmm import assert_reproduces_mixture
 
 PROCESSES = {"vp": VPSDE(), "subvp": SubVPSDE(), "ve": VESDE(sigma_min=0.01, sigma_max=20.0)}
 
@@ -69,11 +70,6 @@ def test_marginals_match_a_simulation_of_the_forward_sde(name):
 GMM = GaussianMixture.random(dim=16, k=4, seed=0)
 
 
-def _weights(x: torch.Tensor) -> torch.Tensor:
-    k = torch.argmax(GMM.log_class_posterior(x, 1.0, 1e-3), dim=1)
-    return torch.bincount(k, minlength=len(GMM.w)).double() / len(x)
-
-
 @pytest.mark.parametrize("name", list(PROCESSES))
 @pytest.mark.parametrize("sampler,steps,options", [("pc", 100, {}), ("pc", 200, {"corrector": "none"}),
                                                    ("em", 300, {}), ("dpmpp_2m", 25, {})])
@@ -82,12 +78,7 @@ def test_reverse_samplers_with_the_exact_score_reproduce_the_mixture(name, sampl
     n = 1500
     x_T = p.prior_sample((n, 16), sample_generators(0, n), dtype=torch.float64)
     x = sample(GMM.denoiser(p), x_T, sampler, steps, generator=sample_generators(1, n), **options)
-    assert 0.5 * float((_weights(x) - GMM.w).abs().sum()) < 0.04
-    # each component's mean, from the samples assigned to it, within its standard error
-    k = torch.argmax(GMM.log_class_posterior(x, 1.0, 1e-3), dim=1)
-    for j in range(len(GMM.w)):
-        se = float(GMM.tau[j].norm()) / math.sqrt(int((k == j).sum()))
-        assert float((x[k == j].mean(0) - GMM.mu[j]).norm()) < 2 * se + 0.03, (j, sampler)
+    assert_reproduces_mixture(GMM, x, label=sampler)
 
 
 def test_the_samplers_refuse_the_wrong_options():

@@ -1,4 +1,4 @@
-"""One converter between the network's output (eps, x0, v, score or EDM's F) and (x0, eps).
+"""One converter between the network's output (eps, x0, v, score, EDM's F or the flow velocity) and (x0, eps).
 
 Everything is for x_t = alpha x_0 + sigma eps with general alpha, sigma (VP, VE and EDM alike).
 """
@@ -10,7 +10,7 @@ import torch
 
 from .utils import append_dims
 
-PredictionType = Literal["eps", "x0", "v", "score", "edm"]
+PredictionType = Literal["eps", "x0", "v", "score", "edm", "flow"]
 PREDICTION_TYPES = get_args(PredictionType)
 
 
@@ -68,6 +68,9 @@ def to_x0_eps(kind: str, out, x_t, alpha, sigma, sigma_data: float = 0.5):
         x_tilde = x_t / a
         x0 = bcast(c_skip, x_t) * x_tilde + bcast(c_out, x_t) * out
         return x0, (x_t - a * x0) / s
+    if kind == "flow":  # u = eps - x0 (Lipman et al. 2023; Liu et al. 2023): x_t = (alpha + sigma) x0 + sigma u
+        x0 = torch.addcmul(x_t, s, out, value=-1) / (a + s)
+        return x0, out + x0
     raise ValueError(f"prediction: expected one of {PREDICTION_TYPES}, got {kind!r}")
 
 
@@ -85,6 +88,8 @@ def from_x0_eps(kind: str, x0, eps, x_t, alpha, sigma, sigma_data: float = 0.5):
     if kind == "edm":
         c_skip, c_out, _, _ = edm_coefficients(sigma / alpha, sigma_data)
         return (x0 - bcast(c_skip, x_t) * (x_t / a)) / bcast(c_out, x_t)
+    if kind == "flow":
+        return eps - x0
     raise ValueError(f"prediction: expected one of {PREDICTION_TYPES}, got {kind!r}")
 
 
@@ -110,4 +115,6 @@ def x0_error_scale(kind: str, alpha, sigma, sigma_data: float = 0.5):
     if kind == "edm":
         _, c_out, _, _ = edm_coefficients(sigma / alpha, sigma_data)
         return 1 / c_out**2
+    if kind == "flow":  # u = x_t / sigma - (alpha + sigma) / sigma x0 at fixed x_t
+        return (alpha + sigma) ** 2 / s2
     raise ValueError(f"prediction: expected one of {PREDICTION_TYPES}, got {kind!r}")

@@ -274,10 +274,12 @@ def add_run_flags(t, diffusion: bool = True) -> None:
                    "noise-conditioning augmentation (Ho et al. 2021; super_resolution.aug_max, .aug_level)")
     t.add_argument("--prediction", choices=PREDICTION_TYPES)
     t.add_argument("--process", choices=list(PROCESSES), help="the noise process: DDPM's "
-                   "discrete VP (the default), NCSN's geometric noise ladder (Song & Ermon 2019), or the score SDEs' "
-                   "VP, sub-VP or VE on t in [0, 1] (Song et al. 2021)")
+                   "discrete VP (the default), NCSN's geometric noise ladder (Song & Ermon 2019), the score SDEs' "
+                   "VP, sub-VP or VE on t in [0, 1] (Song et al. 2021), or flow matching's straight path x_t = "
+                   "(1 - t) x0 + t eps (process.shift: Esser et al. 2024's time shift)")
     t.add_argument("--objective", choices=list(OBJECTIVES), help="L_simple (the "
                    "default); L_hybrid = L_simple + 0.001 L_vlb with learned variance, or L_vlb with importance-"
                    "sampled t (Nichol & Dhariwal 2021); denoising (dsm), sliced (ssm) or explicit (esm) score "
-                   "matching with lambda = sigma^2")
+                   "matching with lambda = sigma^2; flow matching (flow: the velocity eps - x0 on the flow "
+                   "process, loss.t_sampling uniform, logit_normal or mode)")
 

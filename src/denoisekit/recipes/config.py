@@ -14,8 +14,8 @@ from ..config import check_arguments, require
 from ..denoiser import Denoiser
 from ..nets import MLP, EncoderDiscriminator, UNet
 from ..objectives import (ADVERSARIAL_OBJECTIVES, BOUND_OBJECTIVES, CONSISTENCY_OBJECTIVES, ENERGY_OBJECTIVES,
-                          OBJECTIVES, RecoveryEBM)
-from ..processes import PROCESSES, DiscreteVP
+                          FLOW_TIME_SAMPLINGS, OBJECTIVES, RecoveryEBM)
+from ..processes import PROCESSES, DiscreteVP, FlowProcess
 from ..samplers import check_request
 from ..cascade import SuperResolution
 from ..train import TrainConfig
@@ -79,6 +79,7 @@ class RunConfig:
         process = build_process(self.process)
         check_adversarial(self, process)
         check_energy(self, process)
+        check_flow(self, process)
         if self.objective in BOUND_OBJECTIVES and process.grid_step == 0:
             raise ValueError(f"objective: {self.objective} sums the discrete variational bound; it needs process.kind "
                              f"ddpm, not a continuous process")
@@ -104,12 +105,14 @@ DDGAN_DEFAULTS = {"prediction": "x0", "process": {"kind": "ddpm", "schedule": "v
                   "net": {"latent_dim": 32}, "train": {"betas": [0.5, 0.9]}}
 # What objective recovery changes: the paper's 6 levels (Gao et al. 2021).
 RECOVERY_DEFAULTS = {"process": {"kind": "ddpm", "schedule": "drl", "T": 6}}
-OBJECTIVE_DEFAULTS = {"ddgan": DDGAN_DEFAULTS, "recovery": RECOVERY_DEFAULTS}
+# What objective flow changes: the straight path and its velocity u = eps - x0 (Lipman et al. 2023).
+FLOW_DEFAULTS = {"prediction": "flow", "process": {"kind": "flow"}}
+OBJECTIVE_DEFAULTS = {"ddgan": DDGAN_DEFAULTS, "recovery": RECOVERY_DEFAULTS, "flow": FLOW_DEFAULTS}
 
 
 def objective_defaults(values: dict) -> dict:
-    """The checked top level with the defaults objective ddgan or recovery brings; a process of another kind is left
-    alone (and refused by check_adversarial or the energy model)."""
+    """The checked top level with the defaults objective ddgan, recovery or flow brings; a process of another kind is
+    left alone (and refused by check_adversarial, the energy model or check_flow)."""
     defaults = OBJECTIVE_DEFAULTS.get(values.get("objective"))
     if defaults is None:
         return values
@@ -170,6 +173,19 @@ def check_adversarial(rc: "RunConfig", process) -> None:
         raise ValueError(f"{'learned_variance' if rc.learned_variance else 'consistency'}: a DDGAN generator "
                          f"samples x0 through its latent; it has no variance to learn and is not a consistency model")
     check_discriminator_keys(rc.discriminator)
+
+
+def check_flow(rc: "RunConfig", process) -> None:
+    """One-line errors for flow-matching options on another process: the objective and the flow's time densities."""
+    if isinstance(process, FlowProcess):
+        return
+    if rc.objective == "flow":
+        raise ValueError(f"objective: flow matching trains on the straight path x_t = (1 - t) x0 + t eps; it needs "
+                         f"process.kind flow, not {type(process).__name__}")
+    t_sampling = rc.loss.get("t_sampling") if isinstance(rc.loss, dict) else None
+    if t_sampling in FLOW_TIME_SAMPLINGS:
+        raise ValueError(f"loss.t_sampling: {t_sampling} is a density over the flow path's t in (0, 1) (Esser et al. "
+                         f"2024); it needs process.kind flow, not {type(process).__name__} (use uniform or lognormal)")
 
 
 def check_energy(rc: "RunConfig", process) -> None:
