@@ -91,9 +91,21 @@ class FlowMatchingLoss(SimpleLoss):
         super().__init__(t_sampling, None, p_mean, p_std, p_uncond, logit_mean, logit_std, mode_scale)
 
     def __call__(self, denoiser, x0: torch.Tensor, cond=None, generator: Generator = None) -> torch.Tensor:
+        t = self.sample_t(denoiser.process, x0.shape[0], generator, x0.device)
+        eps = randn(x0.shape, generator, device=x0.device, dtype=x0.dtype)
+        return self.on_pairs(denoiser, x0, eps, cond, generator, t)
+
+    def on_pairs(self, denoiser, x0: torch.Tensor, eps: torch.Tensor, cond=None, generator: Generator = None,
+                 t: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The loss on given (x0, eps): independent draws (flow matching) or a coupling's pairs (reflow, Liu et al.
+        2023, eq. 1 on the coupling); t drawn here unless given."""
         process = denoiser.process
-        t = self.sample_t(process, x0.shape[0], generator, x0.device)
-        eps, x_t, cond = noised(process, x0, t, cond, self.p_uncond, generator)
+        if t is None:
+            t = self.sample_t(process, x0.shape[0], generator, x0.device)
+        cond = Cond.of(cond)
+        if self.p_uncond > 0 and cond is not None:
+            cond = cond.drop(self.p_uncond, generator)
+        x_t = process.q_sample(x0, t, eps)
         alpha, sigma = process.alpha(t).to(x0.dtype), process.sigma(t).to(x0.dtype)
         out = denoiser.net_output(x_t, t, cond, alpha=alpha, sigma=sigma)
         x0_hat, eps_hat = to_x0_eps(denoiser.prediction, out, x_t, alpha, sigma, denoiser.sigma_data)
