@@ -80,6 +80,7 @@ bench: $(TESTDEPS)
 	run benchmarks/few_step.py --teacher runs/ablation/demo --work runs/few_step; \
 	run benchmarks/trilemma.py; \
 	run benchmarks/latent_cascade.py; \
+	run benchmarks/flow_paths.py; \
 	run benchmarks/report.py; \
 	if [ -n "$$missed" ]; then printf "benchmarks that missed a goal or failed:\n%b" "$$missed"; exit 1; fi; \
 	echo "every benchmark met its goal"

@@ -192,10 +192,23 @@ def test_latent_cascade_claims():
     assert [met for _, met in m.claims(hurt)] == [True, True, False]
     assert len(m.claims(rows[:4] + [timing])) == 2 and len(m.claims(rows[:4])) == 1 and not m.claims([])
     trained = [{"name": "pixel", "train_min": 4.0}, {"name": "autoencoder", "train_min": 1.0},
-               {"name": "latent", "train_min": 3.3}, {"name": "base14", "train_min": 2.0}, {"name": "sr", "train_min": 2.5}]
+               {"name": "latent", "train_min": 3.3}, {"name": "base14", "train_min": 2.0},
+               {"name": "sr", "train_min": 2.5}]
     judged = m.claims(rows, trained)[3:]  # latent 4.3 <= 4.4; cascade 4.5 > 4.4
     assert [met for _, met in judged] == [True, False] and "4.30 min" in judged[0][0]
     assert len(m.claims(rows, trained[:2])) == 3  # a row without its first stage's minutes is not judged
+
+
+def test_flow_paths_claims():
+    """Reflow's two claims, each failing on the other side of its line; nothing judged without both flows."""
+    import flow_paths as m
+    exact = {"flow": "exact (1-rectified)", "straightness": 0.25, "tv_1": 0.9}
+    reflow = {"flow": "reflowed (2-rectified)", "straightness": 0.02, "tv_1": 0.03}
+    assert [met for _, met in m.claims([exact, reflow])] == [True, True]
+    assert [met for _, met in m.claims([exact, {**reflow, "straightness": 0.03}])] == [False, True]
+    assert [met for _, met in m.claims([exact, {**reflow, "tv_1": 0.06}])] == [True, False]
+    assert [met for _, met in m.claims([{**exact, "tv_1": 0.04}, reflow])] == [True, False]
+    assert m.claims([exact]) == [] and m.claims([]) == []
 
 
 def test_few_step_level_tuning_is_greedy_and_leaves_room_below():
@@ -245,7 +258,10 @@ def test_the_stored_results_are_judged_by_the_report():
     ("trilemma.py", ["--n", "1"], "--n"), ("trilemma.py", ["--only", "nope"], "--only"),
     ("latent_cascade.py", ["--n", "1"], "--n"), ("latent_cascade.py", ["--aug-max", "0"], "--aug-max"),
     ("latent_cascade.py", ["--aug-levels", "0,1.5"], "--aug-levels"),
-    ("latent_cascade.py", ["--aug-levels", "a"], "--aug-levels"), ("latent_cascade.py", ["--ae-steps", "0"], "--ae-steps")])
+    ("latent_cascade.py", ["--aug-levels", "a"], "--aug-levels"),
+    ("latent_cascade.py", ["--ae-steps", "0"], "--ae-steps"),
+    ("flow_paths.py", ["--pairs", "0"], "--pairs"), ("flow_paths.py", ["--steps", "-1"], "--steps"),
+    ("flow_paths.py", ["--n", "0"], "--n")])
 def test_bad_benchmark_flags_are_one_line_before_any_work(script, args, word, tmp_path):
     """A benchmark's new flags refuse bad values in one line naming the flag (argparse's exit 2), before training,
     sampling or writing anything."""
