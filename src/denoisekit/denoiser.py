@@ -11,7 +11,7 @@ from torch import nn
 from .conditioning import Cond
 from .config import configurable, require
 from .prediction import bcast, check_prediction, consistency_x0, from_x0_eps, network_inputs, to_x0_eps
-from .processes import NoiseProcess
+from .processes import CLDProcess, NoiseProcess
 
 
 @dataclass
@@ -152,3 +152,46 @@ class FunctionNet(nn.Module):
 
     def extra_repr(self) -> str:
         return getattr(self.fn, "__qualname__", type(self.fn).__name__)
+
+
+CLD_PREDICTIONS = ("eps", "mixed")  # what a CLD network predicts: the velocity noise, or its residual (mixed score)
+
+
+@configurable
+class CLDDenoiser(nn.Module):
+    """`model(u_t, t, cond) -> Prediction(x0, eps_v)` for critically-damped Langevin diffusion (Dockhorn et al. 2022).
+
+    The network reads the state u = (x, v) and predicts the velocity noise eps_v of q(u_t | x_0), so that the velocity
+    score is -ell_t eps_v (hybrid score matching, eq. 13); with prediction 'mixed' it predicts the residual to the
+    Gaussian part, the eps_v of data N(0, I) (the mixed score, sec. 3.3). x0 = E[x0 | u_t] follows linearly from eps_v.
+    """
+
+    def __init__(self, net: nn.Module, process, prediction: str = "mixed"):
+        super().__init__()
+        if not isinstance(process, CLDProcess):
+            raise ValueError(f"process: a CLD denoiser reads the state (x, v) of process cld, not "
+                             f"{type(process).__name__}")
+        require(prediction in CLD_PREDICTIONS, "prediction", f"one of {', '.join(CLD_PREDICTIONS)} for process cld "
+                "(the velocity noise eps_v, or its residual to the Gaussian part: the mixed score)", prediction)
+        self.net, self.process, self.prediction = net, process, prediction
+
+    def net_output(self, u: torch.Tensor, t, cond: Any = None, **_) -> torch.Tensor:
+        """eps_v at (u, t): the network's output, plus the Gaussian part for the mixed score."""
+        t = torch.as_tensor(t, device=u.device)
+        if t.ndim == 0:
+            t = t.expand(u.shape[0])
+        c = t if getattr(self.net, "process_time", False) else self.process.net_time(t)
+        out = self.net(u, c, Cond.of(cond))
+        if self.prediction == "mixed":
+            out = out + self.process.gaussian_eps_v(u, t.double()).to(out.dtype)
+        return out
+
+    def forward(self, u: torch.Tensor, t, cond: Any = None, **_) -> Prediction:
+        eps_v = self.net_output(u, t, cond)
+        t = torch.as_tensor(t, dtype=torch.float64, device=u.device)
+        return Prediction(x0=self.process.x0_from_eps_v(u, eps_v, t.expand(u.shape[0])), eps=eps_v)
+
+    @classmethod
+    def from_function(cls, fn: Callable, process, prediction: str = "eps") -> "CLDDenoiser":
+        """Wrap a plain callable `fn(u, t)` or `fn(u, t, cond)` giving eps_v at the process's own time t."""
+        return cls(FunctionNet(fn), process, prediction)

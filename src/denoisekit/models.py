@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from .config import build
-from .denoiser import Denoiser
+from .denoiser import CLDDenoiser, Denoiser
 from .objectives.recovery import RecoveryEBM
 from .guidance import ClassifierFreeGuidance, ClassifierGuidance, DynamicThresholding, NoisyClassifier
 from .train import find_checkpoint, load_config, load_weights
@@ -203,7 +203,7 @@ def _open_checkpoint(path, ema: bool, device: str) -> LoadedModel:
     players = denoiser if isinstance(getattr(denoiser, "generator", None), Denoiser) else None  # a DDGAN
     if players is not None:
         denoiser = players.generator
-    if not isinstance(denoiser, (Denoiser, RecoveryEBM)):
+    if not isinstance(denoiser, (Denoiser, CLDDenoiser, RecoveryEBM)):
         raise ValueError(f"checkpoint: {path} holds a {type(denoiser).__name__}, not a diffusion model"
                          f"{' (use it with --classifier)' if isinstance(denoiser, NoisyClassifier) else ''}")
     if ema and not (folder / EMA_WEIGHTS).exists():

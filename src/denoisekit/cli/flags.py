@@ -272,14 +272,16 @@ def add_run_flags(t, diffusion: bool = True) -> None:
     t.add_argument("--super-resolution", type=int, dest="super_resolution", metavar="LOW_SIZE", help="train a "
                    "cascade's super-resolution stage: the data's images conditioned on their LOW_SIZE versions, with "
                    "noise-conditioning augmentation (Ho et al. 2021; super_resolution.aug_max, .aug_level)")
-    t.add_argument("--prediction", choices=PREDICTION_TYPES)
+    t.add_argument("--prediction", choices=PREDICTION_TYPES + ("mixed",), help="what the network predicts; mixed: CLD's mixed score (the residual to the velocity noise of Gaussian data)")
     t.add_argument("--process", choices=list(PROCESSES), help="the noise process: DDPM's "
                    "discrete VP (the default), NCSN's geometric noise ladder (Song & Ermon 2019), the score SDEs' "
                    "VP, sub-VP or VE on t in [0, 1] (Song et al. 2021), or flow matching's straight path x_t = "
-                   "(1 - t) x0 + t eps (process.shift: Esser et al. 2024's time shift)")
+                   "(1 - t) x0 + t eps (process.shift: Esser et al. 2024's time shift), or critically-damped Langevin "
+                   "diffusion over (x, v) (cld: Dockhorn et al. 2022; process.beta, .mass_inv, .gamma, .damping)")
     t.add_argument("--objective", choices=list(OBJECTIVES), help="L_simple (the "
                    "default); L_hybrid = L_simple + 0.001 L_vlb with learned variance, or L_vlb with importance-"
                    "sampled t (Nichol & Dhariwal 2021); denoising (dsm), sliced (ssm) or explicit (esm) score "
                    "matching with lambda = sigma^2; flow matching (flow: the velocity eps - x0 on the flow "
-                   "process, loss.t_sampling uniform, logit_normal or mode)")
+                   "process, loss.t_sampling uniform, logit_normal or mode), or hybrid score matching (hsm: CLD's "
+                   "velocity noise, loss.weighting eps or likelihood)")
 

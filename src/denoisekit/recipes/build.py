@@ -13,6 +13,7 @@ from ..cascade import NoiseAugmented, SuperResolutionData
 from ..config import require
 from ..data import ArrayDataset, load_dataset
 from ..denoiser import Denoiser
+from ..processes import CLDProcess
 from ..images import save_row_strip
 from ..nets import MLP, EncoderDiscriminator, UNet
 from ..objectives import ADVERSARIAL_OBJECTIVES, BOUND_OBJECTIVES, DDGAN, ENERGY_OBJECTIVES, RecoveryEBM
@@ -20,7 +21,7 @@ from ..train import TrainConfig
 from ..utils import check_device
 from .latent import OpenedAutoencoder, latent_dataset, latent_record
 from .config import (RunConfig, build_loss, build_process, build_section, build_super_resolution, is_consistency_model,
-                     learns_variance)
+                     learns_variance, make_denoiser)
 
 
 def build_dataset(rc: RunConfig) -> ArrayDataset:
@@ -45,14 +46,16 @@ def build_denoiser(rc: RunConfig, ds: ArrayDataset) -> Denoiser:
         return build_energy(rc, ds, num_classes)
     learned = learns_variance(rc)
     widths = 2 if learned else 1  # learned variance: the prediction and v, split by the denoiser
+    process = build_process(rc.process)
+    c_in = process.state_shape(ds.x.shape[1:])[0]  # CLD reads the state (x, v): twice the data's channels
     if ds.is_image:
         sr = {"cond_channels": ds.x.shape[1], "augment": True} if isinstance(ds, SuperResolutionData) else {}
-        net = build_section("net", UNet, rc.net, in_channels=ds.x.shape[1], num_classes=num_classes,
+        net = build_section("net", UNet, rc.net, in_channels=c_in, num_classes=num_classes,
                             out_channels=widths * ds.x.shape[1], **sr)
     else:
-        net = build_section("net", MLP, rc.net, dim=ds.x.shape[1], num_classes=num_classes,
-                            out_dim=widths * ds.x.shape[1])
-    process = build_process(rc.process)
+        net = build_section("net", MLP, rc.net, dim=c_in, num_classes=num_classes, out_dim=widths * ds.x.shape[1])
+    if isinstance(process, CLDProcess):
+        return make_denoiser(rc, net, process)
     alpha_end = float(process.alpha(torch.tensor(process.t_max, dtype=torch.float64)))
     if rc.objective in BOUND_OBJECTIVES and rc.prediction in ("eps", "score") and alpha_end == 0:
         raise ValueError(f"objective: L_vlb's last term needs x0 = (x_t - sigma eps) / alpha from the "
@@ -94,7 +97,7 @@ def forward_process_picture(ds: ArrayDataset, process, path, n: int = 8, columns
     g = torch.Generator().manual_seed(seed)
     x0 = ds.x[torch.randperm(len(ds), generator=g)[: (n if ds.is_image else 2000)]]
     ts = torch.linspace(process.t_min, process.t_max, columns, dtype=torch.float64)
-    frames = [process.q_sample(x0, t.expand(len(x0)), torch.randn(x0.shape, generator=g)) for t in ts]
+    frames = [process.data_part(process.perturb(x0, t.expand(len(x0)), g)) for t in ts]
     return save_row_strip(frames, path, scale=2 if ds.is_image else 1)
 
 

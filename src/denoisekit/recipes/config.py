@@ -11,11 +11,11 @@ from typing import Optional
 from torch import nn
 
 from ..config import check_arguments, require
-from ..denoiser import Denoiser
+from ..denoiser import CLD_PREDICTIONS, CLDDenoiser, Denoiser
 from ..nets import MLP, EncoderDiscriminator, UNet
 from ..objectives import (ADVERSARIAL_OBJECTIVES, BOUND_OBJECTIVES, CONSISTENCY_OBJECTIVES, ENERGY_OBJECTIVES,
                           FLOW_TIME_SAMPLINGS, OBJECTIVES, RecoveryEBM)
-from ..processes import PROCESSES, DiscreteVP, FlowProcess
+from ..processes import PROCESSES, CLDProcess, DiscreteVP, FlowProcess
 from ..samplers import check_request
 from ..cascade import SuperResolution
 from ..train import TrainConfig
@@ -80,6 +80,7 @@ class RunConfig:
         check_adversarial(self, process)
         check_energy(self, process)
         check_flow(self, process)
+        check_cld(self, process)
         if self.objective in BOUND_OBJECTIVES and process.grid_step == 0:
             raise ValueError(f"objective: {self.objective} sums the discrete variational bound; it needs process.kind "
                              f"ddpm, not a continuous process")
@@ -88,8 +89,7 @@ class RunConfig:
         if train.compile and getattr(loss, "double_backward", False):
             raise ValueError(f"train.compile: objective {self.objective} differentiates tr(grad s) (a double "
                              f"backward), which torch.compile does not support; set train.compile: false")
-        Denoiser(nn.Identity(), process, self.prediction, self.sigma_data, self.clip_x0, learns_variance(self),
-                 is_consistency_model(self))
+        make_denoiser(self, nn.Identity(), process)
         if self.objective in ENERGY_OBJECTIVES:
             RecoveryEBM(nn.Identity(), process, loss.chain.steps, loss.chain.b)
         for section in ("sample", "eval"):
@@ -107,7 +107,10 @@ DDGAN_DEFAULTS = {"prediction": "x0", "process": {"kind": "ddpm", "schedule": "v
 RECOVERY_DEFAULTS = {"process": {"kind": "ddpm", "schedule": "drl", "T": 6}}
 # What objective flow changes: the straight path and its velocity u = eps - x0 (Lipman et al. 2023).
 FLOW_DEFAULTS = {"prediction": "flow", "process": {"kind": "flow"}}
-OBJECTIVE_DEFAULTS = {"ddgan": DDGAN_DEFAULTS, "recovery": RECOVERY_DEFAULTS, "flow": FLOW_DEFAULTS}
+# What objective hsm changes: critically-damped Langevin diffusion with the mixed score (Dockhorn et al. 2022).
+CLD_DEFAULTS = {"prediction": "mixed", "process": {"kind": "cld"}}
+OBJECTIVE_DEFAULTS = {"ddgan": DDGAN_DEFAULTS, "recovery": RECOVERY_DEFAULTS, "flow": FLOW_DEFAULTS,
+                      "hsm": CLD_DEFAULTS}
 
 
 def objective_defaults(values: dict) -> dict:
@@ -186,6 +189,36 @@ def check_flow(rc: "RunConfig", process) -> None:
     if t_sampling in FLOW_TIME_SAMPLINGS:
         raise ValueError(f"loss.t_sampling: {t_sampling} is a density over the flow path's t in (0, 1) (Esser et al. "
                          f"2024); it needs process.kind flow, not {type(process).__name__} (use uniform or lognormal)")
+
+
+def make_denoiser(rc: "RunConfig", net: nn.Module, process):
+    """The denoiser a run trains around its network: a CLD denoiser on the state (x, v) of process cld, else the
+    prediction converter of the scalar-Gaussian family."""
+    if isinstance(process, CLDProcess):
+        return CLDDenoiser(net, process, rc.prediction)
+    return Denoiser(net, process, rc.prediction, rc.sigma_data, rc.clip_x0, learns_variance(rc),
+                    is_consistency_model(rc))
+
+
+def check_cld(rc: "RunConfig", process) -> None:
+    """One-line errors for critically-damped Langevin diffusion: it trains by hybrid score matching, predicts the
+    velocity noise (or the mixed score's residual), and has none of the scalar family's options; and those options of
+    its own are refused on another process."""
+    if not isinstance(process, CLDProcess):
+        if rc.objective == "hsm":
+            raise ValueError(f"objective: hybrid score matching trains on the state (x, v) of process.kind cld, not "
+                             f"{type(process).__name__}")
+        if rc.prediction == "mixed":
+            raise ValueError(f"prediction: the mixed score is CLD's (process.kind cld); process "
+                             f"{type(process).__name__} takes eps, x0, v, score, edm or flow")
+        return
+    if rc.objective != "hsm":
+        raise ValueError(f"objective: process cld is trained by hybrid score matching (objective hsm), not "
+                         f"{rc.objective}")
+    for key in ("learned_variance", "consistency", "clip_x0", "super_resolution"):
+        if getattr(rc, key):
+            raise ValueError(f"{key}: not available with process cld (a velocity score on the state (x, v)); "
+                             f"remove it")
 
 
 def check_energy(rc: "RunConfig", process) -> None:

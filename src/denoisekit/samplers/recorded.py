@@ -39,9 +39,9 @@ def read_scores(folder) -> list:
 
 def fallback_for(folder) -> dict:
     """What the checkpoint in `folder` samples with before anything is recorded: a distilled student's recorded
-    sampling, a DDGAN's T steps of sampler ddgan (an EBM's of sampler recovery), CONSISTENCY_FALLBACK for a consistency model (its denoiser has
-    consistency: true), else FALLBACK; read
-    from its config, weights untouched."""
+    sampling, a DDGAN's T steps of sampler ddgan (an EBM's of sampler recovery), SSCS for a CLD model,
+    CONSISTENCY_FALLBACK for a consistency model (its denoiser has consistency: true), else FALLBACK; read from its
+    config, weights untouched."""
     from ..train.checkpoint import load_config
     if folder is None:
         return FALLBACK
@@ -57,6 +57,8 @@ def fallback_for(folder) -> dict:
         T = (((model.get("generator") or {}) if gan else model).get("process") or {}).get("T")
         if isinstance(T, int) and T >= 1:
             return {"sampler": "ddgan" if gan else "recovery", "steps": T, "schedule": "uniform", "options": {}}
+    if isinstance(model, dict) and model.get("class") == "CLDDenoiser":  # CLD's state (x, v): its own sampler
+        return {**FALLBACK, "sampler": "sscs", "schedule": "uniform"}
     return CONSISTENCY_FALLBACK if isinstance(model, dict) and model.get("consistency") is True else FALLBACK
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import inspect
 from typing import Callable, Optional
 
-from ..processes import NoiseProcess, Process
+from ..processes import CLDProcess, NoiseProcess, Process
+from .cld import cld_em_sample, cld_ode_sample, sscs_sample
 from .consistency import consistency_sample
 from .ddgan import ddgan_sample
 from .ddim import ddim_sample
@@ -57,6 +58,9 @@ for _name, _fn, _schedule in (
         # a recovery-likelihood EBM's levels from the prior down, a short-run Langevin chain each (Gao et al. 2021)
         ("recovery", recovery_sample, "uniform")):
     register_sampler(_name, _fn, family=NoiseProcess, schedule=_schedule)
+# Critically-damped Langevin diffusion's state (x, v) (Dockhorn et al. 2022), on CLD-SGM's uniform time steps.
+for _name, _fn in (("sscs", sscs_sample), ("cld_em", cld_em_sample), ("cld_ode", cld_ode_sample)):
+    register_sampler(_name, _fn, family=CLDProcess, schedule="uniform")
 
 
 def get_sampler(name: str) -> Callable:
