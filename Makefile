@@ -81,6 +81,9 @@ bench: $(TESTDEPS)
 	run benchmarks/trilemma.py; \
 	run benchmarks/latent_cascade.py; \
 	run benchmarks/flow_paths.py; \
+	run benchmarks/cld_paths.py; \
+	run benchmarks/processes_mnist.py; \
+	run benchmarks/reflow_mnist.py; \
 	run benchmarks/report.py; \
 	if [ -n "$$missed" ]; then printf "benchmarks that missed a goal or failed:\n%b" "$$missed"; exit 1; fi; \
 	echo "every benchmark met its goal"

@@ -189,3 +189,65 @@ def mean_se(values: list) -> tuple[float, float]:
         raise ValueError(f"mean_se: a standard error needs at least two values, got {k}")
     mean = sum(values) / k
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1) / k)
+
+
+class EqualMinutes:
+    """Rows trained for the minutes of a reference row: the reference as configured, every other row for the steps the
+    reference's wall minutes buy at that row's own measured seconds a step (`step_seconds`), scaled by the reference
+    run's real over measured seconds a step (a timed step runs faster than one inside a whole run, with its
+    checkpoints, set-up and final pictures, and the machine drifts). A finished row (work/NAME/trained.json) is read
+    back, not trained again."""
+
+    TOLERANCE = 1.1  # a row's training minutes may exceed the reference's by this factor
+
+    def __init__(self, work, configs: dict, reference: str):
+        self.work, self.configs, self.reference = Path(work), configs, reference
+        self.trained: dict = {}
+        self.calibration: Optional[float] = None
+
+    def timed(self, name: str, fn, steps: int) -> dict:
+        """Run fn once into work/name, returning {training minutes, steps} (a finished run's record read back)."""
+        import time
+        record = self.work / name / "trained.json"
+        if record.is_file():
+            print(f"{name}: trained earlier in {display_path(self.work / name)}", flush=True)
+            return json.loads(record.read_text())
+        t0 = time.perf_counter()
+        fn()
+        out = {"train_min": (time.perf_counter() - t0) / 60, "steps": steps}
+        record.write_text(json.dumps(out))
+        return out
+
+    def train(self, name: str, budget_min: Optional[float] = None) -> dict:
+        """Train row `name` (the reference as configured; another for `budget_min`, default the reference's minutes)."""
+        from denoisekit.recipes import RunConfig, train_run
+        cfg, row = self.configs[name], {"name": name}
+        if name != self.reference:
+            if self.reference not in self.trained:
+                self.train(self.reference)
+            ref = self.trained[self.reference]
+            budget_min = ref["train_min"] if budget_min is None else budget_min
+            if not (self.work / name / "trained.json").is_file():
+                if self.calibration is None:
+                    self.calibration = ref["train_min"] * 60 / ref["steps"] / step_seconds(self.configs[self.reference],
+                                                                                            20)
+                    print(f"calibration: a step inside a run takes {self.calibration:.2f}x a timed one", flush=True)
+                sec = step_seconds(cfg, 20) * self.calibration
+                cfg = merged(cfg, {"train": {"steps": max(2, round(budget_min * 60 / sec))}})
+                row["step_s"], row["calibration"] = sec, self.calibration
+                print(f"{name}: {sec:.3f} s a step, so {cfg['train']['steps']} steps in {budget_min:.2f} minutes",
+                      flush=True)
+        print(f"training {name} into {display_path(self.work / name)}", flush=True)
+        self.trained[name] = {**row, **self.timed(
+            name, lambda: train_run(RunConfig.from_dict(cfg), self.work / name, resume=False), cfg["train"]["steps"])}
+        return self.trained[name]
+
+    @classmethod
+    def claims(cls, trained: list, reference: str) -> list:
+        """Each row's training minutes within TOLERANCE of the reference's."""
+        minutes = {r["name"]: r["train_min"] for r in trained}
+        if reference not in minutes:
+            return []
+        return [(f"{name} trained {m:.2f} min against {reference}'s {minutes[reference]:.2f} "
+                 f"({m / minutes[reference]:.2f}x): equal minutes within {cls.TOLERANCE}x",
+                 m <= cls.TOLERANCE * minutes[reference]) for name, m in minutes.items() if name != reference]

@@ -23,15 +23,13 @@ training.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import (demo_config, display_path, merged, seed_list, step_seconds, verdict,  # noqa: E402
-                    write_result)
+from common import EqualMinutes, demo_config, merged, seed_list, verdict, write_result  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -85,7 +83,6 @@ def main() -> int:
     from denoisekit.eval import Evaluator
     from denoisekit.images import save_picture
     from denoisekit.models import load_model
-    from denoisekit.recipes import RunConfig, train_run
     from denoisekit.recipes.autoencoder import AutoencoderConfig, train_autoencoder_run
     from denoisekit.samplers import generate
     work = Path(args.work)
@@ -93,50 +90,17 @@ def main() -> int:
     data = load_dataset("mnist")
     evaluator = Evaluator(data, progress=False)
 
-    def timed(name: str, fn, steps: int) -> dict:
-        """Run fn once into work/name, returning {training minutes, steps} (a finished run's record read back)."""
-        record = work / name / "trained.json"
-        if record.is_file():
-            print(f"{name}: trained earlier in {display_path(work / name)}", flush=True)
-            return json.loads(record.read_text())
-        t0 = time.perf_counter()
-        fn()
-        out = {"train_min": (time.perf_counter() - t0) / 60, "steps": steps}
-        record.write_text(json.dumps(out))
-        return out
-
-    calibration: dict = {}
-
-    def train(name: str, budget_min) -> dict:
-        """The row trained for the steps budget_min buys at its measured seconds a step (None: as configured), the
-        measurement scaled by the pixel run's real seconds a step over its measured ones (a timed step runs faster
-        than one inside a whole run, with its checkpoints, set-up and final pictures, and the machine drifts)."""
-        cfg, row = configs[name], {"name": name}
-        if budget_min is not None and not (work / name / "trained.json").is_file():
-            if not calibration:
-                pixel = trained["pixel"]
-                calibration["x"] = pixel["train_min"] * 60 / pixel["steps"] / step_seconds(configs["pixel"], 20)
-                print(f"calibration: a step inside a run takes {calibration['x']:.2f}x a timed one", flush=True)
-            sec = step_seconds(cfg, 20) * calibration["x"]
-            cfg = merged(cfg, {"train": {"steps": max(2, round(budget_min * 60 / sec))}})
-            row["step_s"], row["calibration"] = sec, calibration["x"]
-            print(f"{name}: {sec:.3f} s a step, so {cfg['train']['steps']} steps in {budget_min:.2f} minutes",
-                  flush=True)
-        print(f"training {name} into {display_path(work / name)}", flush=True)
-        return {**row, **timed(name, lambda: train_run(RunConfig.from_dict(cfg), work / name, resume=False),
-                               cfg["train"]["steps"])}
-
-    trained: dict = {}
-    trained["pixel"] = train("pixel", None)
+    trainer = EqualMinutes(work, configs, reference="pixel")
+    trained: dict = {"pixel": trainer.train("pixel")}
     budget = trained["pixel"]["train_min"]
     ae_cfg = AutoencoderConfig.from_dict({"data": "mnist", "train": {"steps": args.ae_steps, "batch_size": 32,
                                                                     "progress": False}})
     print(f"training the autoencoder ({args.ae_steps} steps)", flush=True)
-    trained["autoencoder"] = {"name": "autoencoder", **timed(
+    trained["autoencoder"] = {"name": "autoencoder", **trainer.timed(
         "autoencoder", lambda: train_autoencoder_run(ae_cfg, work / "autoencoder", resume=False), args.ae_steps)}
-    trained["latent"] = train("latent", budget - trained["autoencoder"]["train_min"])
+    trained["latent"] = trainer.train("latent", budget - trained["autoencoder"]["train_min"])
     for name in ("base14", "sr", "sr-noaug"):
-        trained[name] = train(name, budget / 2)
+        trained[name] = trainer.train(name, budget / 2)
 
     def timing(models: dict, how, n: int = 250, repeats: int = 3) -> dict:
         """Seconds per image of pixel, latent (decoding included) and cascade sampling at NFE steps a stage, timed

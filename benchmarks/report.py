@@ -441,7 +441,11 @@ def _judged(name: str, d: dict) -> list:
         return m.claims(d["summary"]) + extra
     if name == "latent_cascade":
         return m.claims(d["rows"], d.get("trained"))
-    if name in ("ode_gap", "few_step", "trilemma", "flow_paths"):
+    if name == "processes_mnist":
+        return m.claims(d["rows"], d.get("trained"))
+    if name == "reflow_mnist":
+        return m.claims(d["rows"], d["straightness"])
+    if name in ("ode_gap", "few_step", "trilemma", "flow_paths", "cld_paths"):
         return m.claims(d["rows"])
     if name == "quality_vs_nfe":
         return m.claims(d["results"])
@@ -465,7 +469,8 @@ def _judged(name: str, d: dict) -> list:
 VERDICTS = ("train_throughput", "sampler_overhead", "attention_layout", "sampler_accuracy", "vs_ddpm_pytorch",
             "quality_vs_nfe", "ddim_table", "guidance_tradeoff", "guidance_tradeoff_sde", "improved_ddpm",
             "score_based", "pc_corrector", "score_pictures", "ablation", "ode_gap", "bf16_loss",
-            "default_schedules", "few_step", "trilemma", "latent_cascade", "flow_paths")
+            "default_schedules", "few_step", "trilemma", "latent_cascade", "flow_paths", "cld_paths", "processes_mnist",
+            "reflow_mnist")
 
 
 def verdicts_section() -> list[str]:

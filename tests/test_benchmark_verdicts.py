@@ -211,6 +211,53 @@ def test_flow_paths_claims():
     assert m.claims([exact]) == [] and m.claims([]) == []
 
 
+def test_cld_paths_claims():
+    """SSCS must beat EM twofold at each NFE up to 20: a 1.9x win fails; rows past 20 are not judged."""
+    import cld_paths as m
+    rows = [{"sampler": s, "steps": n, "swd": v} for n, a, b in ((5, 0.3, 20.0), (10, 0.25, 1.1), (20, 0.16, 0.35),
+                                                                 (50, 0.08, 0.06)) for s, v in (("sscs", a),
+                                                                                                 ("cld_em", b))]
+    assert [met for _, met in m.claims(rows)] == [True, True, True]  # 2 x 0.16 = 0.32 <= 0.35
+    rows[5]["swd"] = 0.30  # EM 0.30 against SSCS 0.16: a 1.9x win
+    assert [met for _, met in m.claims(rows)] == [True, True, False]
+    assert m.claims([r for r in rows if r["steps"] == 50]) == []
+
+
+def test_processes_mnist_claims():
+    """CLD against the VP SDE at 10 and 20 steps (each sampler's best), SSCS against EM up to 50, equal minutes."""
+    import processes_mnist as m
+    rows = []
+    for steps, cld_fd, em_fd, vp_fd in ((10, 1.0, 2.0, 1.5), (20, 0.8, 0.9, 0.7), (50, 0.6, 0.5, 0.6),
+                                        (100, 0.55, 0.5, 0.5)):
+        rows += [{"name": "cld", "sampler": "sscs", "steps": steps, "fd": cld_fd},
+                 {"name": "cld", "sampler": "cld_em", "steps": steps, "fd": em_fd},
+                 {"name": "vp", "sampler": "unipc", "steps": steps, "fd": vp_fd},
+                 {"name": "vp", "sampler": "dpmpp_2m_sde", "steps": steps, "fd": vp_fd + 0.1}]
+    trained = [{"name": "ddpm", "train_min": 4.0}, {"name": "vp", "train_min": 4.3}, {"name": "cld", "train_min": 4.5}]
+    judged = m.claims(rows, trained)
+    assert [met for _, met in judged] == [True, False, True, True, False, True, False]
+    assert "CLD FD 1.000 (sscs) against the VP SDE's 1.500 (unipc) at 10 steps" in judged[0][0]
+    assert "(cld_em)" in m.claims([{**r, "fd": 0.1} if r["sampler"] == "cld_em" else r for r in rows])[1][0]
+
+
+def test_reflow_mnist_claims():
+    """Straightness, the student against the teacher at 1 and 2 Euler steps, and its 2-step FD within 2x of the
+    teacher's best at 20 NFE; each fails on the other side of its line."""
+    import reflow_mnist as m
+    rows = [{"name": "teacher", "sampler": "euler", "steps": 1, "fd": 40.0},
+            {"name": "teacher", "sampler": "euler", "steps": 2, "fd": 9.0},
+            {"name": "reflow", "sampler": "euler", "steps": 1, "fd": 3.0},
+            {"name": "reflow", "sampler": "euler", "steps": 2, "fd": 1.3},
+            {"name": "teacher", "sampler": "dpmpp_2m", "steps": 20, "fd": 0.7},
+            {"name": "teacher", "sampler": "unipc", "steps": 20, "fd": 0.6}]
+    straight = {"teacher": 0.2, "reflow": 0.01}
+    assert [met for _, met in m.claims(rows, straight)] == [True, True, True, False]  # 1.3 > 2 x 0.6
+    assert "(unipc); goal 2x" in m.claims(rows, straight)[3][0]
+    rows[3]["fd"] = 1.2
+    assert [met for _, met in m.claims(rows, {"teacher": 0.2, "reflow": 0.3})] == [False, True, True, True]
+    assert m.claims([], {}) == []
+
+
 def test_few_step_level_tuning_is_greedy_and_leaves_room_below():
     """The greedy search picks the 2-step level first, then each next level below the last, from the candidates, and
     never picks a level with too few candidates below it for the levels still to place."""
@@ -261,7 +308,11 @@ def test_the_stored_results_are_judged_by_the_report():
     ("latent_cascade.py", ["--aug-levels", "a"], "--aug-levels"),
     ("latent_cascade.py", ["--ae-steps", "0"], "--ae-steps"),
     ("flow_paths.py", ["--pairs", "0"], "--pairs"), ("flow_paths.py", ["--steps", "-1"], "--steps"),
-    ("flow_paths.py", ["--n", "0"], "--n")])
+    ("flow_paths.py", ["--n", "0"], "--n"), ("cld_paths.py", ["--n", "1"], "--n"),
+    ("cld_paths.py", ["--paths", "0"], "--paths"), ("processes_mnist.py", ["--n", "1"], "--n"),
+    ("processes_mnist.py", ["--nfe", "1,10"], "--nfe"), ("processes_mnist.py", ["--nfe", "a"], "--nfe"),
+    ("reflow_mnist.py", ["--pairs", "8"], "--pairs"), ("reflow_mnist.py", ["--steps", "0"], "--steps"),
+    ("reflow_mnist.py", ["--n", "2"], "--n")])
 def test_bad_benchmark_flags_are_one_line_before_any_work(script, args, word, tmp_path):
     """A benchmark's new flags refuse bad values in one line naming the flag (argparse's exit 2), before training,
     sampling or writing anything."""

@@ -13,7 +13,7 @@ from denoisekit.objectives import HSMLoss
 from denoisekit.processes import CLDProcess
 from denoisekit.samplers import sample
 from denoisekit.utils import sample_generators
-from gmm import assert_reproduces_mixture, cld_oracle
+from gmm import assert_reproduces_mixture
 
 MIX = GaussianMixture([0.2, 0.5, 0.3], [[-1.0, 0.5], [0.8, 0.8], [0.3, -1.0]], [0.1, 0.15, 0.1])
 
@@ -103,7 +103,7 @@ def test_hsm_is_minimised_by_the_exact_velocity_noise_and_weights_by_likelihood(
     cross term vanishes only at the conditional mean of the target); the likelihood weighting multiplies by
     2 Gamma beta ell_t^2."""
     p = CLDProcess()
-    oracle = cld_oracle(MIX, p)
+    oracle = MIX.cld_denoiser(p).net.fn
     x0 = MIX.sample(40_000, torch.Generator().manual_seed(3))[0]
 
     def loss(delta, weighting="eps"):
@@ -130,7 +130,7 @@ def test_hsm_is_minimised_by_the_exact_velocity_noise_and_weights_by_likelihood(
 
 def _draw(sampler, steps, n=4000, **options):
     p = CLDProcess()
-    den = CLDDenoiser.from_function(cld_oracle(MIX, p), p, "eps")
+    den = MIX.cld_denoiser(p)
     gens = sample_generators(0, n)
     stats = {}
     x = sample(den, p.prior_sample((n, 4), gens, dtype=torch.float64), sampler, steps, generator=gens, stats=stats,
@@ -160,7 +160,7 @@ def test_samplers_refuse_the_other_family_in_one_line():
     from denoisekit.processes import VPSDE
     from denoisekit.denoiser import Denoiser
     p = CLDProcess()
-    den = CLDDenoiser.from_function(cld_oracle(MIX, p), p, "eps")
+    den = MIX.cld_denoiser(p)
     u = p.prior_sample((4, 4))
     with pytest.raises(ValueError, match="sampler 'ddim': works on the scalar Gaussian .* use one of sscs, cld_em, "
                                          "cld_ode"):
@@ -204,6 +204,9 @@ def test_training_and_sampling_cld_through_the_cli(tmp_path):
                          "--out", str(tmp_path / f"{sampler}{k}.png")]) == 0
             outs.append(npz.read_bytes())
         assert outs[0] == outs[1]
+    gif = tmp_path / "reverse.gif"  # the frames are the states' data part
+    assert main(["sample", str(run), "--steps", "5", "--n", "4", "--gif", str(gif), "--out",
+                 str(tmp_path / "g.png")]) == 0 and gif.stat().st_size > 0
 
 
 @pytest.mark.parametrize("extra,fragments", [

@@ -277,3 +277,84 @@ def test_bad_flow_settings_are_one_line(extra, fragments, tmp_path, capsys):
     assert cli(["train", "--data", "moons", "--out", str(run), "--steps", "3", *TINY, *extra]) == 2
     one_line_error(capsys, *fragments)
     assert not run.exists()
+
+
+def test_reflow_loss_reads_each_examples_noise_from_the_conditioning():
+    """ReflowLoss is the flow-matching loss on the pair (x, Cond.noise): equal to on_pairs with that noise, labels
+    passed on, and a one-line error without the noise slot."""
+    from denoisekit.conditioning import Cond
+    from denoisekit.denoiser import Denoiser
+    from denoisekit.objectives import ReflowLoss
+    p = FlowProcess()
+    seen = []
+
+    def fn(x, t, cond):
+        seen.append(cond)
+        return x * 0.3 + t[:, None].to(x.dtype)
+    den = Denoiser.from_function(fn, p, "flow")
+    g = torch.Generator().manual_seed(0)
+    x0, z = torch.randn(6, 2, generator=g), torch.randn(6, 2, generator=g)
+    labels = torch.arange(6)
+    got = ReflowLoss()(den, x0, Cond(label=labels, noise=z), torch.Generator().manual_seed(1))
+    want = FlowMatchingLoss().on_pairs(den, x0, z, labels, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(got, want)
+    assert seen[0].noise is None and torch.equal(seen[0].label, labels)
+    with pytest.raises(ValueError, match="needs each example's noise z in Cond.noise"):
+        ReflowLoss()(den, x0, labels)
+
+
+def test_reflow_through_the_cli(tmp_path):
+    """denoisekit reflow: pairs drawn once from the teacher's ODE (pair i from (seed, i)) into OUT, a copy of the
+    teacher trained on them, sampled by default with 2 Euler steps; running it again reuses the pairs and the stage."""
+    from safetensors.torch import load_file
+    from denoisekit.models import load_model
+    from denoisekit.samplers import sample as draw
+    teacher = tmp_path / "flow"
+    assert main(["train", "--data", "moons", "--out", str(teacher), "--steps", "20", "--objective", "flow",
+                 *TINY]) == 0
+    out = tmp_path / "reflow"
+    argv = ["reflow", "--teacher", str(teacher), "--out", str(out), "--pairs", "48", "--pair-steps", "4",
+            "--steps-per-stage", "6", "--batch-size", "16", "--set", "train.progress=false"]
+    assert main(argv) == 0
+    pairs = load_file(str(out / "pairs.safetensors"))
+    assert pairs["z"].shape == pairs["x"].shape == (48, 2)
+    t = load_model(teacher).denoiser
+    torch.testing.assert_close(draw(t, pairs["z"][40:44], "dpmpp_2m", 4), pairs["x"][40:44])
+    student = load_model(out / "stages" / "01-reflow")
+    assert student.denoiser.prediction == "flow" and isinstance(student.denoiser.process, FlowProcess)
+    before = (out / "pairs.safetensors").read_bytes()
+    assert main(argv) == 0
+    assert (out / "pairs.safetensors").read_bytes() == before
+    assert main(["sample", str(out / "stages" / "01-reflow"), "--n", "8", "--out", str(tmp_path / "s.png")]) == 0
+
+
+@pytest.mark.parametrize("extra,fragments", [
+    (["--pairs", "0"], ["pairs.n: expected a positive number of couplings"]),
+    (["--pair-sampler", "ddpm"], ["pairs.sampler: expected a deterministic ODE solver"]),
+    (["--pair-steps", "0"], ["pairs.steps: expected a positive number of solver steps"]),
+    (["--prediction", "v"], ["prediction: a reflowed student is a flow"]),
+    (["--pairs", "8", "--batch-size", "16"], ["train.batch_size: 16 is larger than the 8 pairs"]),
+    (["--set", "pairs.size=3"], ["pairs: expected a mapping of n, sampler, steps, schedule, seed"]),
+])
+def test_bad_reflow_settings_are_one_line(extra, fragments, tmp_path, capsys, flow_teacher):
+    out = tmp_path / "reflow"
+    assert cli(["reflow", "--teacher", str(flow_teacher), "--out", str(out), *extra]) == 2
+    one_line_error(capsys, *fragments)
+    assert not out.exists()
+
+
+def test_reflow_refuses_a_teacher_that_is_not_a_flow_and_pairs_elsewhere(tmp_path, capsys, flow_teacher):
+    ddpm = tmp_path / "ddpm"
+    assert main(["train", "--data", "moons", "--out", str(ddpm), "--steps", "3", *TINY]) == 0
+    assert cli(["reflow", "--teacher", str(ddpm), "--out", str(tmp_path / "r")]) == 2
+    one_line_error(capsys, "--teacher: reflow straightens a flow", "DiscreteVP")
+    assert cli(["distill", "--method", "progressive", "--teacher", str(flow_teacher), "--out", str(tmp_path / "d"),
+                "--pairs", "10"]) == 2
+    one_line_error(capsys, "pairs: only method reflow draws pairs")
+
+
+@pytest.fixture(scope="module")
+def flow_teacher(tmp_path_factory):
+    run = tmp_path_factory.mktemp("flow_teacher") / "flow"
+    assert main(["train", "--data", "moons", "--out", str(run), "--steps", "3", "--objective", "flow", *TINY]) == 0
+    return run

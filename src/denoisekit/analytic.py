@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from .denoiser import Denoiser
+from .denoiser import CLDDenoiser, Denoiser
 from .conditioning import Cond
 from .processes import NoiseProcess
 
@@ -99,6 +99,31 @@ class GaussianMixture:
             labels = Cond.of(cond).label if conditional and cond is not None else None
             return self.posterior_mean(x_t, process.alpha(t), process.sigma(t), labels).to(x_t.dtype)
         return Denoiser.from_function(x0, process, prediction="x0")
+
+    def cld_denoiser(self, process) -> "CLDDenoiser":
+        """The exact CLD denoiser of this mixture (Dockhorn et al. 2022): eps_v = -L22 score_v, with per component k and
+        dimension the linear-Gaussian marginal u ~ N(Phi[:, 0] mu_k, C_k = Phi diag(tau_k^2, gamma M) Phi^T + Q) and
+        score_v = sum_k r_k(u) (-C_k^-1 (u - m_k))_v, r_k the components' posterior weights."""
+        def eps_v(u, t):
+            x, v = (h.reshape(len(u), -1).double() for h in process.split(u))
+            t = t.double()
+            b = process.integral(t)
+            phi, q = process.transition(b), process.noise_covariance(b)           # (B, 2, 2)
+            col = lambda m, i, j: m[:, i, j][:, None, None]  # noqa: E731
+            tau2, s0v = self.tau.to(u.device)[None] ** 2, process.gamma * process.M  # (1, K, D)
+            cxx = col(phi, 0, 0) ** 2 * tau2 + col(phi, 0, 1) ** 2 * s0v + col(q, 0, 0)
+            cxv = col(phi, 0, 0) * col(phi, 1, 0) * tau2 + col(phi, 0, 1) * col(phi, 1, 1) * s0v + col(q, 0, 1)
+            cvv = col(phi, 1, 0) ** 2 * tau2 + col(phi, 1, 1) ** 2 * s0v + col(q, 1, 1)
+            mu = self.mu.to(u.device)[None]
+            dx, dv = x[:, None] - col(phi, 0, 0) * mu, v[:, None] - col(phi, 1, 0) * mu  # (B, K, D)
+            det = cxx * cvv - cxv**2
+            logp = self.w.to(u.device).log()[None] - 0.5 * ((cvv * dx**2 - 2 * cxv * dx * dv + cxx * dv**2) / det
+                                                            + det.log()).sum(-1)
+            r = torch.softmax(logp, dim=1)[..., None]
+            score_v = (r * (cxv * dx - cxx * dv) / det).sum(1)
+            l22 = process.coefficients(t)[4][:, None]
+            return (-l22 * score_v).reshape(process.split(u)[1].shape).to(u.dtype)
+        return CLDDenoiser.from_function(eps_v, process, "eps")
 
     def classifier(self, process: NoiseProcess):
         """log p(y = k | x_t, t), the exact noisy classifier, for ClassifierGuidance."""

@@ -3,7 +3,9 @@
 `Cond` carries a class label (GLIDE / ADM class embedding; -1 is 'no label'), an image concatenated to the input
 (cascaded super-resolution's low-resolution image), a context sequence with its padding mask (text tokens for
 cross-attention), a pooled vector (a CLIP embedding) and an augmentation level (EDM's `augment_labels`, a cascade's
-noise-conditioning level) and a latent z (a denoising diffusion GAN's generator input, Xiao et al. 2022). Every slot is per example: first axis the batch. A plain label tensor is accepted wherever
+noise-conditioning level), a latent z (a denoising diffusion GAN's generator input, Xiao et al. 2022) and a coupling's
+noise (reflow's pairs, Liu et al. 2023; read by the loss, never by a network). Every slot is per example: first axis
+the batch. A plain label tensor is accepted wherever
 a `Cond` is (`Cond.of`), so `sample(model, x, cond=labels)` reads as before.
 """
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Cond:
     pooled: Optional[torch.Tensor] = None        # (B, D): a pooled vector added to the embedding
     aug: Optional[torch.Tensor] = None           # (B,) or (B, K): an augmentation / noise-conditioning level
     latent: Optional[torch.Tensor] = None        # (B, Z): a generator's latent z, mapped into the embedding
+    noise: Optional[torch.Tensor] = None         # (B, *data): a coupling's noise z paired with x (reflow): the loss's
 
     @classmethod
     def of(cls, cond: Any) -> Optional["Cond"]:

@@ -42,7 +42,7 @@ def cmd_sample(args) -> int:
 
     def callback(i, t, x, pred):
         if wants_frames and (i % every == 0 or i == args.steps - 1):
-            frames.append(x.cpu())
+            frames.append(model.process.data_part(x).cpu())  # a state (x, v): its data part
 
     stats: dict = {}
     times = _auto_times(args, model.denoiser, shape, options)

@@ -9,7 +9,7 @@ from .recovery import LangevinChain, RecoveryEBM, RecoveryLoss, recover
 from .hsm import HSMLoss
 from .distillation import ProgressiveDistillationLoss, distillation_times
 from .score_matching import DSMLoss, ESMLoss, SSMLoss
-from .simple import FLOW_TIME_SAMPLINGS, FlowMatchingLoss, SimpleLoss, noised, regression_error
+from .simple import FLOW_TIME_SAMPLINGS, FlowMatchingLoss, ReflowLoss, SimpleLoss, noised, regression_error
 from .time_sampling import ImportanceTimes, UniformTimes
 
 # L_simple (Ho et al. 2020), L_hybrid and L_vlb (Nichol & Dhariwal 2021), and denoising, sliced and explicit score
@@ -28,6 +28,7 @@ BOUND_OBJECTIVES = tuple(k for k, loss in OBJECTIVES.items() if issubclass(loss,
 __all__ = ["ADVERSARIAL_OBJECTIVES", "BOUND_OBJECTIVES", "CONSISTENCY_OBJECTIVES", "ClassifierLoss",
            "ConsistencyDistillationLoss", "ConsistencyTrainingLoss", "DDGAN", "DDGANLoss", "DISTANCES", "DSMLoss",
            "ENERGY_OBJECTIVES", "ESMLoss", "FLOW_TIME_SAMPLINGS", "FlowMatchingLoss", "HSMLoss", "HybridLoss", "ImportanceTimes",
-           "LangevinChain", "OBJECTIVES", "ProgressiveDistillationLoss", "RecoveryEBM", "RecoveryLoss", "SSMLoss",
+           "LangevinChain", "OBJECTIVES", "ProgressiveDistillationLoss", "RecoveryEBM", "RecoveryLoss", "ReflowLoss",
+           "SSMLoss",
            "SimpleLoss", "TargetNetwork", "UniformTimes", "VLBLoss", "distance", "distillation_times", "fake_step",
            "noised", "real_pair", "recover", "regression_error"]

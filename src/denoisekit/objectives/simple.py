@@ -4,6 +4,7 @@ shares."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Literal, Optional
 
 import torch
@@ -111,6 +112,20 @@ class FlowMatchingLoss(SimpleLoss):
         x0_hat, eps_hat = to_x0_eps(denoiser.prediction, out, x_t, alpha, sigma, denoiser.sigma_data)
         err = ((eps_hat - x0_hat).float() - (eps - x0).float()) ** 2
         return err.reshape(err.shape[0], -1).mean(1)
+
+
+@configurable
+class ReflowLoss(FlowMatchingLoss):
+    """The flow-matching loss on a coupling's pairs (Liu et al. 2023, eq. 1 with (X0, X1) = (x, z) from the previous
+    flow's ODE): each example's noise is its partner z, given in Cond.noise (a `PairedData` set's), not drawn."""
+
+    def __call__(self, denoiser, x0: torch.Tensor, cond=None, generator: Generator = None) -> torch.Tensor:
+        c = Cond.of(cond)
+        if c is None or c.noise is None:
+            raise ValueError("objective: reflow trains on pairs (z, x); the loss needs each example's noise z in "
+                             "Cond.noise (a PairedData set)")
+        rest = replace(c, noise=None)
+        return self.on_pairs(denoiser, x0, c.noise.to(x0.dtype), rest if rest.items() else None, generator)
 
 
 def noised(process, x0: torch.Tensor, t: torch.Tensor, cond, p_uncond: float, generator: Generator):

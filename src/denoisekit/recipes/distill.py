@@ -1,7 +1,8 @@
 """`denoisekit distill`: a few-step student from a trained diffusion model, by progressive distillation (Salimans & Ho
-2022: stages that halve the sampling steps, each a resumable run folder whose student teaches the next) or by
-consistency distillation (Song et al. 2023: one stage). The trainer and its checkpoints are the ones of `train`; the
-losses are `objectives.distillation` and `objectives.consistency`."""
+2022: stages that halve the sampling steps, each a resumable run folder whose student teaches the next), by
+consistency distillation (Song et al. 2023: one stage) or, from a flow-matching teacher, by reflow (Liu et al. 2023:
+one stage trained on the teacher's ODE couplings; `denoisekit reflow`). The trainer and its checkpoints are the ones of
+`train`; the losses are `objectives.distillation`, `objectives.consistency` and `ReflowLoss`."""
 from __future__ import annotations
 
 import copy
@@ -19,7 +20,9 @@ from ..denoiser import Denoiser
 from ..images import save_picture
 from ..objectives.consistency import ConsistencyDistillationLoss
 from ..objectives.distillation import STUDENT_PREDICTIONS, ProgressiveDistillationLoss
+from ..objectives.simple import ReflowLoss
 from ..prediction import PREDICTION_TYPES
+from ..processes import FlowProcess
 from ..samplers import balanced_labels, generate
 from ..samplers.recorded import CONSISTENCY_FALLBACK
 from ..train import TrainConfig, Trainer
@@ -28,9 +31,12 @@ from ..train.trainer import IncompatibleRun, resolve_device
 from ..utils import atomic_save
 from .build import data_fingerprint
 from .config import build_section, top_level
+from .reflow import PAIRS, check_pairs, teacher_pairs
 from .run import compatibility_check, remove_outputs, start_run
 
-METHODS = ("progressive", "consistency")
+METHODS = ("progressive", "consistency", "reflow")
+# A reflowed student samples its straightened paths with Euler steps over the whole path (Liu et al. 2023).
+REFLOW_SAMPLING = {"sampler": "euler", "steps": 2, "schedule": "trailing", "options": {}}
 RECORD = "distill.yaml"  # the distillation's config, in the output folder beside stages/
 # Per stage, unless the config says otherwise: a short fine-tune from the teacher, the learning rate annealed to zero
 # within the stage (Salimans & Ho 2022 anneal it linearly; cosine here), a short EMA, no post-hoc EMA profiles.
@@ -49,6 +55,7 @@ class DistillConfig:
     prediction: Optional[str] = None     # the student's; null: the teacher's if bounded at zero SNR, else v
     guidance: Optional[float] = None     # classifier-free guidance w folded into the student (Meng et al. 2023)
     loss: dict = field(default_factory=dict)   # the loss's options (weighting; levels, rho, mu, distance, solver)
+    pairs: dict = field(default_factory=dict)  # reflow: the couplings drawn from the teacher (n, sampler, steps, seed)
     train: dict = field(default_factory=dict)  # each stage's TrainConfig fields (over STAGE_TRAIN)
     sample: dict = field(default_factory=lambda: {"n": 64, "seed": 0})  # the picture at the end of each stage
 
@@ -65,8 +72,16 @@ class DistillConfig:
         if self.method == "progressive":
             self.stages = check_stages([32, 16, 8, 4, 2, 1] if self.stages is None else self.stages)
         elif self.stages is not None:
-            raise ValueError("stages: consistency distillation is one stage (its student samples in 1, 2 or more "
-                             "steps); remove stages, or use method progressive")
+            raise ValueError(f"stages: {self.method} is one stage (its student samples in 1, 2 or more steps); remove "
+                             f"stages, or use method progressive")
+        if self.method == "reflow":
+            check_pairs(self.pairs)
+            if self.prediction not in (None, "flow"):
+                raise ValueError(f"prediction: a reflowed student is a flow (its velocity eps - x0 on the straight "
+                                 f"path); use flow or null, not {self.prediction}")
+        elif self.pairs:
+            raise ValueError(f"pairs: only method reflow draws pairs from the teacher; method {self.method} does not "
+                             f"(remove the section)")
         require(self.prediction is None or self.prediction in PREDICTION_TYPES, "prediction",
                 f"one of {', '.join(PREDICTION_TYPES)} or null", self.prediction)
         if self.method == "progressive" and self.prediction not in (None, *STUDENT_PREDICTIONS):
@@ -90,6 +105,8 @@ class DistillConfig:
         if self.method == "progressive":
             return build_section("loss", ProgressiveDistillationLoss, self.loss,
                                  reserved={"steps": "set by stages"}, steps=steps)
+        if self.method == "reflow":
+            return build_section("loss", ReflowLoss, self.loss)
         return build_section("loss", ConsistencyDistillationLoss, self.loss)
 
     def stage_train(self, teacher_train: dict) -> TrainConfig:
@@ -188,6 +205,8 @@ def student_prediction(dc: DistillConfig, teacher: Denoiser) -> str:
     """The student's prediction type: as asked, else the teacher's where it suits the method, else v."""
     if dc.prediction is not None:
         return dc.prediction
+    if dc.method == "reflow":
+        return "flow"
     if dc.method == "progressive" and teacher.prediction not in STUDENT_PREDICTIONS:
         return "v"
     return teacher.prediction
@@ -205,6 +224,8 @@ class Stage:
         if method == "progressive":
             return (f"stage {self.index}/{total}: a {self.steps}-step student from the {2 * self.steps}-step teacher "
                     f"-> {self.folder}")
+        if method == "reflow":
+            return f"reflow: a flow trained on the teacher's couplings (z, x) -> {self.folder}"
         return f"consistency distillation: the consistency function f from the teacher -> {self.folder}"
 
 
@@ -212,6 +233,8 @@ def plan_stages(dc: DistillConfig, out: Path) -> list[Stage]:
     """The stages' folders and what each student's `denoisekit sample` uses by default."""
     if dc.method == "consistency":
         return [Stage(1, out / "stages" / "01-consistency", 1, copy.deepcopy(CONSISTENCY_FALLBACK))]
+    if dc.method == "reflow":
+        return [Stage(1, out / "stages" / "01-reflow", REFLOW_SAMPLING["steps"], copy.deepcopy(REFLOW_SAMPLING))]
     return [Stage(i + 1, out / "stages" / f"{i + 1:02d}-{n}-steps", n,
                   {"sampler": "ddim", "steps": n, "schedule": "trailing", "options": {}})
             for i, n in enumerate(dc.stages)]
@@ -234,7 +257,7 @@ def stage_done(stage: Stage, steps: int, origin: dict) -> bool:
 
 def clear_distillation(out: Path) -> list[str]:
     """--no-resume: remove what `distill` wrote into `out` (its record and stage folders), nothing else."""
-    return remove_outputs(out, ("stages", RECORD))
+    return remove_outputs(out, ("stages", RECORD, PAIRS))
 
 
 @dataclass
@@ -250,7 +273,9 @@ class Distillation:
         t = self.teacher
         n = sum(p.numel() for p in t.denoiser.parameters())
         what = (f"progressive distillation {2 * self.dc.stages[0]} -> {self.dc.stages[-1]} steps in "
-                f"{len(self.stages)} stages" if self.dc.method == "progressive" else "consistency distillation")
+                f"{len(self.stages)} stages" if self.dc.method == "progressive" else
+                f"reflow on {check_pairs(self.dc.pairs)['n']} couplings" if self.dc.method == "reflow" else
+                "consistency distillation")
         return (f"{what} of {t.model.folder} ({n:,} parameters, {t.denoiser.prediction}-prediction, "
                 f"{type(t.denoiser.process).__name__}) on {t.ds.name!r} ({len(t.ds)} examples): {self.tc.steps} steps "
                 f"of batch {self.tc.batch_size} per stage, lr {self.tc.lr:g} ({self.tc.lr_schedule})")
@@ -271,6 +296,13 @@ def prepare_distillation(dc: DistillConfig, teacher_path, out) -> Distillation:
     tc = dc.stage_train(teacher.model.record.get("train"))
     if tc.batch_size > len(teacher.ds):
         raise ValueError(f"train.batch_size: {tc.batch_size} is larger than the data set ({len(teacher.ds)} examples)")
+    if dc.method == "reflow":
+        if not isinstance(teacher.denoiser.process, FlowProcess):
+            raise ValueError(f"--teacher: reflow straightens a flow; it needs a flow-matching teacher (objective "
+                             f"flow), not one of process {type(teacher.denoiser.process).__name__}")
+        n = check_pairs(dc.pairs)["n"]
+        if tc.batch_size > n:
+            raise ValueError(f"train.batch_size: {tc.batch_size} is larger than the {n} pairs (pairs.n)")
     if dc.guidance is not None:
         teacher.model.guided(w=dc.guidance)  # one line when the teacher has no unconditional branch
     prediction = student_prediction(dc, teacher.denoiser)
@@ -312,7 +344,8 @@ def train_stage(prep: Distillation, teacher: Teacher, stage: Stage, resume: bool
     prediction = student_prediction(dc, teacher.denoiser)
     student = student_from(teacher.denoiser, prediction, dc.method == "consistency")
     guide = teacher.model.guided(w=dc.guidance)[0] if dc.guidance is not None else teacher.denoiser
-    loss = dc.loss_for(stage.steps).with_teacher(guide)
+    reflow = dc.method == "reflow"
+    loss = dc.loss_for(stage.steps) if reflow else dc.loss_for(stage.steps).with_teacher(guide)
     first = prep.teacher
     run = copy.deepcopy(first.model.record.get("run") or {})
     run.update(prediction=prediction, consistency=dc.method == "consistency", sample={**run.get("sample", {}),
@@ -323,6 +356,11 @@ def train_stage(prep: Distillation, teacher: Teacher, stage: Stage, resume: bool
                           "teacher": teacher.identity, "origin": first.identity}}
     ds, class_cond = first.ds, bool(teacher.model.num_classes)
     tc = dataclasses.replace(tc, use_labels=class_cond)
+    if reflow:  # the teacher's couplings, drawn once; their noise reaches the loss through the conditioning
+        record["distill"]["pairs"] = check_pairs(dc.pairs)
+        ds = teacher_pairs(teacher.model, ds, check_pairs(dc.pairs), prep.out, teacher.identity["weights"],
+                           guided=guide if dc.guidance is not None else None, progress=tc.progress)
+        tc = dataclasses.replace(tc, use_labels=True)
 
     def sample_fn(ema_model, step):
         labels = balanced_labels(dc.sample.get("n", 64), teacher.model.num_classes, next(ema_model.parameters()).device)

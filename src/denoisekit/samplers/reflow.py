@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+from tqdm.auto import tqdm
 
+from ..conditioning import Cond
 from ..processes.flow import FlowProcess
 from ..utils import sample_generators
 from .entry import sample
@@ -17,14 +19,23 @@ ODE_SAMPLERS = ("euler", "heun", "ddim", "dpmpp_2m", "dpmpp_3m", "dpmpp_2s", "un
 
 @torch.no_grad()
 def reflow_pairs(denoiser, n: int, shape, *, seed: int = 0, sampler: str = "dpmpp_2m", steps: int = 20,
-                 schedule: Optional[str] = None, cond=None, progress: bool = False):
-    """(z, x): n draws z of the prior (draw i from (seed, i), whatever n) and the model's ODE solution x from each."""
+                 schedule: Optional[str] = None, cond=None, progress: bool = False, batch: int = 500):
+    """(z, x): n draws z of the prior (draw i from (seed, i), whatever n and the batch) and the model's ODE solution x
+    from each, solved `batch` at a time; `cond` (labels or a Cond) has one entry per pair."""
     if sampler not in ODE_SAMPLERS:
         raise ValueError(f"sampler: a reflow coupling needs a deterministic ODE solver ({', '.join(ODE_SAMPLERS)}), "
                          f"got {sampler!r}")
-    z = denoiser.process.prior_sample((n, *shape), sample_generators(seed, n))
-    x = sample(denoiser, z, sampler, steps, schedule, cond=cond, progress=progress)
-    return z, x
+    param = next(iter(denoiser.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    cond = Cond.of(cond)
+    zs, xs = [], []
+    for start in tqdm(range(0, n, batch), desc="reflow pairs", leave=False) if progress else range(0, n, batch):
+        k = min(batch, n - start)
+        z = denoiser.process.prior_sample((k, *shape), sample_generators(seed, k, offset=start), device=device)
+        c = None if cond is None else cond.index(slice(start, start + k))
+        zs.append(z)
+        xs.append(sample(denoiser, z, sampler, steps, schedule, cond=c))
+    return torch.cat(zs), torch.cat(xs)
 
 
 @torch.no_grad()
