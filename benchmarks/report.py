@@ -490,6 +490,43 @@ def verdicts_section() -> list[str]:
     return out + [""]
 
 
+def processes_mnist_section(d: dict, prefix: str) -> list[str]:
+    """Frechet distance against NFE for the four processes at equal training minutes, the better sampler of each."""
+    import processes_mnist as m
+    steps = sorted({r["steps"] for r in d["rows"]})
+    out = [f"**Four processes on MNIST-5k at equal training minutes** ({_machine(d)}; `benchmarks/processes_mnist.py`: "
+           f"the demo's U-Net, {d['budget_min']:.2f} min of training each, FD of {d['n']} samples, seed 0; each cell "
+           f"the better of the model's two samplers, named):", "",
+           "| model | minutes | " + " | ".join(f"{k} NFE" for k in steps) + " |", "|---|---:|" + "---:|" * len(steps)]
+    minutes = {r["name"]: r["train_min"] for r in d.get("trained", [])}
+    rows = [(name, label) for name, label in m.LABELS.items()] + [("sscs", "CLD, SSCS"), ("cld_em", "CLD, EM")]
+    for key, label in rows:
+        cells = []
+        for k in steps:
+            if key in ("sscs", "cld_em"):
+                r = next((r for r in d["rows"] if r["sampler"] == key and r["steps"] == k), None)
+                cells.append(f"{r['fd']:.3f}" if r else "")
+            else:
+                r = m.best(d["rows"], key, k)
+                cells.append(f"{r['fd']:.3f} ({r['sampler']})" if r else "")
+        mins = minutes.get(key, minutes.get("cld") if key in ("sscs", "cld_em") else None)
+        out.append(f"| {label} | {mins:.2f} | " + " | ".join(cells) + " |" if mins is not None else
+                   f"| {label} | | " + " | ".join(cells) + " |")
+    return out + ["", f"![FD against NFE]({prefix}processes_mnist.png)", ""]
+
+
+def reflow_mnist_section(d: dict, prefix: str) -> list[str]:
+    """Teacher and reflowed student at 1, 2 and 4 Euler steps, the teacher's best at 20, and straightness."""
+    out = [f"**Reflow on MNIST-5k** ({_machine(d)}; `benchmarks/reflow_mnist.py`: {d['pairs']} pairs from the "
+           f"flow model of processes_mnist, {d['steps']} training steps, {d['reflow_min']:.1f} min with the pairs; FD "
+           f"of {d['n']} samples, seed 0; straightness S {d['straightness']['teacher']:.4f} -> "
+           f"{d['straightness']['reflow']:.4f}):", "", "| model | sampler | NFE | FD | precision | recall |",
+           "|---|---|---:|---:|---:|---:|"]
+    out += [f"| {r['name']} | {r['sampler']}{', ' + r['schedule'] if r['schedule'] else ''} | {r['nfe']} | "
+            f"{r['fd']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} |" for r in d["rows"]]
+    return out + ["", f"![teacher (top 3 rows) and reflow at 1, 2, 4 steps]({prefix}reflow_mnist.png)", ""]
+
+
 def sections(figure_prefix: str) -> list[str]:
     out = verdicts_section()
     for name, render in (("sampler_accuracy", lambda d: accuracy_section(d, figure_prefix)),
@@ -502,7 +539,9 @@ def sections(figure_prefix: str) -> list[str]:
                          ("sampler_overhead", overhead_section), ("ddim_table", ddim_section),
                          ("ablation", ablation_section), ("default_schedules", default_schedules_section),
                          ("few_step", lambda d: few_step_section(d, figure_prefix)),
-                         ("few_step_cuda", few_step_cuda_section)):
+                         ("few_step_cuda", few_step_cuda_section),
+                         ("processes_mnist", lambda d: processes_mnist_section(d, figure_prefix)),
+                         ("reflow_mnist", lambda d: reflow_mnist_section(d, figure_prefix))):
         d = _load(name)
         if d:
             out += render(d)
