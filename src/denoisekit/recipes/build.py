@@ -20,7 +20,7 @@ from ..objectives import ADVERSARIAL_OBJECTIVES, BOUND_OBJECTIVES, DDGAN, ENERGY
 from ..train import TrainConfig
 from ..utils import check_device
 from .latent import OpenedAutoencoder, latent_dataset, latent_record
-from .config import (RunConfig, build_loss, build_process, build_section, build_super_resolution, is_consistency_model,
+from .config import (RunConfig, build_loss, build_process, build_section, build_super_resolution,
                      learns_variance, make_denoiser)
 
 
@@ -65,7 +65,7 @@ def build_denoiser(rc: RunConfig, ds: ArrayDataset) -> Denoiser:
         warnings.warn(f"clip_x0: the noise schedule ends at alpha = {alpha_end:.1e}, where x0 = (x_t - sigma eps) / "
                       f"alpha from an eps prediction is unbounded; set clip_x0: 1.0 (as improved-diffusion's samplers "
                       f"do) for images in [-1, 1]", stacklevel=2)
-    denoiser = Denoiser(net, process, rc.prediction, rc.sigma_data, rc.clip_x0, learned, is_consistency_model(rc))
+    denoiser = make_denoiser(rc, net, process)
     if rc.objective in ADVERSARIAL_OBJECTIVES:
         return DDGAN(denoiser, build_discriminator(rc, ds, num_classes))
     return denoiser
