@@ -18,7 +18,7 @@ from denoisekit.guidance.wrappers import CLASSIFIER_FORMS
 from denoisekit.likelihood import METHODS, PROBES
 from denoisekit.nets import MLP
 from denoisekit.objectives import OBJECTIVES, HybridLoss, SimpleLoss
-from denoisekit.prediction import PREDICTION_TYPES
+from denoisekit.denoiser import ALL_PREDICTIONS
 from denoisekit.processes import PROCESSES, VPSDE, DiscreteVP, Process
 from denoisekit.samplers import (SAMPLERS, SCHEDULES, ddim_sample, ddim_step, euler_step, heun_sample, heun_step,
                                  register_sampler, sampling_times)
@@ -40,7 +40,7 @@ def _subparsers():
 
 def test_every_cli_choice_list_equals_its_registry():
     """Each flag with choices lists exactly its registry, and the sampler and schedule flags name theirs in full."""
-    registries = {"prediction": PREDICTION_TYPES, "process": tuple(PROCESSES), "objective": tuple(OBJECTIVES),
+    registries = {"prediction": ALL_PREDICTIONS, "process": tuple(PROCESSES), "objective": tuple(OBJECTIVES),
                   "variance": VARIANCES, "classifier_form": CLASSIFIER_FORMS, "method": METHODS, "probe": PROBES,
                   "distill_method": DISTILL_METHODS,
                   "schedule": tuple(k for k in SCHEDULES if k != "auto")}

@@ -203,7 +203,10 @@ def test_reference_3m_is_second_order(oracle):
 # checks it with the mixture's exact flow map.
 # (ddgan needs a generator that reads a latent z, recovery an energy model: tests/test_ddgan.py and
 # tests/test_recovery.py check them against the exact mixture.)
-@pytest.mark.parametrize("name", [s for s in SAMPLERS if s not in ("langevin", "consistency", "ddgan", "recovery")])
+SCALAR = [s for s, fn in SAMPLERS.items() if issubclass(DiscreteVP, fn.family)]  # CLD's samplers: tests/test_cld.py
+
+
+@pytest.mark.parametrize("name", [s for s in SCALAR if s not in ("langevin", "consistency", "ddgan", "recovery")])
 def test_every_sampler_reproduces_the_mixture_weights(gmm, name):
     """At generous NFE each sampler's samples fall into the components in the mixture's proportions (within
     4 binomial standard errors) with the components' means, from a plain-function model (Denoiser.from_function)."""
@@ -382,7 +385,7 @@ def test_every_sampler_runs_a_network_of_every_prediction_type(prediction):
     net = Probe(dim=2, time_embedding="fourier" if prediction == "edm" else "sinusoidal", latent_dim=3)
     model = Denoiser(net, PROCESS, prediction)  # with a latent z, so sampler ddgan runs it too
     x_T = PROCESS.prior_sample((3, 2), torch.Generator().manual_seed(0))
-    for name in (s for s in SAMPLERS if s != "recovery"):  # an energy model's sampler: tests/test_recovery.py
+    for name in (s for s in SCALAR if s != "recovery"):  # an energy model's sampler: tests/test_recovery.py
         opts = {"s_churn": 5.0} if name == "heun" else {}
         if name != "ddgan":  # the other samplers pass no latent: give them a fixed one
             opts["cond"] = {"latent": torch.zeros(3, 3)}

@@ -154,8 +154,8 @@ def test_training_and_sampling_a_continuous_process_through_the_cli(kind, tmp_pa
 
 
 @pytest.mark.parametrize("extra,fragments", [
-    (["--process", "cld"], ["--process", "invalid choice"]),
-    (["--set", "process.kind=cld"], ["process.kind: expected one of ddpm, ncsn, vp, subvp, ve"]),
+    (["--process", "xyz"], ["--process", "invalid choice"]),
+    (["--set", "process.kind=xyz"], ["process.kind: expected one of ddpm, ncsn, vp, subvp, ve"]),
     (["--process", "vp", "--set", "process.T=100"], ["process", "'T'"]),
     (["--process", "vp", "--set", "process.beta_max=0.05"], ["process.beta_max"]),
     (["--process", "ve", "--set", "process.sigma_min=-1"], ["process.sigma_max"]),

@@ -10,7 +10,8 @@ from torch import nn
 
 from .conditioning import Cond
 from .config import configurable, require
-from .prediction import bcast, check_prediction, consistency_x0, from_x0_eps, network_inputs, to_x0_eps
+from .prediction import (PREDICTION_TYPES, bcast, check_prediction, consistency_x0, from_x0_eps, network_inputs,
+                         to_x0_eps)
 from .processes import CLDProcess, NoiseProcess
 
 
@@ -155,6 +156,7 @@ class FunctionNet(nn.Module):
 
 
 CLD_PREDICTIONS = ("eps", "mixed")  # what a CLD network predicts: the velocity noise, or its residual (mixed score)
+ALL_PREDICTIONS = PREDICTION_TYPES + tuple(p for p in CLD_PREDICTIONS if p not in PREDICTION_TYPES)  # --prediction
 
 
 @configurable

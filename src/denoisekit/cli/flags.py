@@ -9,7 +9,7 @@ import yaml
 
 from ..guidance.wrappers import CLASSIFIER_FORMS, ClassifierFreeGuidance, ClassifierGuidance, DynamicThresholding
 from ..objectives import OBJECTIVES
-from ..prediction import PREDICTION_TYPES
+from ..denoiser import ALL_PREDICTIONS
 from ..processes import PROCESSES
 from ..samplers import SAMPLERS, SCHEDULES, check_request
 from ..vlb import VARIANCES
@@ -272,7 +272,7 @@ def add_run_flags(t, diffusion: bool = True) -> None:
     t.add_argument("--super-resolution", type=int, dest="super_resolution", metavar="LOW_SIZE", help="train a "
                    "cascade's super-resolution stage: the data's images conditioned on their LOW_SIZE versions, with "
                    "noise-conditioning augmentation (Ho et al. 2021; super_resolution.aug_max, .aug_level)")
-    t.add_argument("--prediction", choices=PREDICTION_TYPES + ("mixed",), help="what the network predicts; mixed: CLD's mixed score (the residual to the velocity noise of Gaussian data)")
+    t.add_argument("--prediction", choices=ALL_PREDICTIONS, help="what the network predicts; mixed: CLD's mixed score (the residual to the velocity noise of Gaussian data)")
     t.add_argument("--process", choices=list(PROCESSES), help="the noise process: DDPM's "
                    "discrete VP (the default), NCSN's geometric noise ladder (Song & Ermon 2019), the score SDEs' "
                    "VP, sub-VP or VE on t in [0, 1] (Song et al. 2021), or flow matching's straight path x_t = "

@@ -35,6 +35,7 @@ from .reflow import PAIRS, check_pairs, teacher_pairs
 from .run import compatibility_check, remove_outputs, start_run
 
 METHODS = ("progressive", "consistency", "reflow")
+METHOD_NAMES = {"consistency": "consistency distillation"}  # how an error names a method
 # A reflowed student samples its straightened paths with Euler steps over the whole path (Liu et al. 2023).
 REFLOW_SAMPLING = {"sampler": "euler", "steps": 2, "schedule": "trailing", "options": {}}
 RECORD = "distill.yaml"  # the distillation's config, in the output folder beside stages/
@@ -72,8 +73,9 @@ class DistillConfig:
         if self.method == "progressive":
             self.stages = check_stages([32, 16, 8, 4, 2, 1] if self.stages is None else self.stages)
         elif self.stages is not None:
-            raise ValueError(f"stages: {self.method} is one stage (its student samples in 1, 2 or more steps); remove "
-                             f"stages, or use method progressive")
+            name = METHOD_NAMES.get(self.method, self.method)
+            raise ValueError(f"stages: {name} is one stage (its student samples in 1, 2 or more steps); remove stages, "
+                             f"or use method progressive")
         if self.method == "reflow":
             check_pairs(self.pairs)
             if self.prediction not in (None, "flow"):
