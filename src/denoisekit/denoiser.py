@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import inspect
+import math
 from typing import Any, Callable, Optional
 
 import torch
@@ -47,11 +48,14 @@ class Denoiser(nn.Module):
     `consistency`: x0 is the consistency function f(x~, s) = c_skip x~ + c_out F of a consistency model (Song et al.
     2023, eq. 9), F the EDM output of the prediction type, so f(x, s_min) = x exactly at the smallest trained noise
     level s_min = noise_level(t_eps) (`prediction.consistency_x0`); with prediction 'edm' it is the paper's network.
+    `mixed_score`: LSGM's mixed score (Vahdat et al. 2021, sec. 3.1), eps = (1 - a) sigma x_t / (alpha^2 + sigma^2) +
+    a eps', the eps of N(0, I) diffused plus the network's eps' mixed by a = sigmoid(logit) learned per dimension of
+    `mixed_shape`, a starting at the given value in (0, 1); eps-prediction only.
     """
 
     def __init__(self, net: nn.Module, process: NoiseProcess, prediction: str = "eps",
                  sigma_data: float = 0.5, clip_x0: Optional[float] = None, learned_variance: bool = False,
-                 consistency: bool = False):
+                 consistency: bool = False, mixed_score: Optional[float] = None, mixed_shape: Optional[list] = None):
         super().__init__()
         self.net = net
         self.process = process
@@ -72,6 +76,18 @@ class Denoiser(nn.Module):
         # s_min: the level where f is the identity (a consistency model's boundary), the smallest trained one
         self.sigma_min = float(process.noise_level(torch.tensor(process.t_eps, dtype=torch.float64))) \
             if consistency else 0.0
+        require(mixed_score is None or (isinstance(mixed_score, (int, float)) and not isinstance(mixed_score, bool)
+                                        and 0 < mixed_score < 1), "mixed_score",
+                "the initial mixing coefficient in (0, 1) (LSGM's alpha), or null", mixed_score)
+        self.mixed_score = mixed_score
+        if mixed_score is not None:
+            if prediction != "eps" or learned_variance or consistency:
+                raise ValueError("mixed_score: mixes the eps of N(0, I) with the network's eps; it needs prediction "
+                                 "eps without learned variance or consistency")
+            require(isinstance(mixed_shape, (list, tuple)) and len(mixed_shape) > 0 and
+                    all(isinstance(k, int) and k >= 1 for k in mixed_shape), "mixed_shape",
+                    "the shape of one example (positive integers)", mixed_shape)
+            self.mix_logit = nn.Parameter(torch.full(tuple(mixed_shape), math.log(mixed_score / (1 - mixed_score))))
 
     @classmethod
     def from_function(cls, fn: Callable, process: NoiseProcess, prediction: str = "eps", **kwargs) -> "Denoiser":
@@ -99,6 +115,10 @@ class Denoiser(nn.Module):
         c = t if getattr(self.net, "process_time", False) else self.process.net_time(t)
         x_in, c_noise = network_inputs(self.prediction, x_t, c, alpha, sigma, self.sigma_data)
         out = self.net(x_in, c_noise, Cond.of(cond))
+        if self.mixed_score is not None:  # LSGM's mixed score: the Gaussian part plus the learned residual
+            a = torch.sigmoid(self.mix_logit).to(out.dtype)
+            gauss = bcast(sigma / (alpha**2 + sigma**2), x_t).to(out.dtype) * x_t
+            out = (1 - a) * gauss + a * out
         if not self.learned_variance:
             return out, None
         if out.shape[1] != 2 * x_t.shape[1]:

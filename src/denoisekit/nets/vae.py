@@ -57,18 +57,26 @@ class KLAutoencoder(nn.Module):
         shape = (1, -1) + (1,) * (z.ndim - 2)
         return self.latent_shift.reshape(shape).to(z), self.latent_scale.reshape(shape).to(z)
 
+    def normalised_posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, logvar) of q(z | x) in the normalised latent z = (z_raw - shift) * scale (with gradients)."""
+        mean, logvar = self.encode(x)
+        shift, scale = self._norm(mean)
+        return (mean - shift) * scale, logvar + 2 * torch.log(scale)
+
+    def decode_normalised(self, z: torch.Tensor, size=None) -> torch.Tensor:
+        """The decoder's reconstruction from a normalised latent (with gradients), cropped to `size`."""
+        shift, scale = self._norm(z)
+        return self.decode(z / scale + shift, size)
+
     @torch.no_grad()
     def to_latent(self, x: torch.Tensor) -> torch.Tensor:
         """The diffusion model's latent of images x: the posterior mean, normalised."""
-        mean = self.encode(x)[0]
-        shift, scale = self._norm(mean)
-        return (mean - shift) * scale
+        return self.normalised_posterior(x)[0]
 
     @torch.no_grad()
     def from_latent(self, z: torch.Tensor, size=None) -> torch.Tensor:
         """Images from the diffusion model's latents: unnormalised, then decoded (cropped to `size`)."""
-        shift, scale = self._norm(z)
-        return self.decode(z / scale + shift, size)
+        return self.decode_normalised(z, size)
 
 
 @configurable
