@@ -11,7 +11,7 @@ inverse CDF of the weighting (sec. 3.3 and app. F: uniform in log SNR for w_ll, 
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 from torch import nn
@@ -19,11 +19,11 @@ from torch import nn
 from ..config import configurable, require
 from ..denoiser import Denoiser
 from ..nets.vae import KLAutoencoder
-from .autoencoder import reconstruction_nll
 from ..processes import VPSDE
 from ..train import Phase
 from ..utils import Generator, rand, randn
 from ..vlb import discretized_gaussian_log_likelihood
+from .autoencoder import reconstruction_nll
 
 Weighting = Literal["ll", "un", "re"]
 WEIGHTINGS = ("ll", "un", "re")  # likelihood beta / sigma^2, unweighted 1, reweighted beta = g^2 (sec. 3.2)
@@ -180,13 +180,7 @@ class LSGMLoss:
 
     def bound_terms(self, model: LatentScoreModel, x: torch.Tensor, generator: Generator = None) -> dict:
         """The bound's terms per example in nats per data dimension (z0 drawn from q, t as t_sampling says)."""
-        d = x[0].numel()
-        z0, logvar = encode_sample(model.vae, x, generator)
-        rec = decoder_nll(model.vae, x, z0)
-        neg_h = negative_entropy(logvar)
-        ce = cross_entropy(model.prior, z0, self.t_sampling, generator)
-        return {"rec": rec / d, "neg_entropy": neg_h / d, "cross_entropy": ce / d,
-                "bound": (rec + neg_h + ce) / d}
+        return {k: v / x[0].numel() for k, v in bound_nats(model, x, self.t_sampling, generator).items()}
 
     def terms(self, model: LatentScoreModel, x: torch.Tensor, cond=None, generator: Generator = None,
               phase: str = "vae") -> dict:
@@ -213,16 +207,20 @@ class LSGMLoss:
         self.step = int(state.get("step", 0))
 
 
-@torch.no_grad()
-def lsgm_bound(model: LatentScoreModel, x: torch.Tensor, generator: Generator = None, t_draws: int = 1,
-               sampling: str = "importance") -> dict:
-    """-ELBO per example in bits per data dimension (8-bit data: a bound on the discrete data's bits/dim), the
-    cross entropy averaged over `t_draws` draws of (t, eps); its terms beside it."""
-    d = x[0].numel()
+def bound_nats(model: LatentScoreModel, x: torch.Tensor, sampling: str = "importance", generator: Generator = None,
+               t_draws: int = 1) -> dict:
+    """-ELBO's terms per example in nats (rec, neg_entropy, cross_entropy, bound), one z0 ~ q(z0 | x), the cross
+    entropy averaged over `t_draws` draws of (t, eps)."""
     z0, logvar = encode_sample(model.vae, x, generator)
     rec, neg_h = decoder_nll(model.vae, x, z0), negative_entropy(logvar)
     ce = torch.stack([cross_entropy(model.prior, z0, sampling, generator) for _ in range(t_draws)]).mean(0)
-    ln2d = math.log(2) * d
-    return {"bound": (rec + neg_h + ce) / ln2d, "rec": rec / ln2d, "neg_entropy": neg_h / ln2d,
-            "cross_entropy": ce / ln2d}
+    return {"rec": rec, "neg_entropy": neg_h, "cross_entropy": ce, "bound": rec + neg_h + ce}
 
+
+@torch.no_grad()
+def lsgm_bound(model: LatentScoreModel, x: torch.Tensor, generator: Generator = None, t_draws: int = 1,
+               sampling: str = "importance") -> dict:
+    """-ELBO per example in bits per data dimension (8-bit data: a bound on the discrete data's bits/dim), with its
+    terms."""
+    ln2d = math.log(2) * x[0].numel()
+    return {k: v / ln2d for k, v in bound_nats(model, x, sampling, generator, t_draws).items()}
