@@ -46,7 +46,8 @@ def train_once(run, cfg: dict, label: str):
 
 
 def step_seconds(cfg: dict, repeats: int = 10) -> float:
-    """Median seconds of a training step of this run config with the real trainer (after 2 warm-up steps)."""
+    """Median seconds of a training step of this run config with the real trainer (after 2 warm-up steps); for a loss
+    whose phases skip steps (every k > 1), the mean over whole periods, as its steps differ in cost."""
     import tempfile
     import time
 
@@ -56,13 +57,14 @@ def step_seconds(cfg: dict, repeats: int = 10) -> float:
     run = prepare_run(RunConfig.from_dict(merged(cfg, {"train": {"tensorboard": False}})))
     with tempfile.TemporaryDirectory() as d:
         trainer = Trainer(run.denoiser, run.loss, run.ds, d, run.tc)
+        period = max(p.every for p in trainer.phases)
         times = []
-        for i in range(repeats + 2):
+        for i in range(-(-repeats // period) * period + 2):
             t0 = time.perf_counter()
             trainer.train_step()
             if i >= 2:
                 times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+    return sum(times) / len(times) if period > 1 else sorted(times)[len(times) // 2]
 
 
 def trained_model(run, device: str = "cpu"):
@@ -217,6 +219,17 @@ class EqualMinutes:
         out = {"train_min": (time.perf_counter() - t0) / 60, "steps": steps}
         record.write_text(json.dumps(out))
         return out
+
+    def autoencoder(self, steps: int) -> dict:
+        """The first stage of the latent rows, work/autoencoder: latent_cascade's KL autoencoder on MNIST-5k (28x28 ->
+        4x7x7) for `steps` steps of batch 32, timed (its minutes count against the rows that start from it)."""
+        from denoisekit.recipes.autoencoder import AutoencoderConfig, train_autoencoder_run
+        cfg = AutoencoderConfig.from_dict({"data": "mnist", "train": {"steps": steps, "batch_size": 32,
+                                                                     "progress": False}})
+        print(f"training the autoencoder ({steps} steps)", flush=True)
+        self.trained["autoencoder"] = {"name": "autoencoder", **self.timed(
+            "autoencoder", lambda: train_autoencoder_run(cfg, self.work / "autoencoder", resume=False), steps)}
+        return self.trained["autoencoder"]
 
     def train(self, name: str, budget_min: Optional[float] = None) -> dict:
         """Train row `name` (the reference as configured; another for `budget_min`, default the reference's minutes)."""

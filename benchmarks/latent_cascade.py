@@ -83,7 +83,6 @@ def main() -> int:
     from denoisekit.eval import Evaluator
     from denoisekit.images import save_picture
     from denoisekit.models import load_model
-    from denoisekit.recipes.autoencoder import AutoencoderConfig, train_autoencoder_run
     from denoisekit.samplers import generate
     work = Path(args.work)
     configs = row_configs(work, args.aug_max)
@@ -93,11 +92,7 @@ def main() -> int:
     trainer = EqualMinutes(work, configs, reference="pixel")
     trained: dict = {"pixel": trainer.train("pixel")}
     budget = trained["pixel"]["train_min"]
-    ae_cfg = AutoencoderConfig.from_dict({"data": "mnist", "train": {"steps": args.ae_steps, "batch_size": 32,
-                                                                    "progress": False}})
-    print(f"training the autoencoder ({args.ae_steps} steps)", flush=True)
-    trained["autoencoder"] = {"name": "autoencoder", **trainer.timed(
-        "autoencoder", lambda: train_autoencoder_run(ae_cfg, work / "autoencoder", resume=False), args.ae_steps)}
+    trained["autoencoder"] = trainer.autoencoder(args.ae_steps)
     trained["latent"] = trainer.train("latent", budget - trained["autoencoder"]["train_min"])
     for name in ("base14", "sr", "sr-noaug"):
         trained[name] = trainer.train(name, budget / 2)

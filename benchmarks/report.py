@@ -445,6 +445,8 @@ def _judged(name: str, d: dict) -> list:
         return m.claims(d["rows"], d.get("trained"))
     if name == "reflow_mnist":
         return m.claims(d["rows"], d["straightness"])
+    if name == "lsgm_mnist":
+        return m.claims(d["rows"], d["bounds"], d.get("trained"))
     if name in ("ode_gap", "few_step", "trilemma", "flow_paths", "cld_paths"):
         return m.claims(d["rows"])
     if name == "quality_vs_nfe":
@@ -470,7 +472,7 @@ VERDICTS = ("train_throughput", "sampler_overhead", "attention_layout", "sampler
             "quality_vs_nfe", "ddim_table", "guidance_tradeoff", "guidance_tradeoff_sde", "improved_ddpm",
             "score_based", "pc_corrector", "score_pictures", "ablation", "ode_gap", "bf16_loss",
             "default_schedules", "few_step", "trilemma", "latent_cascade", "flow_paths", "cld_paths", "processes_mnist",
-            "reflow_mnist")
+            "reflow_mnist", "lsgm_mnist")
 
 
 def verdicts_section() -> list[str]:
@@ -527,6 +529,28 @@ def reflow_mnist_section(d: dict, prefix: str) -> list[str]:
     return out + ["", f"![teacher (top 3 rows) and reflow at 1, 2, 4 steps]({prefix}reflow_mnist.png)", ""]
 
 
+def lsgm_mnist_section(d: dict, prefix: str) -> list[str]:
+    """The bound in bits/dim and FD against NFE for the pixel, two-stage and joint (LSGM) models at equal minutes."""
+    import lsgm_mnist as m
+    nfes = sorted({r["nfe"] for r in d["rows"]})
+    minutes = {r["name"]: r["train_min"] for r in d.get("trained", [])}
+    out = [f"**LSGM, two-stage and pixel models on MNIST-5k at equal training minutes** ({_machine(d)}; "
+           f"`benchmarks/lsgm_mnist.py`: {d['budget_min']:.2f} min each, the autoencoder's "
+           f"{minutes.get('autoencoder', 0):.2f} counted against both latent rows; bound on {d['n_nll']} examples; FD "
+           f"of {d['n']} samples by {d['sampler']}, seed 0):", "",
+           "| model | minutes | bound (bits/dim) | " + " | ".join(f"FD, {k} NFE" for k in nfes) + " |",
+           "|---|---:|---:|" + "---:|" * len(nfes)]
+    for name in m.MODELS:
+        b = d["bounds"].get(name, {})
+        fds = {r["nfe"]: r["fd"] for r in d["rows"] if r["name"] == name}
+        mins = minutes.get(name, 0) + (minutes.get("autoencoder", 0) if name != "pixel" else 0)
+        out.append(f"| {name} | {mins:.2f} | {b.get('bound_bpd', float('nan')):.3f} +- "
+                   f"{b.get('bound_ci95', float('nan')):.3f} | " + " | ".join(f"{fds[k]:.3f}" if k in fds else ""
+                                                                           for k in nfes) + " |")
+    return out + ["", f"![FD against NFE]({prefix}lsgm_nfe_fd.png)",
+                  f"![samples at 20 NFE: pixel, two-stage, joint]({prefix}lsgm_mnist.png)", ""]
+
+
 def sections(figure_prefix: str) -> list[str]:
     out = verdicts_section()
     for name, render in (("sampler_accuracy", lambda d: accuracy_section(d, figure_prefix)),
@@ -541,7 +565,8 @@ def sections(figure_prefix: str) -> list[str]:
                          ("few_step", lambda d: few_step_section(d, figure_prefix)),
                          ("few_step_cuda", few_step_cuda_section),
                          ("processes_mnist", lambda d: processes_mnist_section(d, figure_prefix)),
-                         ("reflow_mnist", lambda d: reflow_mnist_section(d, figure_prefix))):
+                         ("reflow_mnist", lambda d: reflow_mnist_section(d, figure_prefix)),
+                         ("lsgm_mnist", lambda d: lsgm_mnist_section(d, figure_prefix))):
         d = _load(name)
         if d:
             out += render(d)

@@ -324,3 +324,30 @@ def test_bad_benchmark_flags_are_one_line_before_any_work(script, args, word, tm
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith(f"{script}: error: {word}")
     assert [p.stat().st_mtime for p in sorted((BENCH / "results").iterdir())] == stamps
+
+
+def test_lsgm_mnist_claims():
+    """The joint bound below the two-stage one beyond both intervals, the joint FD within 1.2x of the two-stage's, 2x
+    fewer NFE than the pixel model for the same distance (log-linear between grid points), equal minutes; each fails
+    on the other side of its line, and missing rows are not judged."""
+    import lsgm_mnist as m
+    curves = {"pixel": [(5, 3.0), (10, 1.0), (20, 0.6), (50, 0.5)], "two-stage": [(5, 1.0), (10, 0.7), (20, 0.6),
+                                                                                  (50, 0.6)],
+              "joint": [(5, 1.2), (10, 0.7), (20, 0.65), (50, 0.7)]}
+    rows = [{"name": k, "nfe": n, "fd": f} for k, c in curves.items() for n, f in c]
+    bounds = {"joint": {"bound_bpd": 1.5, "bound_ci95": 0.02}, "two-stage": {"bound_bpd": 2.0, "bound_ci95": 0.02}}
+    trained = [{"name": "pixel", "train_min": 5.0}, {"name": "autoencoder", "train_min": 1.5},
+               {"name": "two-stage", "train_min": 3.5}, {"name": "joint", "train_min": 3.9}]
+    # target max(0.65, 0.5) = 0.65: pixel between 10 (1.0) and 20 (0.6) at log-fraction 0.875 -> 18.3; joint at 20
+    assert m.nfe_to_reach(curves["pixel"], 0.65) == pytest.approx(10 * 2 ** 0.875)
+    assert m.nfe_to_reach(curves["pixel"], 0.1) is None and m.nfe_to_reach(curves["pixel"], 5.0) == 5
+    assert [met for _, met in m.claims(rows, bounds, trained)] == [True, True, False, True, True]  # 0.92x, 1.08x
+    fast = [{**r, "fd": 0.6} if r["name"] == "joint" and r["nfe"] == 5 else r for r in rows]  # 0.6 at 5 NFE
+    assert [met for _, met in m.claims(fast, bounds)] == [True, True, True]  # pixel 20 / joint <= 5: 4x
+    close = {**bounds, "joint": {"bound_bpd": 1.97, "bound_ci95": 0.02}}  # within the intervals: not shown lower
+    worse = [{**r, "fd": r["fd"] * 1.2} if r["name"] == "joint" else r for r in rows]  # 0.78 = 1.3x 0.6
+    assert [met for _, met in m.claims(rows, close)][0] is False
+    assert [met for _, met in m.claims(worse, bounds)][1] is False
+    assert [met for _, met in m.claims(rows, {}, [*trained[:3], {"name": "joint", "train_min": 4.2}])] == \
+        [True, False, True, False]  # 1.5 + 4.2 = 5.7 > 5.5
+    assert m.claims([], {}) == []

@@ -130,6 +130,7 @@ def test_bad_mixing_settings_are_one_line(kwargs, fragment):
     ({"kl_warmup": -1}, "kl_warmup: expected"),
     ({"kl_min": 2.0}, "kl_min: expected"),
     ({"lr_prior": 0}, "lr_prior: expected"),
+    ({"vae_every": 0}, "vae_every: expected"),
 ])
 def test_bad_loss_settings_are_one_line(kwargs, fragment):
     with pytest.raises(ValueError) as e:

@@ -12,6 +12,7 @@ import torch
 
 from .config import build
 from .denoiser import CLDDenoiser, Denoiser
+from .objectives.lsgm import LatentScoreModel
 from .objectives.recovery import RecoveryEBM
 from .guidance import ClassifierFreeGuidance, ClassifierGuidance, DynamicThresholding, NoisyClassifier
 from .train import find_checkpoint, load_config, load_weights
@@ -47,7 +48,8 @@ class LoadedModel:
 
     `num_classes`: the classes a label may name (None: no class conditioning). `guidance`: what can guide it beyond
     a noisy classifier ('cfg' when it was trained with label dropout). `codec`: the map between data and the
-    denoiser's space for latent models (None: the denoiser works on the data itself).
+    denoiser's space for latent models (None: the denoiser works on the data itself). `joint`: LSGM's VAE and prior
+    trained end to end (the denoiser is its prior, the codec its VAE), else None.
     """
     denoiser: Denoiser
     shape: tuple
@@ -56,6 +58,7 @@ class LoadedModel:
     record: dict
     folder: Path
     codec: Any = None
+    joint: Optional[LatentScoreModel] = None
 
     @property
     def process(self):
@@ -127,8 +130,12 @@ class LoadedModel:
         """What `denoisekit info` prints: the checkpoint, its step, the network's size, the set-up."""
         state = load_state(self.folder) or {}
         model = _section(self.record, "model")
+        model = _section(model, "prior") if self.joint is not None else model  # LSGM: the prior's set-up
         return {"checkpoint": str(self.folder), "step": state.get("step"),
                 "parameters": sum(p.numel() for p in self.denoiser.parameters()),
+                **({"latent": self.record.get("latent"),
+                    "vae_parameters": sum(p.numel() for p in self.codec.parameters())} if self.codec is not None
+                   else {}),
                 "has_ema": (self.folder / EMA_WEIGHTS).exists(), "data": self.record.get("data"),
                 "prediction": model.get("prediction"), "process": model.get("process"), "network": model.get("net"),
                 "loss": self.record.get("loss"), "train": self.record.get("train"),
@@ -201,18 +208,24 @@ def _open_checkpoint(path, ema: bool, device: str) -> LoadedModel:
         raise ValueError(f"checkpoint: {folder / 'config.json'} does not describe a model this version can build "
                          f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     players = denoiser if isinstance(getattr(denoiser, "generator", None), Denoiser) else None  # a DDGAN
+    joint = denoiser if isinstance(denoiser, LatentScoreModel) else None  # LSGM: VAE and prior in one module
+    whole = players if players is not None else joint if joint is not None else denoiser
     if players is not None:
         denoiser = players.generator
+    if joint is not None:
+        denoiser = joint.prior
     if not isinstance(denoiser, (Denoiser, CLDDenoiser, RecoveryEBM)):
         raise ValueError(f"checkpoint: {path} holds a {type(denoiser).__name__}, not a diffusion model"
                          f"{' (use it with --classifier)' if isinstance(denoiser, NoisyClassifier) else ''}")
     if ema and not (folder / EMA_WEIGHTS).exists():
         warnings.warn(f"checkpoint: {folder} has no EMA weights; using the raw weights", stacklevel=2)
-    load_matching(players if players is not None else denoiser, load_weights(folder, ema=ema), folder)
-    denoiser = denoiser.to(check_device(device)).eval()
+    load_matching(whole, load_weights(folder, ema=ema), folder)
+    whole.to(check_device(device)).eval()
     class_cond = bool(_section(record, "run").get("class_cond"))
     num_classes = _section(record, "data").get("num_classes") if class_cond else None
     guidance = ("cfg",) if num_classes and _section(record, "loss").get("p_uncond") else ()
+    if joint is not None:
+        return LoadedModel(denoiser, joint.latent_shape, None, (), record, folder, joint.vae, joint)
     return LoadedModel(denoiser, _shape(record, folder), num_classes, guidance, record, folder,
                        _open_codec(record, folder, device))
 

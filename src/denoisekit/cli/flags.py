@@ -282,6 +282,8 @@ def add_run_flags(t, diffusion: bool = True) -> None:
                    "default); L_hybrid = L_simple + 0.001 L_vlb with learned variance, or L_vlb with importance-"
                    "sampled t (Nichol & Dhariwal 2021); denoising (dsm), sliced (ssm) or explicit (esm) score "
                    "matching with lambda = sigma^2; flow matching (flow: the velocity eps - x0 on the flow "
-                   "process, loss.t_sampling uniform, logit_normal or mode), or hybrid score matching (hsm: CLD's "
-                   "velocity noise, loss.weighting eps or likelihood)")
+                   "process, loss.t_sampling uniform, logit_normal or mode), hybrid score matching (hsm: CLD's "
+                   "velocity noise, loss.weighting eps or likelihood), or LSGM (lsgm: the --latent autoencoder and "
+                   "a score prior on its latents trained end to end on the VAE's bound, Vahdat et al. 2021; "
+                   "loss.prior_weighting un, ll or re, loss.vae_every, latent_init pretrained or scratch, mixed_score)")
 

@@ -13,7 +13,6 @@ def cmd_nll(args) -> int:
     import torch
 
     from ..data import load_dataset
-    from ..images import atomic_save
     from ..likelihood import data_nll
     from ..models import load_model
     from ..utils import check_device
@@ -29,7 +28,9 @@ def cmd_nll(args) -> int:
     model = load_model(args.checkpoint, ema=not args.raw, device=args.device)
     model.require_single_stage("checkpoint")
     denoiser = model.require_denoiser("checkpoint")
-    if args.method != "ode":
+    if model.joint is not None:
+        check_joint_flags(args)
+    elif args.method != "ode":
         resolve_variance(denoiser, args.variance)
         T = len(denoiser.process.trained_times())
         if args.terms is not None and args.terms > T - 1:
@@ -50,6 +51,8 @@ def cmd_nll(args) -> int:
     if args.n > len(ds):
         raise ValueError(f"--n: {args.n} is more than the data set's {len(ds)} examples")
     pick = torch.randperm(len(ds), generator=torch.Generator().manual_seed(args.seed))[: args.n]
+    if model.joint is not None:
+        return report_joint(args, model, ds, ds.x[pick])
     x = ds.x[pick] if model.codec is None else torch.cat([model.encode(ds.x[pick][i:i + 500]).cpu()
                                                           for i in range(0, args.n, 500)])
     result = data_nll(denoiser, x, None if labels is None else labels[pick], method=args.method,
@@ -63,10 +66,38 @@ def cmd_nll(args) -> int:
     for key, what in (("bound", "variational bound"), ("ode", "probability-flow ODE")):
         if f"{key}_bpd" in result:
             print(f"{what:22} {result[f'{key}_bpd']:.4f} +- {result[f'{key}_ci95']:.4f} bits/dim (95%, n={args.n})")
-    if args.json:
-        atomic_save(args.json, lambda p: Path(p).write_text(json.dumps(result, indent=2)))
-        print(f"figures: {args.json}")
+    return write_figures(args.json, result)
+
+
+def write_figures(path, result: dict) -> int:
+    """The figures as JSON at `path` (--json), if given."""
+    if path:
+        from ..images import atomic_save
+        atomic_save(path, lambda p: Path(p).write_text(json.dumps(result, indent=2)))
+        print(f"figures: {path}")
     return 0
+
+
+def check_joint_flags(args) -> None:
+    """One-line errors for what the bits/dim of an LSGM model (its ELBO; Vahdat et al. 2021) does not take."""
+    if args.method == "ode":
+        raise ValueError("--method: an LSGM model's likelihood is its variational bound through the VAE (the latent "
+                         "ODE gives log p(z0), not log p(x)); use --method bound")
+    for flag, value in (("--terms", args.terms), ("--variance", args.variance)):
+        if value is not None:
+            raise ValueError(f"{flag}: applies to a discrete process's bound; an LSGM model's bound integrates its "
+                             f"prior's score matching over t (remove {flag})")
+
+
+def report_joint(args, model, ds, x) -> int:
+    """`denoisekit nll` of an LSGM model: -ELBO in bits per data dimension, with its three terms."""
+    from ..likelihood import joint_nll
+    result = {"checkpoint": str(args.checkpoint), "data_set": ds.name,
+              **joint_nll(model.joint, x, batch_size=args.batch_size, seed=args.seed)}
+    for key, what in (("bound", "variational bound"), ("rec", "  decoder -log p(x|z0)"),
+                      ("neg_entropy", "  -H(q(z0|x))"), ("cross_entropy", "  CE(q || prior)")):
+        print(f"{what:22} {result[f'{key}_bpd']:.4f} +- {result[f'{key}_ci95']:.4f} bits/dim (95%, n={args.n})")
+    return write_figures(args.json, result)
 
 
 def cmd_info(args) -> int:

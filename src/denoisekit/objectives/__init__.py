@@ -17,19 +17,20 @@ from .time_sampling import ImportanceTimes, UniformTimes
 # matching (Vincent 2011; Song et al. 2019; Hyvarinen 2005), consistency training (Song et al. 2023; Song &
 # Dhariwal 2023), denoising diffusion GANs (Xiao et al. 2022), diffusion recovery likelihood (Gao et al. 2021) and
 # flow matching (Lipman et al. 2023), hybrid score matching for CLD (Dockhorn et al. 2022). LSGM's joint bound
-# (Vahdat et al. 2021, objectives/lsgm.py) is not yet a run config's objective. The distillation losses
+# (Vahdat et al. 2021) trains a VAE and its latent score prior together. The distillation losses
 # need a teacher: 'denoisekit distill' builds them.
 OBJECTIVES = {"simple": SimpleLoss, "hybrid": HybridLoss, "vlb": VLBLoss, "dsm": DSMLoss, "ssm": SSMLoss,
               "esm": ESMLoss, "consistency": ConsistencyTrainingLoss, "ddgan": DDGANLoss,
-              "recovery": RecoveryLoss, "flow": FlowMatchingLoss, "hsm": HSMLoss}
+              "recovery": RecoveryLoss, "flow": FlowMatchingLoss, "hsm": HSMLoss, "lsgm": LSGMLoss}
 CONSISTENCY_OBJECTIVES = ("consistency",)  # train the consistency function f(x, s), not a denoiser's regression
 ADVERSARIAL_OBJECTIVES = ("ddgan",)  # train a generator and a discriminator (Xiao et al. 2022)
 ENERGY_OBJECTIVES = ("recovery",)  # train an energy network over the levels, sampled by Langevin (Gao et al. 2021)
+LATENT_OBJECTIVES = ("lsgm",)  # train a VAE and a score prior on its latents end to end (Vahdat et al. 2021)
 BOUND_OBJECTIVES = tuple(k for k, loss in OBJECTIVES.items() if issubclass(loss, HybridLoss))  # train through L_vlb
 
 __all__ = ["ADVERSARIAL_OBJECTIVES", "BOUND_OBJECTIVES", "CONSISTENCY_OBJECTIVES", "ClassifierLoss",
            "ConsistencyDistillationLoss", "ConsistencyTrainingLoss", "DDGAN", "DDGANLoss", "DISTANCES", "DSMLoss",
-           "ENERGY_OBJECTIVES", "ESMLoss", "FLOW_TIME_SAMPLINGS", "FlowMatchingLoss", "HSMLoss", "HybridLoss", "ImportanceTimes",
+           "ENERGY_OBJECTIVES", "ESMLoss", "FLOW_TIME_SAMPLINGS", "FlowMatchingLoss", "HSMLoss", "HybridLoss", "ImportanceTimes", "LATENT_OBJECTIVES",
            "LSGMLoss", "LangevinChain", "LatentScoreModel", "OBJECTIVES", "ProgressiveDistillationLoss", "RecoveryEBM",
            "RecoveryLoss", "ReflowLoss",
            "SSMLoss",

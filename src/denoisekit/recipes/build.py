@@ -10,16 +10,17 @@ from typing import Callable, Optional
 import torch
 
 from ..cascade import NoiseAugmented, SuperResolutionData
-from ..config import require
+from ..config import build, require
 from ..data import ArrayDataset, load_dataset
 from ..denoiser import Denoiser
 from ..processes import CLDProcess
 from ..images import save_row_strip
 from ..nets import MLP, EncoderDiscriminator, UNet
-from ..objectives import ADVERSARIAL_OBJECTIVES, BOUND_OBJECTIVES, DDGAN, ENERGY_OBJECTIVES, RecoveryEBM
+from ..objectives import (ADVERSARIAL_OBJECTIVES, BOUND_OBJECTIVES, DDGAN, ENERGY_OBJECTIVES, LATENT_OBJECTIVES,
+                          LatentScoreModel, RecoveryEBM)
 from ..train import TrainConfig
 from ..utils import check_device
-from .latent import OpenedAutoencoder, latent_dataset, latent_record
+from .latent import OpenedAutoencoder, latent_dataset, latent_record, open_for
 from .config import (RunConfig, build_loss, build_process, build_section, build_super_resolution,
                      learns_variance, make_denoiser)
 
@@ -65,10 +66,22 @@ def build_denoiser(rc: RunConfig, ds: ArrayDataset) -> Denoiser:
         warnings.warn(f"clip_x0: the noise schedule ends at alpha = {alpha_end:.1e}, where x0 = (x_t - sigma eps) / "
                       f"alpha from an eps prediction is unbounded; set clip_x0: 1.0 (as improved-diffusion's samplers "
                       f"do) for images in [-1, 1]", stacklevel=2)
-    denoiser = make_denoiser(rc, net, process)
+    denoiser = make_denoiser(rc, net, process, ds.x.shape[1:])
     if rc.objective in ADVERSARIAL_OBJECTIVES:
         return DDGAN(denoiser, build_discriminator(rc, ds, num_classes))
     return denoiser
+
+
+def build_joint(rc: RunConfig, images: ArrayDataset) -> LatentScoreModel:
+    """LSGM's model (Vahdat et al. 2021): the VAE of the autoencoder run `latent` (its weights, or fresh ones of its
+    architecture for latent_init scratch) and the run config's score prior on the shape of its latents."""
+    vae = open_for(rc.latent, images).model
+    if rc.latent_init == "scratch":
+        vae = build(vae.config())
+    with torch.no_grad():
+        latent_shape = tuple(vae.normalised_posterior(images.x[:1])[0].shape[1:])
+    prior = build_denoiser(rc, ArrayDataset(torch.zeros(1, *latent_shape), name="latents"))
+    return LatentScoreModel(vae.train(), prior, list(images.x.shape[1:]), list(latent_shape))
 
 
 def build_discriminator(rc: RunConfig, ds: ArrayDataset, num_classes):
@@ -129,7 +142,16 @@ class Run:
     images: Optional[ArrayDataset] = None
 
     @property
+    def joint(self) -> Optional[LatentScoreModel]:
+        """LSGM's VAE and prior, trained together (objective lsgm), else None."""
+        return self.denoiser if isinstance(self.denoiser, LatentScoreModel) else None
+
+    @property
     def record(self) -> dict:
+        if self.joint is not None:  # the first stage lives inside the model: its run, data shape and latent shape
+            return {**run_record(self.rc, self.ds, self.loss),
+                    "latent": {"autoencoder": self.rc.latent, "data_shape": list(self.joint.data_shape),
+                               "shape": list(self.joint.latent_shape), "joint": True, "init": self.rc.latent_init}}
         return {**run_record(self.rc, self.ds, self.loss), **latent_record(self.codec)}
 
     @property
@@ -145,6 +167,16 @@ class Run:
                                             self.codec.data_shape[-2:] if len(self.codec.data_shape) == 3 else None)
 
     def summary(self) -> str:
+        if self.joint is not None:
+            vae, prior = self.joint.vae, self.joint.prior
+            count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+            mixed = ", mixed score" if prior.mixed_score is not None else ""
+            return (f"LSGM: a {type(vae).__name__} ({count(vae):,} parameters, {self.rc.latent_init} from "
+                    f"{self.rc.latent}) and a {type(prior.net).__name__} score prior ({count(prior):,} parameters, "
+                    f"{self.rc.prediction}-prediction{mixed}) on its {list(self.joint.latent_shape)} latents, trained "
+                    f"end to end on {self.ds.name!r} ({len(self.ds)} x {list(self.ds.x.shape[1:])}): "
+                    f"{self.tc.steps} steps of batch {self.tc.batch_size}, lr {self.tc.lr:g}, device "
+                    f"{check_device(self.tc.device).type}")
         n = sum(p.numel() for p in self.denoiser.parameters())
         net = getattr(self.denoiser, "generator", self.denoiser).net
         kind = f"DDGAN of a {type(net).__name__} generator" if net is not getattr(self.denoiser, "net", None) \
@@ -162,6 +194,9 @@ class Run:
 def prepare_run(rc: RunConfig) -> Run:
     """Load the data and build the network (seeded by train.seed, so the same config gives the same weights)."""
     images = build_dataset(rc)
+    if rc.objective in LATENT_OBJECTIVES:  # LSGM: the VAE trains with the prior, on the images themselves
+        tc = train_settings(rc, images, use_labels=False)
+        return Run(rc, images, seeded(tc.seed, lambda: build_joint(rc, images)), build_loss(rc), tc)
     codec, ds = latent_dataset(rc.latent, images) if rc.latent is not None else (None, images)
     sr, loss = build_super_resolution(rc), build_loss(rc)
     if sr is not None:  # a cascade's stage: conditioned on its images' low-resolution versions, noise-augmented

@@ -11,12 +11,13 @@ from typing import Optional
 from torch import nn
 
 from ..config import check_arguments, require
-from ..denoiser import CLD_PREDICTIONS, CLDDenoiser, Denoiser
+from ..denoiser import CLDDenoiser, Denoiser
 from ..nets import MLP, EncoderDiscriminator, UNet
 from ..objectives import (ADVERSARIAL_OBJECTIVES, BOUND_OBJECTIVES, CONSISTENCY_OBJECTIVES, ENERGY_OBJECTIVES,
-                          FLOW_TIME_SAMPLINGS, OBJECTIVES, RecoveryEBM)
-from ..processes import PROCESSES, CLDProcess, DiscreteVP, FlowProcess
+                          OBJECTIVES, RecoveryEBM)
+from ..processes import PROCESSES, CLDProcess, DiscreteVP
 from ..samplers import check_request
+from .checks import check_cld, check_energy, check_flow, check_joint
 from ..cascade import SuperResolution
 from ..train import TrainConfig
 
@@ -40,6 +41,8 @@ class RunConfig:
     discriminator: dict = field(default_factory=dict)  # objective ddgan: the discriminator's network arguments
     train: dict = field(default_factory=dict)        # TrainConfig fields
     latent: Optional[str] = None                     # a train-autoencoder run: diffuse in its latents
+    latent_init: str = "pretrained"                  # objective lsgm: the VAE starts from latent's weights, or scratch
+    mixed_score: Optional[float] = None              # LSGM's mixed score: the initial mixing coefficient (eps only)
     super_resolution: Optional[dict] = None          # SuperResolution: a cascade's stage conditioned on low_size images
     sample: dict = field(default_factory=lambda: {"sampler": "ddpm", "steps": 100, "schedule": None, "options": {},
                                                   "n": 64, "seed": 0})
@@ -81,6 +84,7 @@ class RunConfig:
         check_energy(self, process)
         check_flow(self, process)
         check_cld(self, process)
+        check_joint(self, process)
         if self.objective in BOUND_OBJECTIVES and process.grid_step == 0:
             raise ValueError(f"objective: {self.objective} sums the discrete variational bound; it needs process.kind "
                              f"ddpm, not a continuous process")
@@ -109,8 +113,11 @@ RECOVERY_DEFAULTS = {"process": {"kind": "ddpm", "schedule": "drl", "T": 6}}
 FLOW_DEFAULTS = {"prediction": "flow", "process": {"kind": "flow"}}
 # What objective hsm changes: critically-damped Langevin diffusion with the mixed score (Dockhorn et al. 2022).
 CLD_DEFAULTS = {"prediction": "mixed", "process": {"kind": "cld"}}
+# What objective lsgm changes: the prior on the VP SDE, eps with the mixed score (Vahdat et al. 2021, sec. 3.1; the
+# paper starts the mixing coefficient near 0, sigmoid(-6): at a few thousand steps 0.5 leaves the residual room).
+LSGM_DEFAULTS = {"prediction": "eps", "process": {"kind": "vp"}, "mixed_score": 0.5}
 OBJECTIVE_DEFAULTS = {"ddgan": DDGAN_DEFAULTS, "recovery": RECOVERY_DEFAULTS, "flow": FLOW_DEFAULTS,
-                      "hsm": CLD_DEFAULTS}
+                      "hsm": CLD_DEFAULTS, "lsgm": LSGM_DEFAULTS}
 
 
 def objective_defaults(values: dict) -> dict:
@@ -178,59 +185,14 @@ def check_adversarial(rc: "RunConfig", process) -> None:
     check_discriminator_keys(rc.discriminator)
 
 
-def check_flow(rc: "RunConfig", process) -> None:
-    """One-line errors for flow-matching options on another process: the objective and the flow's time densities."""
-    if isinstance(process, FlowProcess):
-        return
-    if rc.objective == "flow":
-        raise ValueError(f"objective: flow matching trains on the straight path x_t = (1 - t) x0 + t eps; it needs "
-                         f"process.kind flow, not {type(process).__name__}")
-    t_sampling = rc.loss.get("t_sampling") if isinstance(rc.loss, dict) else None
-    if t_sampling in FLOW_TIME_SAMPLINGS:
-        raise ValueError(f"loss.t_sampling: {t_sampling} is a density over the flow path's t in (0, 1) (Esser et al. "
-                         f"2024); it needs process.kind flow, not {type(process).__name__} (use uniform or lognormal)")
-
-
-def make_denoiser(rc: "RunConfig", net: nn.Module, process):
-    """The denoiser a run trains around its network: a CLD denoiser on the state (x, v) of process cld, else the
-    prediction converter of the scalar-Gaussian family."""
+def make_denoiser(rc: "RunConfig", net: nn.Module, process, shape=(1,)):
+    """The denoiser a run trains around its network for examples of `shape` (the mixed score's coefficients): a CLD
+    denoiser on the state (x, v) of process cld, else the prediction converter of the scalar-Gaussian family."""
     if isinstance(process, CLDProcess):
         return CLDDenoiser(net, process, rc.prediction)
+    mixed = {} if rc.mixed_score is None else {"mixed_score": rc.mixed_score, "mixed_shape": [int(k) for k in shape]}
     return Denoiser(net, process, rc.prediction, rc.sigma_data, rc.clip_x0, learns_variance(rc),
-                    is_consistency_model(rc))
-
-
-def check_cld(rc: "RunConfig", process) -> None:
-    """One-line errors for critically-damped Langevin diffusion: it trains by hybrid score matching, predicts the
-    velocity noise (or the mixed score's residual), and has none of the scalar family's options; and those options of
-    its own are refused on another process."""
-    if not isinstance(process, CLDProcess):
-        if rc.objective == "hsm":
-            raise ValueError(f"objective: hybrid score matching trains on the state (x, v) of process.kind cld, not "
-                             f"{type(process).__name__}")
-        if rc.prediction == "mixed":
-            raise ValueError(f"prediction: the mixed score is CLD's (process.kind cld); process "
-                             f"{type(process).__name__} takes eps, x0, v, score, edm or flow")
-        return
-    if rc.objective != "hsm":
-        raise ValueError(f"objective: process cld is trained by hybrid score matching (objective hsm), not "
-                         f"{rc.objective}")
-    for key in ("learned_variance", "consistency", "clip_x0", "super_resolution"):
-        if getattr(rc, key):
-            raise ValueError(f"{key}: not available with process cld (a velocity score on the state (x, v)); "
-                             f"remove it")
-
-
-def check_energy(rc: "RunConfig", process) -> None:
-    """One-line errors for a recovery-likelihood EBM's settings that belong to denoisers (its levels are checked by
-    the model: a discrete process with at least 2)."""
-    if rc.objective not in ENERGY_OBJECTIVES:
-        return
-    if rc.learned_variance or rc.consistency:
-        raise ValueError(f"{'learned_variance' if rc.learned_variance else 'consistency'}: a recovery-likelihood EBM "
-                         f"learns an energy per level, not a denoiser; remove it")
-    if rc.clip_x0 is not None:
-        raise ValueError("clip_x0: a recovery-likelihood EBM predicts no x0 to clip; remove it")
+                    is_consistency_model(rc), **mixed)
 
 
 def check_discriminator_keys(section) -> None:

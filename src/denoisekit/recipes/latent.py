@@ -52,13 +52,19 @@ def encode_dataset(codec, ds: ArrayDataset, batch: int = 500) -> ArrayDataset:
     return ArrayDataset(z.float().contiguous(), ds.y, ds.num_classes, ds.name)
 
 
-def latent_dataset(path: str, ds: ArrayDataset) -> tuple[OpenedAutoencoder, ArrayDataset]:
-    """(the first stage of `path`, the data in its latents); one-line errors for a missing run or another data shape."""
+def open_for(path: str, ds: ArrayDataset) -> OpenedAutoencoder:
+    """The first stage of `path` for the data set ds; one-line errors for a missing run or another data shape."""
     ae = open_autoencoder(path, flag="latent")
     if tuple(ae.data_shape) != tuple(ds.x.shape[1:]):
         raise ValueError(f"latent: the autoencoder {path} was trained on data of shape {list(ae.data_shape)}, and "
                          f"{ds.name!r} holds {list(ds.x.shape[1:])}; train one on this data (or set image_size to "
                          f"match)")
+    return ae
+
+
+def latent_dataset(path: str, ds: ArrayDataset) -> tuple[OpenedAutoencoder, ArrayDataset]:
+    """(the first stage of `path`, the data in its latents)."""
+    ae = open_for(path, ds)
     return ae, encode_dataset(ae.model, ds)
 
 

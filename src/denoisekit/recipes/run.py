@@ -120,6 +120,8 @@ def train_run(rc: RunConfig, out: Path, resume: bool = True, run: Optional[Run] 
         ema_model = getattr(ema_model, "generator", ema_model)  # a DDGAN samples with its generator
         how = dict(steps=options["steps"], sampler=options["sampler"], schedule=options["schedule"],
                    **options["options"])
+        if run.joint is not None:  # LSGM: the prior's latents through the decoder
+            return ema_model.decode(generate(ema_model.prior, n, ema_model.latent_shape, seed=options["seed"], **how))
         if isinstance(ds, SuperResolutionData):
             n = min(n, len(ds))
             return upscale(ema_model, ds.low[:n].to(device), shape[1:], aug_level=ds_sr.aug_level,
@@ -148,7 +150,7 @@ def train_run(rc: RunConfig, out: Path, resume: bool = True, run: Optional[Run] 
                       attachments=codec_tensors(run.codec))
     start_run(trainer, rc.as_dict(), out, resume, compatibility_check(denoiser, loss, run.record, out))
     if trainer.rank == 0:
-        if run.codec is None and ds_sr is None:  # a latent model's noised latents (an SR stage's x_t) are no picture
+        if run.codec is None and ds_sr is None and run.joint is None:  # noised latents (an SR stage's x_t): no picture
             forward_process_picture(ds, denoiser.process, out / "forward_process.png")
         print(f"training {run.summary()} -> {out}")
     trainer.train()

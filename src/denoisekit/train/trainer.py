@@ -305,8 +305,9 @@ class Trainer:
 
     def _nonfinite(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A NaN/inf loss or gradient: the update is never applied; stop (the default) or skip the step."""
+        bad = [k for k, v in self.last_terms.items() if not bool(torch.isfinite(v).all())]
         what = (f"step {self.step + 1}: the loss or its gradient is not finite (loss {float(loss):.4g}, gradient "
-                f"norm {float(grad_norm):.4g})")
+                f"norm {float(grad_norm):.4g}{'; not finite: ' + ', '.join(bad) if bad else ''})")
         kept = (f"the last checkpoint, step-{self.saved_step:07d}, is kept" if self.saved_step is not None
                 else "no checkpoint had been saved yet")
         self.model.zero_grad(set_to_none=True)
