@@ -73,12 +73,14 @@ def weights_and_means(x: torch.Tensor):
     return w, err
 
 
-@pytest.mark.parametrize("T, lr", [(2, 3e-4), (4, 1e-3)])
+@pytest.mark.parametrize("T, lr", [(2, 3e-4), (4, 5e-4)])
 def test_ddgan_reproduces_a_mixture_where_the_gaussian_reverse_step_cannot(T, lr, tmp_path):
     """On a 2-D mixture with well-separated modes, T large steps: the DDGAN's samples have the component weights
     within TV 0.05 and means within 0.2 x the spread; ancestral DDPM with the exact denoiser at the same T (the best a
     Gaussian reverse step does) puts its samples between the modes; an untrained generator fails both. 2000 steps of
-    batch 128 with R1 gamma 0.5 (the learning rates as measured to work at each T; about 40 s each on 2 cores)."""
+    batch 128 with R1 gamma 0.5 (the learning rates as measured to work at each T; about 40 s each on 2 cores). GAN
+    training is chaotic across CPUs: at T = 4, lr 1e-3 passed on one machine and reached TV 0.077 on an AMD EPYC, where
+    5e-4 reaches 0.017."""
     data = MIXTURE.sample(20000, torch.Generator().manual_seed(0))[0].float()
     trainer = Trainer(gan(T), DDGANLoss(r1_gamma=0.5), ArrayDataset(data), tmp_path, settings(2000, lr=lr))
     trained = trainer.train().generator

@@ -394,7 +394,7 @@ SRC = __import__("pathlib").Path(__file__).resolve().parents[1] / "src" / "denoi
 # Lower layers first; an import may go to the same layer or a lower one, never up (docs/architecture.md, "The layers").
 LAYERS = [("utils", "config"), ("conditioning", "prediction", "images", "train"),
           ("processes", "nets", "data", "divergence"), ("denoiser",), ("vlb", "analytic", "eval"),
-          ("samplers", "objectives", "guidance", "likelihood", "cascade"), ("recipes", "models"), ("cli",)]
+          ("samplers", "objectives", "guidance", "likelihood", "cascade"), ("recipes", "models"), ("interop",), ("cli",)]
 
 
 def _imports():

@@ -12,6 +12,7 @@ from denoisekit.models import load_model
 from denoisekit.recipes import RunConfig
 from denoisekit.recipes.build import prepare_run
 from denoisekit.recipes.latent import open_autoencoder
+from denoisekit.samplers import SAMPLERS, generate
 from denoisekit.train import Trainer
 from denoisekit.train.errors import NonFiniteError
 from test_latent import _ae_run
@@ -45,6 +46,14 @@ def test_lsgm_from_the_command_line(ae, tmp_path, capsys):
                      str(tmp_path / name), "--npz", str(tmp_path / (name + ".npz")), "--scale", "1"]) == 0
         pngs.append((tmp_path / name).read_bytes())
     assert pngs[0] == pngs[1] and np.load(tmp_path / "a.png.npz")["x"].shape == (4, 1, 8, 8)
+    special = ("langevin", "consistency", "ddgan", "recovery")  # need a model of their own kind
+    fits = [k for k, fn in SAMPLERS.items() if isinstance(model.process, fn.family) and k not in special]
+    assert len(fits) >= 15
+    for name in fits:  # every sampler of the prior's family draws latents the decoder turns into images
+        with torch.no_grad():
+            x = model.decode(generate(model.denoiser, 2, model.shape, seed=0, steps=4, sampler=name,
+                                      **({"eps": 1e-7, "n_steps": 2} if name == "ald" else {})))
+        assert x.shape == (2, 1, 8, 8) and bool(x.isfinite().all()), name
     ae.rename(tmp_path / "moved")
     try:
         capsys.readouterr()

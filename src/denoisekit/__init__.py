@@ -13,6 +13,7 @@ from .recipes import RunConfig, train_run
 from .samplers import (SAMPLERS, SCHEDULES, ddim_interpolate, ddim_invert, ddim_step, ddpm_sample, ddpm_step,
                        euler_step, generate, heun_step, sample, sampling_times)
 from .train import TrainConfig, Trainer
+from . import interop  # noqa: F401  (registers the diffusers opener with load_model)
 
 __version__ = "0.1.0"
 __all__ = ["ArrayDataset", "ClassifierFreeGuidance", "ClassifierGuidance", "Cond", "DSMLoss", "Denoiser", "DiscreteVP",

@@ -193,7 +193,11 @@ def load_model(path, *, ema: bool = True, device: str = "cpu") -> LoadedModel:
         model = opener(Path(path), ema=ema, device=device)
         if model is not None:
             return model
-    return _open_checkpoint(path, ema, device)
+    try:
+        return _open_checkpoint(path, ema, device)
+    except FileNotFoundError as e:
+        raise ValueError(f"{str(e).rstrip(')')}, or a diffusers UNet2DModel folder with its scheduler_config.json, "
+                         f"or a DDPMPipeline / DDIMPipeline folder)") from None
 
 
 def _open_checkpoint(path, ema: bool, device: str) -> LoadedModel:
@@ -275,3 +279,4 @@ def open_classifier(path, device: str = "cpu") -> LoadedClassifier:
     data = _section(record, "data")
     return LoadedClassifier(classifier.to(device).eval(), tuple(data.get("shape") or ()), data.get("num_classes"),
                             record, folder)
+

@@ -102,10 +102,9 @@ def report_joint(args, model, ds, x) -> int:
 
 def cmd_info(args) -> int:
     from ..models import load_model
-    from ..train import find_checkpoint
     from ..train.checkpoint import EMA_WEIGHTS, load_weights
-    folder = find_checkpoint(args.checkpoint)
-    model = load_model(folder, ema=False)
+    model = load_model(args.checkpoint, ema=False)  # a run, a checkpoint, or any format an opener reads
+    folder = model.folder
     if (folder / EMA_WEIGHTS).exists():
         load_weights(folder, ema=True)  # every file is read, so a damaged one is reported here
     print(json.dumps(model.info(), indent=2))
