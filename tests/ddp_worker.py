@@ -1,4 +1,6 @@
-"""Train a few steps (alone, or as one rank under torchrun) and save the weights: used by test_train.py."""
+"""Train a few steps (alone, or as one rank under torchrun) and save the weights: used by test_train.py. Arguments:
+the run folder, the global batch, and optionally the step to stop at (a checkpoint is written every 2 steps; a run
+folder with a checkpoint is resumed, whatever number of processes wrote it)."""
 import sys
 
 import torch
@@ -7,12 +9,14 @@ from denoisekit import Denoiser, DiscreteVP, SimpleLoss, TrainConfig, Trainer, m
 from denoisekit.nets import MLP
 
 out, batch = sys.argv[1], int(sys.argv[2])
+until = int(sys.argv[3]) if len(sys.argv) > 3 else None
 torch.manual_seed(0)
 denoiser = Denoiser(MLP(hidden=32), DiscreteVP(), "eps")
 cfg = TrainConfig(steps=4, batch_size=batch, lr=1e-2, warmup_steps=0, progress=False, tensorboard=False,
-                  checkpoint_every=100, ema_decay=0.5, device="cpu")  # gloo: ranks share no GPU
+                  checkpoint_every=2, ema_decay=0.5, device="cpu")  # gloo: ranks share no GPU
 trainer = Trainer(denoiser, SimpleLoss(), make_toy("moons", 512), out, cfg)
-trainer.train()
-if trainer.rank == 0:
+trainer.resume()
+trainer.train(until=until)
+if trainer.rank == 0 and until is None:
     torch.save({"model": denoiser.state_dict(), "ema": trainer.ema.model.state_dict(), "world": trainer.world},
                f"{out}/weights.pt")

@@ -91,23 +91,83 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_ddp_two_ranks_match_one_process_with_twice_the_batch(tmp_path):
+def _worker(out, world: int, *extra: str) -> None:
+    """tests/ddp_worker.py into `out` as one process or as `world` gloo ranks under torchrun."""
     worker = str(Path(__file__).parent / "ddp_worker.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     env.pop("WORLD_SIZE", None)
-    subprocess.run([sys.executable, worker, str(tmp_path / "one"), "32"], check=True, env=env, timeout=300)
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-                    f"--master_port={_free_port()}", worker, str(tmp_path / "two"), "32"],
-                   check=True, env=env, timeout=300)
+    launch = [] if world == 1 else ["-m", "torch.distributed.run", f"--nproc_per_node={world}",
+                                    "--master_addr=127.0.0.1", f"--master_port={_free_port()}"]
+    subprocess.run([sys.executable, *launch, worker, str(out), "32", *extra], check=True, env=env, timeout=300)
+
+
+def _same_weights(a: dict, b: dict) -> None:
+    """Within float tolerance: two ranks all-reduce their half-batch gradients, a sum in another order than one
+    process's over the whole batch."""
+    for k in a["model"]:
+        assert torch.allclose(a["model"][k], b["model"][k], atol=1e-5, rtol=1e-4), k
+        assert torch.allclose(a["ema"][k], b["ema"][k], atol=1e-5, rtol=1e-4), k
+
+
+def test_ddp_two_ranks_match_one_process_with_twice_the_batch(tmp_path):
+    _worker(tmp_path / "one", 1)
+    _worker(tmp_path / "two", 2)
     one, two = torch.load(tmp_path / "one" / "weights.pt"), torch.load(tmp_path / "two" / "weights.pt")
     assert one["world"] == 1 and two["world"] == 2
-    for k in one["model"]:
-        assert torch.allclose(one["model"][k], two["model"][k], atol=1e-5, rtol=1e-4), k
-        assert torch.allclose(one["ema"][k], two["ema"][k], atol=1e-5, rtol=1e-4), k
+    _same_weights(one, two)
     torch.manual_seed(0)
     init = Denoiser(MLP(hidden=32), DiscreteVP()).state_dict()
     moved = any(not torch.allclose(init[k], one["model"][k]) for k in init)
     assert moved  # the steps did change the weights
+
+
+def test_a_checkpoint_resumes_on_another_number_of_processes(tmp_path):
+    """Stopped at step 2 by two gloo ranks and finished by one process (and 1 -> 2), a run ends with the weights of
+    an uninterrupted one-process run: the data order and the noise are functions of (seed, step, example), not of
+    the world size, and the checkpoint holds the whole optimizer (float tolerance: the all-reduce's summation order)."""
+    _worker(tmp_path / "one", 1)
+    for first, then in ((2, 1), (1, 2)):
+        out = tmp_path / f"{first}-{then}"
+        _worker(out, first, "2")
+        assert (out / "checkpoints" / "step-0000002").is_dir() and not (out / "weights.pt").exists()
+        _worker(out, then)
+        resumed = torch.load(out / "weights.pt")
+        assert resumed["world"] == then
+        _same_weights(torch.load(tmp_path / "one" / "weights.pt"), resumed)
+
+
+def _accumulating(out, accum: int, labelled: bool):
+    """A class-conditional (or plain) MLP trained 3 steps of batch 32 in `accum` micro-batches; (weights, the
+    gradient norms train_step reports)."""
+    torch.manual_seed(0)
+    ds = make_toy("moons", 512)
+    if labelled:
+        ds.y, ds.num_classes = (ds.x[:, 0] > 0).long(), 2
+    cfg = TrainConfig(steps=3, batch_size=32, grad_accum=accum, lr=1e-2, warmup_steps=0, grad_clip=None,
+                      progress=False, tensorboard=False, checkpoint_every=100, device="cpu", use_labels=labelled)
+    trainer = Trainer(Denoiser(MLP(hidden=32, num_classes=2 if labelled else None), DiscreteVP(), "eps"),
+                      SimpleLoss(p_uncond=0.2 if labelled else 0.0), ds, out, cfg)
+    norms = [float(trainer.train_step()[1]) for _ in range(3)]
+    return trainer.model.state_dict(), norms
+
+
+@pytest.mark.parametrize("labelled", [False, True])
+def test_gradient_accumulation_takes_the_whole_batchs_step(tmp_path, labelled):
+    """grad_accum 4: the summed gradients of four micro-batches, each example with its own noise and label, are the
+    whole batch's gradient (its norm too), so the weights match one step of the whole batch (float tolerance)."""
+    whole, norms = _accumulating(tmp_path / "a", 1, labelled)
+    parts, part_norms = _accumulating(tmp_path / "b", 4, labelled)
+    assert part_norms == pytest.approx(norms, rel=1e-5)
+    for k in whole:
+        assert torch.allclose(whole[k], parts[k], atol=1e-6, rtol=1e-5), k
+
+
+@pytest.mark.parametrize("over, message", [({"grad_accum": 0}, "grad_accum: expected a positive integer"),
+                                           ({"grad_accum": 3}, "batch_size: 32 is not divisible by the 1 ranks x 3")])
+def test_bad_gradient_accumulation_is_one_line(over, message):
+    with pytest.raises(ValueError, match=message):
+        Trainer(Denoiser(MLP(), DiscreteVP()), SimpleLoss(), make_toy("moons", 64), "/tmp/x",
+                TrainConfig(batch_size=32, device="cpu", **over))
 
 
 def _unet_trainer(run_dir, **over):

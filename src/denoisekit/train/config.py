@@ -16,6 +16,7 @@ class TrainConfig:
     """Everything about optimisation; nothing about diffusion."""
     steps: int = 1000
     batch_size: int = 64               # global batch, split over the ranks
+    grad_accum: int = 1                # micro-batches per rank and optimizer step (gradients summed: the same step)
     lr: float = 2e-4
     lr_schedule: Literal["constant", "cosine"] = "constant"
     warmup_steps: int = 100
@@ -44,7 +45,7 @@ class TrainConfig:
         hints = typing.get_type_hints(TrainConfig)
         for f in fields(self):  # types as a config file spells them: 10.7 steps or batch_size: true are refused
             setattr(self, f.name, coerce(getattr(self, f.name), hints[f.name], f.name))
-        for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
+        for name in ("steps", "batch_size", "grad_accum", "log_every", "checkpoint_every"):
             require(getattr(self, name) >= 1, name, "a positive integer", getattr(self, name))
         for name in ("warmup_steps", "sample_every", "eval_every", "seed", "ema_snapshot_every"):
             require(getattr(self, name) >= 0, name, "an integer >= 0 (0: never)" if name.endswith("every")

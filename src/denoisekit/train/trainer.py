@@ -1,6 +1,7 @@
 """A training loop that knows no diffusion math: data order, optimizer, EMA, checkpoints, logging, DDP."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..conditioning import Cond
 from ..utils import sample_generators, training_precision
 from .checkpoint import (checkpoint_candidates, clean_interrupted_writes, find_checkpoint, load_config, load_matching,
                          load_state, load_tensors, load_weights, numpy_rng_from_plain, numpy_rng_to_plain,
@@ -45,6 +47,13 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def _rows(cond, part: slice):
+    """The conditioning of a slice of the batch: None, a Cond's rows, or a tensor's."""
+    if cond is None:
+        return None
+    return cond.index(part) if isinstance(cond, Cond) else cond[part]
+
+
 class Trainer:
     """`Trainer(model, loss_fn, dataset, run_dir, cfg).train()`; loss_fn(model, x, cond, generators) -> per-example loss.
 
@@ -65,8 +74,9 @@ class Trainer:
         self.label = label  # the progress bar's name (a distillation's stage)
         self.device = resolve_device(cfg.device)
         self.rank, self.world = init_distributed(self.device)
-        if cfg.batch_size % self.world:
-            raise ValueError(f"batch_size: {cfg.batch_size} is not divisible by the {self.world} ranks")
+        if cfg.batch_size % (self.world * cfg.grad_accum):
+            raise ValueError(f"batch_size: {cfg.batch_size} is not divisible by the {self.world} ranks x "
+                             f"{cfg.grad_accum} micro-batches (grad_accum)")
         if len(dataset) < cfg.batch_size:
             raise ValueError(f"batch_size: {cfg.batch_size} is larger than the data set ({len(dataset)} examples)")
         self.local_batch = cfg.batch_size // self.world
@@ -275,12 +285,9 @@ class Trainer:
         for phase in self.phases:
             if self.step % phase.every:
                 continue
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                terms = self.module(x, cond, generators, phase.name if self.phases is not SINGLE else None)
-            loss = terms["loss"]
-            self.last_terms.update({k: terms[k].detach() for k in self.term_names if k in terms})
             self.model.zero_grad(set_to_none=True)
-            loss.backward()
+            loss, terms = self._accumulate(x, cond, generators, phase.name if self.phases is not SINGLE else None)
+            self.last_terms.update({k: terms[k] for k in self.term_names if k in terms})
             clip = self.cfg.grad_clip if self.cfg.grad_clip is not None else float("inf")
             grad_norm = nn.utils.clip_grad_norm_(self.part_params[phase.part], clip)
             if not bool(torch.isfinite(torch.stack([loss.detach().float(), grad_norm.float()])).all()):  # one sync
@@ -302,6 +309,22 @@ class Trainer:
                 raise TrainingDiverged(f"train: step {self.step}: {reason}; stopped ({kept})")
         self._skips_in_a_row = 0
         return total_loss, total_norm
+
+    def _accumulate(self, x, cond, generators, phase) -> tuple[torch.Tensor, dict]:
+        """Gradients of the batch's mean loss, summed over `grad_accum` micro-batches (DDP synchronises the last);
+        returns (the batch's mean loss, its mean terms), detached."""
+        k, n = self.cfg.grad_accum, len(x)
+        loss, terms = 0.0, {}
+        for j in range(k):
+            part = slice(j * n // k, (j + 1) * n // k)
+            sync = self.world == 1 or j == k - 1
+            with (contextlib.nullcontext() if sync else self.module.no_sync()), \
+                    torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                out = self.module(x[part], _rows(cond, part), generators[part], phase)
+                (out["loss"] / k).backward()
+            loss = loss + out["loss"].detach() / k
+            terms = {name: terms.get(name, 0.0) + v.detach() / k for name, v in out.items()}
+        return loss, terms
 
     def _nonfinite(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A NaN/inf loss or gradient: the update is never applied; stop (the default) or skip the step."""
