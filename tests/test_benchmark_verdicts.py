@@ -351,3 +351,14 @@ def test_lsgm_mnist_claims():
     assert [met for _, met in m.claims(rows, {}, [*trained[:3], {"name": "joint", "train_min": 4.2}])] == \
         [True, False, True, False]  # 1.5 + 4.2 = 5.7 > 5.5
     assert m.claims([], {}) == []
+
+
+def test_gpu_sampling_claims():
+    """Our sampling within 1.1x of the forward x NFE and 1.05x of diffusers' pipeline, each failing past its line."""
+    import gpu as m
+    row = {"nfe": 10, "forward_x_nfe_s": 1.0, "ours_s": 1.05, "diffusers_s": 1.02, "ours_vs_limit": 1.05,
+           "ours_vs_diffusers": 1.05 / 1.02}
+    assert [met for _, met in m.claims([row])] == [True, True]
+    assert [met for _, met in m.claims([{**row, "ours_vs_limit": 1.12}])] == [False, True]
+    assert [met for _, met in m.claims([{**row, "ours_vs_diffusers": 1.06}])] == [True, False]
+    assert m.claims([]) == []

@@ -103,8 +103,10 @@ class Trainer:
         self.lr_scales = {name: float(scale) for name, (_, scale) in parts.items()}
         self.part_params = {name: [p for p in module.parameters() if p.requires_grad]
                             for name, (module, _) in parts.items()}
+        fused = {"fused": True} if self.device.type == "cuda" else {}  # one kernel for all parameters' updates
         self.opts = {name: torch.optim.AdamW(params, lr=cfg.lr * self.lr_scales[name], betas=cfg.betas,
-                                             weight_decay=cfg.weight_decay) for name, params in self.part_params.items()}
+                                             weight_decay=cfg.weight_decay, **fused)
+                     for name, params in self.part_params.items()}
         self.opt = next(iter(self.opts.values()))  # the optimizer of a single-part model
         self.step = 0
         self.saved_step: Optional[int] = None  # the step of the last checkpoint written or resumed from
