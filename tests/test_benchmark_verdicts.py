@@ -362,3 +362,12 @@ def test_gpu_sampling_claims():
     assert [met for _, met in m.claims([{**row, "ours_vs_limit": 1.12}])] == [False, True]
     assert [met for _, met in m.claims([{**row, "ours_vs_diffusers": 1.06}])] == [True, False]
     assert m.claims([]) == []
+
+
+def test_streaming_memory_claims():
+    """The streamed run under the baseline + cap, the in-memory one over it; each fails on the other side."""
+    import streaming_memory as m
+    rows = {"baseline": {"peak_rss_mb": 300.0}, "stream": {"peak_rss_mb": 340.0}, "memory": {"peak_rss_mb": 520.0}}
+    assert [met for _, met in m.claims(rows, 64)] == [True, True]
+    assert [met for _, met in m.claims({**rows, "stream": {"peak_rss_mb": 370.0}}, 64)] == [False, True]
+    assert [met for _, met in m.claims({**rows, "memory": {"peak_rss_mb": 360.0}}, 64)] == [True, False]

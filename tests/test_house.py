@@ -393,7 +393,7 @@ def test_load_model_reports_what_a_model_is():
 SRC = __import__("pathlib").Path(__file__).resolve().parents[1] / "src" / "denoisekit"
 # Lower layers first; an import may go to the same layer or a lower one, never up (docs/architecture.md, "The layers").
 LAYERS = [("utils", "config"), ("conditioning", "prediction", "images", "train"),
-          ("processes", "nets", "data", "divergence"), ("denoiser",), ("vlb", "analytic", "eval"),
+          ("processes", "nets", "data", "streaming", "divergence"), ("denoiser",), ("vlb", "analytic", "eval"),
           ("samplers", "objectives", "guidance", "likelihood", "cascade"), ("recipes", "models"), ("interop",), ("cli",)]
 
 

@@ -244,11 +244,27 @@ def load_image_file(path, shape, exact: bool = False) -> torch.Tensor:
     return _scale_uint8(a.reshape(1, h, w, -1).transpose(0, 3, 1, 2).copy())
 
 
-def load_image_folder(root: Path, image_size: Optional[int] = None, channels: Optional[int] = None) -> ArrayDataset:
-    """Every image below `root`; class labels from first-level subfolders when there are several."""
+def folder_images(root: Path) -> list:
+    """Every image file below `root`, sorted; a one-line error when there is none."""
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise ValueError(f"data: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {root}")
+    return files
+
+
+def folder_labels(root: Path, files: list) -> tuple:
+    """(labels, number of classes) from the first-level subfolders when every file is in one of several; else
+    (None, None)."""
+    classes = sorted({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1})
+    if len(classes) > 1 and all(len(p.relative_to(root).parts) > 1 for p in files):
+        index = {c: i for i, c in enumerate(classes)}
+        return torch.tensor([index[p.relative_to(root).parts[0]] for p in files]), len(classes)
+    return None, None
+
+
+def load_image_folder(root: Path, image_size: Optional[int] = None, channels: Optional[int] = None) -> ArrayDataset:
+    """Every image below `root`; class labels from first-level subfolders when there are several."""
+    files = folder_images(root)
     mode = {1: "L", 3: "RGB", None: None}.get(channels)
     if channels not in (None, 1, 3):
         raise ValueError(f"channels: expected 1 or 3, got {channels}")
@@ -269,12 +285,7 @@ def load_image_folder(root: Path, image_size: Optional[int] = None, channels: Op
                              f"pass image_size to resize all images")
         arrays.append(a)
     x = _to_nchw(np.stack(arrays), str(root))
-    classes = sorted({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1})
-    y = None
-    if len(classes) > 1 and all(len(p.relative_to(root).parts) > 1 for p in files):
-        index = {c: i for i, c in enumerate(classes)}
-        y = torch.tensor([index[p.relative_to(root).parts[0]] for p in files])
-    return ArrayDataset(x, y, len(classes) if y is not None else None, root.name)
+    return ArrayDataset(x, *folder_labels(root, files), root.name)
 
 
 def load_dataset(name: str, *, image_size: Optional[int] = None, channels: Optional[int] = None,

@@ -3,15 +3,17 @@ the training settings and the record a checkpoint keeps."""
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 
 from ..cascade import NoiseAugmented, SuperResolutionData
 from ..config import build, require
-from ..data import ArrayDataset, load_dataset
+from ..data import BUILTIN, ArrayDataset, load_dataset
 from ..denoiser import Denoiser
 from ..processes import CLDProcess
 from ..images import save_row_strip
@@ -27,7 +29,10 @@ from .config import (RunConfig, build_loss, build_process, build_section, build_
 
 def build_dataset(rc: RunConfig) -> ArrayDataset:
     """The run's data set; image_size and channels must fit it."""
-    ds = load_dataset(rc.data, image_size=rc.image_size, channels=rc.channels)
+    if rc.stream:
+        ds = stream_dataset(rc)
+    else:
+        ds = load_dataset(rc.data, image_size=rc.image_size, channels=rc.channels)
     if not ds.is_image:
         for key in ("image_size", "channels"):
             require(getattr(rc, key) is None, key, f"null: the data set {ds.name!r} holds vectors, not images",
@@ -36,6 +41,20 @@ def build_dataset(rc: RunConfig) -> ArrayDataset:
         raise ValueError(f"channels: the data set {ds.name!r} has {ds.x.shape[1]} channel(s); channels applies to "
                          f"image folders only")
     return ds
+
+
+def stream_dataset(rc: RunConfig) -> ArrayDataset:
+    """The run's image folder, streamed (files read as batches are needed); a one-line error for other data."""
+    from ..streaming import stream_image_folder
+    path = Path(os.path.expanduser(rc.data))
+    if not path.is_dir():
+        raise ValueError(f"stream: only an image folder is read batch by batch; {rc.data!r} is "
+                         f"{'a built-in data set' if rc.data in BUILTIN else 'not a folder'}, loaded whole (remove "
+                         f"stream)")
+    if rc.latent is not None or rc.super_resolution is not None:
+        raise ValueError(f"stream: a {'latent' if rc.latent is not None else 'super-resolution'} run encodes or "
+                         f"downsizes its whole data set first; remove stream")
+    return stream_image_folder(path, rc.image_size, rc.channels)
 
 
 def build_denoiser(rc: RunConfig, ds: ArrayDataset) -> Denoiser:
@@ -123,7 +142,8 @@ def run_record(rc: RunConfig, ds: ArrayDataset, loss) -> dict:
 
 def data_fingerprint(ds: ArrayDataset) -> str:
     """A short hash of the data set's content (examples and labels): a run's record of what it was trained on."""
-    digest = hashlib.sha256(ds.x.contiguous().numpy().tobytes())
+    content = ds.x.fingerprint() if hasattr(ds.x, "fingerprint") else ds.x.contiguous().numpy()
+    digest = hashlib.sha256(content.encode() if isinstance(content, str) else content.tobytes())
     if ds.y is not None:
         digest.update(ds.y.numpy().tobytes())
     return digest.hexdigest()[:16]

@@ -26,6 +26,7 @@ from ..train import TrainConfig
 class RunConfig:
     """One training run: every field can come from YAML and be overridden by flags."""
     data: str = "mnist"
+    stream: bool = False                             # an image folder read batch by batch, not loaded whole
     image_size: Optional[int] = None
     channels: Optional[int] = None
     class_cond: bool = False

@@ -17,6 +17,7 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 64               # global batch, split over the ranks
     grad_accum: int = 1                # micro-batches per rank and optimizer step (gradients summed: the same step)
+    data_workers: int = 0              # processes reading a streamed data set's batches ahead of training
     lr: float = 2e-4
     lr_schedule: Literal["constant", "cosine"] = "constant"
     warmup_steps: int = 100
@@ -47,7 +48,7 @@ class TrainConfig:
             setattr(self, f.name, coerce(getattr(self, f.name), hints[f.name], f.name))
         for name in ("steps", "batch_size", "grad_accum", "log_every", "checkpoint_every"):
             require(getattr(self, name) >= 1, name, "a positive integer", getattr(self, name))
-        for name in ("warmup_steps", "sample_every", "eval_every", "seed", "ema_snapshot_every"):
+        for name in ("warmup_steps", "sample_every", "eval_every", "seed", "ema_snapshot_every", "data_workers"):
             require(getattr(self, name) >= 0, name, "an integer >= 0 (0: never)" if name.endswith("every")
                     else "an integer >= 0", getattr(self, name))
         require(math.isfinite(self.lr) and self.lr > 0, "lr", "a positive number", self.lr)

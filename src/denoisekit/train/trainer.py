@@ -1,7 +1,6 @@
 """A training loop that knows no diffusion math: data order, optimizer, EMA, checkpoints, logging, DDP."""
 from __future__ import annotations
 
-import contextlib
 import csv
 import os
 import signal
@@ -16,7 +15,6 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..conditioning import Cond
 from ..utils import sample_generators, training_precision
 from .checkpoint import (checkpoint_candidates, clean_interrupted_writes, find_checkpoint, load_config, load_matching,
                          load_state, load_tensors, load_weights, numpy_rng_from_plain, numpy_rng_to_plain,
@@ -26,7 +24,7 @@ from .distributed import barrier, init_distributed
 from .ema import EMA
 from .errors import IncompatibleRun, NonFiniteError, TrainingDiverged, TrainingInterrupted  # noqa: F401 (re-exported)
 from .logs import match_header, truncate_log
-from .phases import SINGLE, _LossModule
+from .phases import SINGLE, _LossModule, backward_in_parts
 from .posthoc_ema import PowerEMA
 from .signals import catch_signals
 
@@ -45,13 +43,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     return device
-
-
-def _rows(cond, part: slice):
-    """The conditioning of a slice of the batch: None, a Cond's rows, or a tensor's."""
-    if cond is None:
-        return None
-    return cond.index(part) if isinstance(cond, Cond) else cond[part]
 
 
 class Trainer:
@@ -88,6 +79,8 @@ class Trainer:
         self.loss_fn = loss_fn
         self.term_names = tuple(getattr(loss_fn, "term_names", ()))  # logged beside the loss
         self.data_x = dataset.x
+        self._streams = hasattr(dataset.x, "batches")  # files read as batches are needed (streaming.LazyImages)
+        self._stream: Optional[list] = None  # [the step its next batch is for, the reader]
         self.data_cond = dataset.conditioning if cfg.use_labels else None  # idx -> the examples' conditioning
         if cfg.use_labels and dataset.conditioning(slice(0, 1)) is None:
             raise ValueError("use_labels: the data set has no labels")
@@ -130,6 +123,15 @@ class Trainer:
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.cfg.seed * 100003 + epoch))
         start = k * b + self.rank * self.local_batch
         return perm[start:start + self.local_batch]
+
+    def _streamed_batch(self) -> torch.Tensor:
+        """The batch of this step from a streamed data set's reader (restarted where the step is not the next one it
+        would give: the first step, or after a resume)."""
+        if self._stream is None or self._stream[0] != self.step:
+            self._stream = [self.step, self.data_x.batches(self.batch_indices, self.step, self.cfg.steps,
+                                                           self.cfg.data_workers, self.device.type == "cuda")]
+        self._stream[0] += 1
+        return next(self._stream[1])
 
     def _generators(self, step: int):
         offset = step * self.cfg.batch_size + self.rank * self.local_batch
@@ -273,7 +275,8 @@ class Trainer:
         """One training step, an optimizer step per phase due; returns (loss, gradient norm before clipping), summed
         over the phases; the named terms go to self.last_terms."""
         idx = self.batch_indices(self.step)
-        x = self.data_x[idx].to(self.device, non_blocking=True)
+        x = self._streamed_batch() if self._streams else self.data_x[idx]
+        x = x.to(self.device, non_blocking=True)
         if x.dim() == 4 and self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         cond = self.data_cond(idx).to(self.device) if self.data_cond is not None else None
@@ -288,7 +291,9 @@ class Trainer:
             if self.step % phase.every:
                 continue
             self.model.zero_grad(set_to_none=True)
-            loss, terms = self._accumulate(x, cond, generators, phase.name if self.phases is not SINGLE else None)
+            loss, terms = backward_in_parts(self.module, x, cond, generators,
+                                            phase.name if self.phases is not SINGLE else None, self.cfg.grad_accum,
+                                            self.world, self.device.type, self.precision == "bf16")
             self.last_terms.update({k: terms[k] for k in self.term_names if k in terms})
             clip = self.cfg.grad_clip if self.cfg.grad_clip is not None else float("inf")
             grad_norm = nn.utils.clip_grad_norm_(self.part_params[phase.part], clip)
@@ -311,22 +316,6 @@ class Trainer:
                 raise TrainingDiverged(f"train: step {self.step}: {reason}; stopped ({kept})")
         self._skips_in_a_row = 0
         return total_loss, total_norm
-
-    def _accumulate(self, x, cond, generators, phase) -> tuple[torch.Tensor, dict]:
-        """Gradients of the batch's mean loss, summed over `grad_accum` micro-batches (DDP synchronises the last);
-        returns (the batch's mean loss, its mean terms), detached."""
-        k, n = self.cfg.grad_accum, len(x)
-        loss, terms = 0.0, {}
-        for j in range(k):
-            part = slice(j * n // k, (j + 1) * n // k)
-            sync = self.world == 1 or j == k - 1
-            with (contextlib.nullcontext() if sync else self.module.no_sync()), \
-                    torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                out = self.module(x[part], _rows(cond, part), generators[part], phase)
-                (out["loss"] / k).backward()
-            loss = loss + out["loss"].detach() / k
-            terms = {name: terms.get(name, 0.0) + v.detach() / k for name, v in out.items()}
-        return loss, terms
 
     def _nonfinite(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A NaN/inf loss or gradient: the update is never applied; stop (the default) or skip the step."""

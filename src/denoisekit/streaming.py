@@ -1,0 +1,111 @@
+"""Image folders larger than memory: the files are listed (and their sizes checked from their headers) once, and each
+batch is read when the trainer asks for it, through a DataLoader (workers, pinned memory, prefetch) that follows the
+trainer's own order, a function of (seed, step); so a streamed run sees the examples an in-memory run sees, resumes
+exactly, and under torchrun each rank reads only its share."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .data import ArrayDataset, _load_image, folder_images, folder_labels
+
+
+class LazyImages:
+    """A tensor-like (N, C, H, W) view of image files in [-1, 1]: `x[idx]` reads those files (uint8 scaled as the
+    in-memory loader scales them, so the values are the same bits)."""
+
+    streamed = True
+    ndim = 4
+    dtype = torch.float32
+
+    def __init__(self, files: list, size: Optional[int], mode: str, hw: tuple):
+        self.files, self.size, self.mode = [str(f) for f in files], size, mode
+        self.shape = torch.Size((len(files), 1 if mode == "L" else 3, *hw))
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def read(self, i: int) -> torch.Tensor:
+        """Example i as a (C, H, W) float tensor."""
+        a = _load_image(Path(self.files[i]), self.size, self.mode)
+        if a.shape[:2] != tuple(self.shape[2:]):
+            raise ValueError(f"data: {self.files[i]} is {a.shape[1]}x{a.shape[0]}, the folder's images "
+                             f"{self.shape[3]}x{self.shape[2]}; pass image_size to resize all images")
+        a = a.reshape(*a.shape[:2], -1).transpose(2, 0, 1)
+        return torch.from_numpy(a.astype(np.float32) / 127.5 - 1)
+
+    def __getitem__(self, idx) -> torch.Tensor:
+        if isinstance(idx, int):
+            return self.read(idx)
+        rows = range(len(self))[idx] if isinstance(idx, slice) else torch.as_tensor(idx).reshape(-1).tolist()
+        return torch.stack([self.read(int(i)) for i in rows]) if len(rows) else torch.empty(0, *self.shape[1:])
+
+    def batches(self, indices, start: int, stop: int, workers: int = 0, pin: bool = False):
+        """An iterator of the batches self[indices(step)] for step = start .. stop - 1, read by `workers` processes
+        ahead of the training (2 batches each; 0: read in the calling process), pinned for a GPU if `pin`."""
+        loader = torch.utils.data.DataLoader(_Rows(self), batch_sampler=_StepBatches(indices, start, stop),
+                                             num_workers=workers, pin_memory=pin,
+                                             prefetch_factor=2 if workers else None)
+        return iter(loader)
+
+    def fingerprint(self) -> str:
+        """A short hash of the file names, sizes and modification times (the content is never read whole)."""
+        digest = hashlib.sha256()
+        for f in self.files:
+            st = Path(f).stat()
+            digest.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        return digest.hexdigest()[:16]
+
+
+def stream_image_folder(root: Path, image_size: Optional[int] = None, channels: Optional[int] = None) -> ArrayDataset:
+    """An image folder as a streamed data set: files listed, labels from first-level subfolders (as the in-memory
+    loader), every header read for its size (unless image_size resizes them all), no pixels loaded."""
+    from PIL import Image
+    files = folder_images(root)
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels: expected 1 or 3, got {channels}")
+    first = None
+    for p in files if image_size is None else files[:1]:  # headers only: no pixels are decoded
+        try:
+            with Image.open(p) as im:
+                size, grey = im.size, im.mode in ("L", "1", "I", "I;16", "F")
+        except Exception as e:
+            raise ValueError(f"data: cannot read image {p}: {e}") from None
+        if first is None:
+            first, mode = (p, size), "L" if grey else "RGB"
+        elif size != first[1]:
+            raise ValueError(f"data: {p} is {size[0]}x{size[1]} but {first[0]} is {first[1][0]}x{first[1][1]}; "
+                             f"pass image_size to resize all images")
+    mode = {1: "L", 3: "RGB"}.get(channels, mode)
+    w, h = first[1]
+    hw = (image_size, image_size) if image_size is not None else (h, w)
+    return ArrayDataset(LazyImages(files, image_size, mode, hw), *folder_labels(root, files), root.name)
+
+
+class _StepBatches(torch.utils.data.Sampler):
+    """The trainer's batches from `start` on: `indices(step)` for each step, in order (a DataLoader's batch sampler)."""
+
+    def __init__(self, indices, start: int, stop: int):
+        self.indices, self.start, self.stop = indices, start, stop
+
+    def __iter__(self):
+        for step in range(self.start, self.stop):
+            yield self.indices(step).tolist()
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+
+class _Rows(torch.utils.data.Dataset):
+    def __init__(self, x: LazyImages):
+        self.x = x
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.x.read(i)
