@@ -164,3 +164,68 @@ def test_without_diffusers_the_error_names_the_extra(unet, tmp_path, monkeypatch
     monkeypatch.setattr(builtins, "__import__", no_diffusers)
     assert main(["sample", str(tmp_path / "pipe"), "--n", "2", "--out", str(tmp_path / "x.png")]) == 2
     one_line_error(capsys, "needs the diffusers package: pip install 'denoisekit[diffusers]'")
+
+
+# --- ours out ---------------------------------------------------------------------------------------------------
+WIDE = ["--set", "net.channels=128", "--set", "net.channel_mult=[1,1]", "--set", "net.attention_levels=[1]",
+        "--set", "train.progress=false", "--set", "sample.steps=2", "--set", "sample.n=2"]
+
+
+def test_an_exported_unet_computes_ours():
+    """Our U-Net (perturbed away from its zero-initialised layers; labels, attention, scale-shift blocks) and the
+    UNet2DModel export writes give the same output."""
+    from denoisekit.interop.export import unet_config, unet_state_dict
+    from denoisekit.nets import UNet
+    cfg = {"channels": 128, "channel_mult": [1, 1], "num_res_blocks": 1, "attention_levels": [1], "num_classes": 3}
+    torch.manual_seed(0)
+    net = UNet(in_channels=1, **cfg)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    unet = diffusers.UNet2DModel(**unet_config(net, cfg, SHAPE))
+    assert unet.load_state_dict(unet_state_dict(net, cfg), strict=True)
+    x, t, y = torch.randn(4, *SHAPE), torch.tensor([0.0, 10.0, 500.0, 999.0]), torch.tensor([0, 1, 2, 3])
+    with torch.no_grad():
+        ours, theirs = net(x, t, y), unet(x, t, class_labels=y).sample
+    assert ours.abs().mean() > 0.1 and (ours - theirs).abs().max() < 1e-5 * max(1.0, float(ours.abs().max()))
+
+
+def test_export_from_the_command_line_samples_ours_in_ddpm_pipeline(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--data", "digits", "--steps", "3", "--batch-size", "16", "--lr", "0.01", "--out", str(run),
+                 *WIDE]) == 0
+    out = tmp_path / "pipe"
+    assert main(["export", str(run), "--to", "diffusers", str(out)]) == 0
+    ours_model = load_model(run)
+    pipe = diffusers.DDPMPipeline.from_pretrained(out)
+    ref = pipeline_images(pipe, 3, 7, num_inference_steps=10)
+    g = torch.Generator().manual_seed(7)
+    x_T = torch.randn((3, *SHAPE), generator=g)
+    with torch.no_grad():
+        ours = to_unit(sample(ours_model.denoiser, x_T, "ddpm", 10, "leading", generator=g))
+    assert (ours - ref).abs().max() < 1e-5 and float(ours.std()) > 0.01
+    back = load_model(out)  # and our opener reads it back: the same process
+    assert torch.allclose(back.process.alpha_bar, ours_model.process.alpha_bar, atol=1e-6)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "net.patch_size=2"], "export: net.patch_size = 2: diffusers' UNet2DModel has no pixel-unshuffle"),
+    (["--set", "net.channels=32"], "export: the U-Net's GroupNorm layers use"),
+    (["--set", "net.resample=biggan"], "export: net.resample = 'biggan'"),
+    (["--process", "vp"], "export: process VPSDE does not map"),
+    (["--prediction", "edm"], "export: prediction 'edm' does not map"),
+    (["--set", "net.attention_levels=[0]", "--set", "net.channel_mult=[1,2]"], "diffusers uses one attention_head_dim"),
+    ([], "out: "),
+])
+def test_export_refuses_what_does_not_map_in_one_line(extra, message, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", "digits", "--steps", "1", "--batch-size", "16", "--out", str(run), *WIDE,
+                 *extra]) == 0
+    out = tmp_path / "pipe"
+    if not extra:  # an existing, non-empty target
+        out.mkdir()
+        (out / "x").write_text("x")
+    capsys.readouterr()
+    assert main(["export", str(run), "--to", "diffusers", str(out)]) == 2
+    one_line_error(capsys, message)
+    assert extra == [] or not out.exists()

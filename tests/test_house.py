@@ -27,6 +27,7 @@ from denoisekit.samplers.registry import check_family
 from denoisekit.utils import rand, sample_generators
 from denoisekit.vlb import VARIANCES
 from denoisekit.recipes.distill import METHODS as DISTILL_METHODS
+from denoisekit.interop.export import FORMATS as EXPORT_FORMATS
 
 LEGACY_VP = __import__("pathlib").Path(__file__).parent / "fixtures" / "legacy" / "moons_vp_edm"
 GMM = GaussianMixture(torch.tensor([0.3, 0.7]), torch.tensor([[-1.0, 0.5], [1.0, -0.5]]), torch.tensor([0.2, 0.3]))
@@ -42,7 +43,7 @@ def test_every_cli_choice_list_equals_its_registry():
     """Each flag with choices lists exactly its registry, and the sampler and schedule flags name theirs in full."""
     registries = {"prediction": ALL_PREDICTIONS, "process": tuple(PROCESSES), "objective": tuple(OBJECTIVES),
                   "variance": VARIANCES, "classifier_form": CLASSIFIER_FORMS, "method": METHODS, "probe": PROBES,
-                  "distill_method": DISTILL_METHODS,
+                  "distill_method": DISTILL_METHODS, "to": EXPORT_FORMATS,
                   "schedule": tuple(k for k in SCHEDULES if k != "auto")}
     seen = set()
     for verb, parser in _subparsers().items():

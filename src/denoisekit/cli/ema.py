@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .flags import check_new_folder
+
 
 def cmd_ema(args) -> int:
     from ..train.checkpoint import find_checkpoint, load_config, load_weights, save_checkpoint
@@ -14,8 +16,7 @@ def cmd_ema(args) -> int:
         raise ValueError(f"run: {run} is not a run folder")
     if out.resolve() == run.resolve():
         raise ValueError("--out: must be a new folder, not the run itself")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"--out: {out} already exists and is not an empty folder; name a new one")
+    check_new_folder("--out", out)
     if args.step is not None and args.step < 1:
         raise ValueError(f"--step: expected a positive training step, got {args.step}")
     list_snapshots(run)  # one line when the run kept no profiles, before anything else is read

@@ -287,3 +287,11 @@ def add_run_flags(t, diffusion: bool = True) -> None:
                    "a score prior on its latents trained end to end on the VAE's bound, Vahdat et al. 2021; "
                    "loss.prior_weighting un, ll or re, loss.vae_every, latent_init pretrained or scratch, mixed_score)")
 
+
+
+def check_new_folder(flag: str, path) -> None:
+    """A one-line error unless `path` is free or an empty folder (a command's new output folder)."""
+    from pathlib import Path
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ValueError(f"{flag}: {path} already exists and is not an empty folder; name a new one")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import cascade, ddim, distill, edit, ema, info, sample, train
+from . import cascade, ddim, distill, edit, ema, export, info, sample, train
 
 
 class Parser(argparse.ArgumentParser):
@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     p = Parser(prog="denoisekit", description="Denoising-diffusion models: train, sample, inspect.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for verbs in (train, distill, sample, cascade, ddim, edit, ema, info):
+    for verbs in (train, distill, sample, cascade, ddim, edit, ema, export, info):
         verbs.add_parsers(sub, common)
     return p
 

@@ -29,7 +29,7 @@ from .config import (RunConfig, build_loss, build_process, build_section, build_
 
 def build_dataset(rc: RunConfig) -> ArrayDataset:
     """The run's data set; image_size and channels must fit it."""
-    if rc.stream:
+    if getattr(rc, "stream", False):  # a run config's option (the autoencoder and classifier configs load whole)
         ds = stream_dataset(rc)
     else:
         ds = load_dataset(rc.data, image_size=rc.image_size, channels=rc.channels)
