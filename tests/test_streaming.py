@@ -86,12 +86,52 @@ def test_stream_from_the_command_line(folder, tmp_path):
     (["--data", "FOLDER", "--set", "stream=true", "--set", "train.data_workers=-1"], "train.data_workers: expected "
      "an integer >= 0"),
     (["--data", "FOLDER", "--set", "stream=true", "--super-resolution", "4"], "stream: a super-resolution run"),
-    (["--data", "EMPTY", "--set", "stream=true"], "data: no images"),
+    (["--data", "EMPTY", "--set", "stream=true"], "data: no images (.bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, "
+     ".webp) and no .tar shards found under"),
+    (["--data", "BROKEN", "--set", "stream=true"], "data: cannot index the shard"),
 ])
 def test_stream_bad_input_is_one_line(argv, message, folder, tmp_path, capsys):
     (tmp_path / "EMPTY").mkdir()
-    argv = [str(folder) if a == "FOLDER" else str(tmp_path / "EMPTY") if a == "EMPTY" else a for a in argv]
+    (tmp_path / "BROKEN").mkdir()
+    (tmp_path / "BROKEN" / "shard-0000.tar").write_bytes(b"not a tar file" * 100)
+    argv = [str(folder) if a == "FOLDER" else str(tmp_path / a) if a in ("EMPTY", "BROKEN") else a for a in argv]
     out = tmp_path / "out"
     assert main(["train", *argv, "--out", str(out)]) == 2
     one_line_error(capsys, message)
     assert not out.exists()
+
+
+def _shards(folder, out, labelled=True):
+    """The folder's images, in the in-memory loader's order, as two WebDataset-layout shards (key.png + key.cls)."""
+    import io
+    import tarfile
+    from denoisekit.data import folder_images, folder_labels
+    files = folder_images(folder)
+    y, _ = folder_labels(folder, files)
+    out.mkdir()
+    for s, part in enumerate((files[:70], files[70:])):
+        with tarfile.open(out / f"shard-{s:04d}.tar", "w") as tf:
+            for f in part:
+                i = files.index(f)
+                members = [(f"{i:06d}.png", f.read_bytes())] + ([(f"{i:06d}.cls", str(int(y[i])).encode())]
+                                                                 if labelled else [])
+                for name, data in members:
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    tf.addfile(info, io.BytesIO(data))
+    return out
+
+
+def test_tar_shards_stream_the_same_examples_and_train(folder, tmp_path):
+    """Two WebDataset-layout shards of the folder's images (with .cls labels) read the same examples and labels by
+    offset; a streamed run on them trains from the command line; without .cls members there are no labels."""
+    shards = _shards(folder, tmp_path / "shards")
+    whole, lazy = load_dataset(str(folder)), stream_image_folder(shards)
+    assert len(lazy) == 120 and torch.equal(lazy.y, whole.y) and lazy.num_classes == 2
+    idx = torch.tensor([0, 69, 70, 119, 33])
+    assert torch.equal(lazy.x[idx], whole.x[idx])
+    assert main(["train", "--data", str(shards), "--set", "stream=true", "--set", "class_cond=true", "--steps", "2",
+                 "--batch-size", "8", "--out", str(tmp_path / "run"), "--set", "net.channels=8",
+                 "--set", "net.channel_mult=[1]", "--set", "train.progress=false", "--set", "sample.steps=2",
+                 "--set", "sample.n=4"]) == 0
+    assert stream_image_folder(_shards(folder, tmp_path / "plain", labelled=False)).y is None

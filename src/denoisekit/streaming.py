@@ -5,13 +5,16 @@ exactly, and under torchrun each rank reads only its share."""
 from __future__ import annotations
 
 import hashlib
+import io
+import os
+import tarfile
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
 
-from .data import ArrayDataset, _load_image, folder_images, folder_labels
+from .data import IMAGE_SUFFIXES, ArrayDataset, _load_image, folder_images, folder_labels
 
 
 class LazyImages:
@@ -23,7 +26,8 @@ class LazyImages:
     dtype = torch.float32
 
     def __init__(self, files: list, size: Optional[int], mode: str, hw: tuple):
-        self.files, self.size, self.mode = [str(f) for f in files], size, mode
+        """`files`: paths, or (tar shard, offset, size, member name) of images inside tar shards."""
+        self.files, self.size, self.mode = [f if isinstance(f, tuple) else str(f) for f in files], size, mode
         self.shape = torch.Size((len(files), 1 if mode == "L" else 3, *hw))
 
     def __len__(self) -> int:
@@ -31,9 +35,10 @@ class LazyImages:
 
     def read(self, i: int) -> torch.Tensor:
         """Example i as a (C, H, W) float tensor."""
-        a = _load_image(Path(self.files[i]), self.size, self.mode)
+        src = self.files[i]
+        a = _load_image(Path(src) if isinstance(src, str) else _member_bytes(src), self.size, self.mode)
         if a.shape[:2] != tuple(self.shape[2:]):
-            raise ValueError(f"data: {self.files[i]} is {a.shape[1]}x{a.shape[0]}, the folder's images "
+            raise ValueError(f"data: {_name(src)} is {a.shape[1]}x{a.shape[0]}, the data's images "
                              f"{self.shape[3]}x{self.shape[2]}; pass image_size to resize all images")
         a = a.reshape(*a.shape[:2], -1).transpose(2, 0, 1)
         return torch.from_numpy(a.astype(np.float32) / 127.5 - 1)
@@ -54,27 +59,77 @@ class LazyImages:
 
     def fingerprint(self) -> str:
         """A short hash of the file names, sizes and modification times (the content is never read whole)."""
-        digest = hashlib.sha256()
+        digest, stats = hashlib.sha256(), {}
         for f in self.files:
-            st = Path(f).stat()
+            path = f if isinstance(f, str) else f[0]
+            st = stats.setdefault(path, Path(path).stat())
             digest.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         return digest.hexdigest()[:16]
 
 
+def _member_bytes(src: tuple):
+    """A tar member's bytes as a file object (random access by its recorded offset)."""
+    with open(src[0], "rb") as f:
+        f.seek(src[1])
+        return io.BytesIO(f.read(src[2]))
+
+
+def _name(src) -> str:
+    return src if isinstance(src, str) else f"{src[0]}:{src[3]}"
+
+
+def shard_examples(root: Path) -> Optional[tuple]:
+    """(image sources, labels or None, number of classes or None) of the WebDataset-layout tar shards in `root`
+    (members key.png, key.jpg, ... with an optional key.cls holding the class index), indexed once so any example is
+    read by its offset; None if `root` holds no .tar file."""
+    shards = sorted(root.glob("*.tar"))
+    if not shards:
+        return None
+    examples: dict = {}
+    for shard in shards:
+        try:
+            with tarfile.open(shard) as tf:
+                for m in tf:
+                    if not m.isfile():
+                        continue
+                    folder, base = os.path.split(m.name)
+                    stem, _, ext = base.partition(".")
+                    entry = examples.setdefault((str(shard), folder, stem), {})
+                    if f".{ext.lower()}" in IMAGE_SUFFIXES:
+                        entry["image"] = (str(shard), m.offset_data, m.size, m.name)
+                    elif ext == "cls":
+                        entry["cls"] = int(tf.extractfile(m).read().decode().strip())
+        except (tarfile.TarError, OSError, ValueError) as e:
+            raise ValueError(f"data: cannot index the shard {shard}: {e}") from None
+    images = [e for e in examples.values() if "image" in e]
+    if not images:
+        raise ValueError(f"data: the shards in {root} hold no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    if all("cls" in e for e in images):
+        y = torch.tensor([e["cls"] for e in images])
+        return [e["image"] for e in images], y, int(y.max()) + 1
+    return [e["image"] for e in images], None, None
+
+
 def stream_image_folder(root: Path, image_size: Optional[int] = None, channels: Optional[int] = None) -> ArrayDataset:
-    """An image folder as a streamed data set: files listed, labels from first-level subfolders (as the in-memory
-    loader), every header read for its size (unless image_size resizes them all), no pixels loaded."""
+    """An image folder, or a folder of WebDataset-layout .tar shards, as a streamed data set: files listed (shard
+    members indexed), labels from first-level subfolders (as the in-memory loader) or the shards' .cls members, sizes
+    from headers (every file's, unless image_size resizes them all; a shard's first), no pixels loaded. Shards are read
+    by offset with tarfile, not webdataset's sequential readers: random access keeps the (seed, step) order exact."""
     from PIL import Image
-    files = folder_images(root)
     if channels not in (None, 1, 3):
         raise ValueError(f"channels: expected 1 or 3, got {channels}")
+    shards = shard_examples(root)
+    if shards is None and not any(p.suffix.lower() in IMAGE_SUFFIXES for p in root.rglob("*")):
+        raise ValueError(f"data: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) and no .tar shards found under {root}")
+    files, y, num_classes = shards if shards is not None else (folder_images(root), None, None)
     first = None
-    for p in files if image_size is None else files[:1]:  # headers only: no pixels are decoded
+    # headers only, no pixels decoded: every file's in a folder (unless image_size resizes them), a shard's first
+    for p in files if image_size is None and shards is None else files[:1]:
         try:
-            with Image.open(p) as im:
+            with Image.open(p if shards is None else _member_bytes(p)) as im:
                 size, grey = im.size, im.mode in ("L", "1", "I", "I;16", "F")
         except Exception as e:
-            raise ValueError(f"data: cannot read image {p}: {e}") from None
+            raise ValueError(f"data: cannot read image {_name(p)}: {e}") from None
         if first is None:
             first, mode = (p, size), "L" if grey else "RGB"
         elif size != first[1]:
@@ -83,7 +138,9 @@ def stream_image_folder(root: Path, image_size: Optional[int] = None, channels: 
     mode = {1: "L", 3: "RGB"}.get(channels, mode)
     w, h = first[1]
     hw = (image_size, image_size) if image_size is not None else (h, w)
-    return ArrayDataset(LazyImages(files, image_size, mode, hw), *folder_labels(root, files), root.name)
+    if shards is None:
+        y, num_classes = folder_labels(root, files)
+    return ArrayDataset(LazyImages(files, image_size, mode, hw), y, num_classes, root.name)
 
 
 class _StepBatches(torch.utils.data.Sampler):
