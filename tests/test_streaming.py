@@ -135,3 +135,14 @@ def test_tar_shards_stream_the_same_examples_and_train(folder, tmp_path):
                  "--set", "net.channel_mult=[1]", "--set", "train.progress=false", "--set", "sample.steps=2",
                  "--set", "sample.n=4"]) == 0
     assert stream_image_folder(_shards(folder, tmp_path / "plain", labelled=False)).y is None
+
+
+def test_the_evaluator_reads_a_streamed_data_set_in_batches(folder):
+    """The reference classifier trains on, and the reference features come from, the streamed images: the same metrics
+    as the in-memory data set gives for the same samples."""
+    from denoisekit.eval import Evaluator
+    whole, lazy = load_dataset(str(folder)), stream_image_folder(folder)
+    samples = torch.rand(40, 1, 8, 8) * 2 - 1
+    a = Evaluator(whole, cache=False, progress=False).evaluate(samples)
+    b = Evaluator(lazy, cache=False, progress=False).evaluate(samples)
+    assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k], rel=1e-6) for k in a if isinstance(a[k], float))

@@ -194,5 +194,5 @@ def load_fid_inception(path, device="cpu") -> FIDInception:
 def inception_features(net: FIDInception, x: torch.Tensor, batch: int = 100) -> torch.Tensor:
     """pool3 features of images in [-1, 1], quantised to 8 bits first as a saved PNG would be."""
     device = next(net.parameters()).device
-    x = ((x.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
-    return torch.cat([net(x[i:i + batch].to(device).float()).cpu() for i in range(0, len(x), batch)])
+    q = lambda b: ((b.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1  # noqa: E731 (per batch: x may be streamed)
+    return torch.cat([net(q(x[i:i + batch]).to(device).float()).cpu() for i in range(0, len(x), batch)])
