@@ -146,3 +146,20 @@ def test_the_evaluator_reads_a_streamed_data_set_in_batches(folder):
     a = Evaluator(whole, cache=False, progress=False).evaluate(samples)
     b = Evaluator(lazy, cache=False, progress=False).evaluate(samples)
     assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k], rel=1e-6) for k in a if isinstance(a[k], float))
+
+
+def test_eval_stream_scores_like_the_whole_folder(folder, tmp_path, capsys):
+    """`denoisekit eval --stream` gives the metrics of the in-memory folder; --stream with a built-in data set is one
+    line before any work."""
+    import json
+    np.savez(tmp_path / "s.npz", x=(torch.rand(40, 1, 8, 8) * 2 - 1).numpy())
+    scores = []
+    for extra in ([], ["--stream"]):
+        out = tmp_path / f"m{len(extra)}.json"
+        assert main(["eval", str(tmp_path / "s.npz"), "--data", str(folder), "--k", "2", "--json", str(out),
+                     "--cache-dir", str(tmp_path / "cache"), *extra]) == 0
+        scores.append(json.loads(out.read_text()))
+    assert scores[0]["fd"] == pytest.approx(scores[1]["fd"], rel=1e-6)
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "s.npz"), "--data", "mnist", "--stream"]) == 2
+    one_line_error(capsys, "--stream: reads an image folder (or a folder of .tar shards) in batches; 'mnist'")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from .flags import (add_guidance_flags, add_sampling_flags, check_guidance_args, check_output, check_sampling_args,
@@ -110,6 +111,13 @@ def _checkpoint_folder(path):
         return None
 
 
+def check_stream(stream: bool, data) -> None:
+    """A one-line error for --stream with data that is not an image folder (or folder of .tar shards)."""
+    if stream and not (data and Path(os.path.expanduser(data)).is_dir()):
+        raise ValueError(f"--stream: reads an image folder (or a folder of .tar shards) in batches; {data!r} is not "
+                         f"one (remove --stream)")
+
+
 def cmd_eval(args) -> int:
     from ..data import load_dataset
     from ..eval import Evaluator, format_report, load_samples
@@ -141,6 +149,7 @@ def cmd_eval(args) -> int:
         model = load_model(path, ema=not args.raw, device=args.device)
         model.require_single_stage("samples")
         data = data or model.data_name
+        check_stream(args.stream, data)
         denoiser, num_classes = guided(args, model)
         labels = balanced_labels(args.n, num_classes, args.device)
         samples = model.decode(generate(denoiser, args.n, model.shape, seed=args.seed, steps=args.steps,
@@ -148,10 +157,15 @@ def cmd_eval(args) -> int:
                                         times=_auto_times(args, model.denoiser, model.shape, options),
                                         **options)).cpu()
     else:
+        check_stream(args.stream, data)
         samples, labels = load_samples(path), None
     if not data:
         raise ValueError("--data: name the data set the samples should be compared with (e.g. --data mnist)")
-    ds = load_dataset(data, image_size=args.image_size)
+    if args.stream:  # the reference classifier and features read the folder in batches
+        from ..streaming import stream_image_folder
+        ds = stream_image_folder(Path(os.path.expanduser(data)), args.image_size)
+    else:
+        ds = load_dataset(data, image_size=args.image_size)
     evaluator = Evaluator(ds, device=args.device, inception_weights=args.inception_weights, k=args.k,
                           cache_root=args.cache_dir)
     labels = labels.cpu() if labels is not None and ds.is_image and ds.y is not None else None
@@ -204,6 +218,8 @@ def add_parsers(sub, common) -> None:
     e.add_argument("samples", help="a .npz/.npy of samples, a folder of images, or a checkpoint/run folder to sample")
     e.add_argument("--data", help="the data set to compare with (default: the one a checkpoint was trained on)")
     e.add_argument("--image-size", type=int, dest="image_size", help="resize the data set's images to this size")
+    e.add_argument("--stream", action="store_true", help="read the data (an image folder or .tar shards) in batches "
+                   "instead of loading it whole")
     e.add_argument("--inception-weights", dest="inception_weights",
                    help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth, for the standard Inception FID")
     e.add_argument("--k", type=int, default=3, help="neighbours for the precision/recall manifolds")
