@@ -11,10 +11,9 @@ import tarfile
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 
-from .data import IMAGE_SUFFIXES, ArrayDataset, _load_image, folder_images, folder_labels
+from .data import IMAGE_SUFFIXES, ArrayDataset, _load_image, _scale_uint8, folder_images, folder_labels
 
 
 class LazyImages:
@@ -40,8 +39,7 @@ class LazyImages:
         if a.shape[:2] != tuple(self.shape[2:]):
             raise ValueError(f"data: {_name(src)} is {a.shape[1]}x{a.shape[0]}, the data's images "
                              f"{self.shape[3]}x{self.shape[2]}; pass image_size to resize all images")
-        a = a.reshape(*a.shape[:2], -1).transpose(2, 0, 1)
-        return torch.from_numpy(a.astype(np.float32) / 127.5 - 1)
+        return _scale_uint8(a.reshape(*a.shape[:2], -1).transpose(2, 0, 1))
 
     def __getitem__(self, idx) -> torch.Tensor:
         if isinstance(idx, int):

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..utils import sample_generators, training_precision
+from ..utils import training_precision
 from .checkpoint import (checkpoint_candidates, clean_interrupted_writes, find_checkpoint, load_config, load_matching,
                          load_state, load_tensors, load_weights, numpy_rng_from_plain, numpy_rng_to_plain,
                          save_checkpoint)
@@ -24,6 +24,7 @@ from .distributed import barrier, init_distributed
 from .ema import EMA
 from .errors import IncompatibleRun, NonFiniteError, TrainingDiverged, TrainingInterrupted  # noqa: F401 (re-exported)
 from .logs import match_header, truncate_log
+from .order import DataOrder
 from .phases import SINGLE, _LossModule, backward_in_parts
 from .posthoc_ema import PowerEMA
 from .signals import catch_signals
@@ -70,7 +71,6 @@ class Trainer:
                              f"{cfg.grad_accum} micro-batches (grad_accum)")
         if len(dataset) < cfg.batch_size:
             raise ValueError(f"batch_size: {cfg.batch_size} is larger than the data set ({len(dataset)} examples)")
-        self.local_batch = cfg.batch_size // self.world
         self.run_dir = Path(run_dir)
         self.model = model.to(self.device)
         if cfg.channels_last:
@@ -78,9 +78,8 @@ class Trainer:
         self.precision = training_precision(cfg.amp, self.device)  # 'bf16' or 'fp32'
         self.loss_fn = loss_fn
         self.term_names = tuple(getattr(loss_fn, "term_names", ()))  # logged beside the loss
-        self.data_x = dataset.x
-        self._streams = hasattr(dataset.x, "batches")  # files read as batches are needed (streaming.LazyImages)
-        self._stream: Optional[list] = None  # [the step its next batch is for, the reader]
+        self.order = DataOrder(dataset.x, cfg.batch_size, self.rank, self.world, cfg.seed, cfg.steps,
+                               cfg.data_workers, pin=self.device.type == "cuda")
         self.data_cond = dataset.conditioning if cfg.use_labels else None  # idx -> the examples' conditioning
         if cfg.use_labels and dataset.conditioning(slice(0, 1)) is None:
             raise ValueError("use_labels: the data set has no labels")
@@ -114,28 +113,9 @@ class Trainer:
                                                          find_unused_parameters=len(self.opts) > 1)
         self.module = module
 
-    # --- data order -------------------------------------------------------------------------------------------
+    # --- data order (train/order.py) -------------------------------------------------------------------------
     def batch_indices(self, step: int) -> torch.Tensor:
-        """This rank's example indices at `step`: a fresh permutation each epoch, seeded by (seed, epoch)."""
-        n, b = len(self.data_x), self.cfg.batch_size
-        per_epoch = n // b
-        epoch, k = divmod(step, per_epoch)
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.cfg.seed * 100003 + epoch))
-        start = k * b + self.rank * self.local_batch
-        return perm[start:start + self.local_batch]
-
-    def _streamed_batch(self) -> torch.Tensor:
-        """The batch of this step from a streamed data set's reader (restarted where the step is not the next one it
-        would give: the first step, or after a resume)."""
-        if self._stream is None or self._stream[0] != self.step:
-            self._stream = [self.step, self.data_x.batches(self.batch_indices, self.step, self.cfg.steps,
-                                                           self.cfg.data_workers, self.device.type == "cuda")]
-        self._stream[0] += 1
-        return next(self._stream[1])
-
-    def _generators(self, step: int):
-        offset = step * self.cfg.batch_size + self.rank * self.local_batch
-        return sample_generators(self.cfg.seed + 1, self.local_batch, offset)
+        return self.order.indices(step)
 
     # --- checkpoints ------------------------------------------------------------------------------------------
     def save(self) -> Optional[Path]:
@@ -274,9 +254,8 @@ class Trainer:
     def train_step(self) -> tuple[float, float]:
         """One training step, an optimizer step per phase due; returns (loss, gradient norm before clipping), summed
         over the phases; the named terms go to self.last_terms."""
-        idx = self.batch_indices(self.step)
-        x = self._streamed_batch() if self._streams else self.data_x[idx]
-        x = x.to(self.device, non_blocking=True)
+        idx = self.order.indices(self.step)
+        x = self.order.batch(self.step, idx).to(self.device, non_blocking=True)
         if x.dim() == 4 and self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         cond = self.data_cond(idx).to(self.device) if self.data_cond is not None else None
@@ -285,7 +264,7 @@ class Trainer:
             for group in opt.param_groups:
                 group["lr"] = lr * self.lr_scales[name]
         self.model.train()
-        generators = self._generators(self.step)  # the phases draw from them in turn
+        generators = self.order.generators(self.step)  # the phases draw from them in turn
         total_loss, total_norm, self.last_terms = 0.0, 0.0, {}
         for phase in self.phases:
             if self.step % phase.every:
