@@ -7,7 +7,8 @@ the network (--compile); rounds alternate between the settings and the median is
 UNet2DModel of DDPM's CIFAR-10 layout (scaled by `--width`), randomly initialised and saved to a temporary folder,
 opened by denoisekit's diffusers opener (so both libraries run the very same network), at batch `--sample-batch`:
 (a) its forward pass alone, NFE times in a loop, (b) our `ddim` (leading spacing), (c) diffusers' `DDIMPipeline` at the same NFE,
-each the fastest of `--repeats` (ours and theirs interleaved), with CUDA synchronised around every timing. Claims: our sampling within 1.1x of the
+each the fastest of `--repeats` (ours and theirs interleaved), with CUDA synchronised around every timing; on a GPU
+also our ddim eager against replayed from CUDA graphs at batch 1 and `--sample-batch` (reported). Claims: our sampling within 1.1x of the
 forward x NFE limit, and no slower than diffusers' pipeline (ratio <= 1.05); the best training setting's speed-up is
 reported, not judged. Writes benchmarks/results/gpu.json on a GPU (gpu_cpu.json with --device cpu: a smoke run of the
 script, not a GPU figure). Run it alone.
@@ -127,6 +128,43 @@ def sampling_rows(args, device) -> list:
     return rows
 
 
+def graph_rows(args, device) -> list:
+    """Our ddim eager and replayed from CUDA graphs (samplers/graphs.py), at batch 1 and --sample-batch, per NFE:
+    where graphs pay (launch-bound small batches) and where they do not; reported, not judged."""
+    if device.type != "cuda":
+        print("CUDA graphs: GPU only; no rows in a CPU smoke run", flush=True)
+        return []
+    from denoisekit.nets import UNet
+    from denoisekit.processes import DiscreteVP
+    from denoisekit.denoiser import Denoiser
+    from denoisekit.samplers import sample
+    from denoisekit.samplers.graphs import GraphedNet
+    torch.manual_seed(0)
+    d = Denoiser(UNet(in_channels=3, channels=args.width // 2, channel_mult=(1, 2, 2), num_res_blocks=2,
+                      attention_levels=(1,)), DiscreteVP(), "eps").to(device).eval()
+    eager, graphed = d.net, GraphedNet(d.net)  # one recording per shape, kept across the timed calls
+
+    def with_graphs(x_T, nfe):
+        d.net = graphed
+        try:
+            return sample(d, x_T, "ddim", nfe, "leading")
+        finally:
+            d.net = eager
+    rows = []
+    with torch.inference_mode():
+        for n in sorted({1, args.sample_batch}):
+            x_T = torch.randn((n, 3, args.resolution, args.resolution), generator=torch.Generator().manual_seed(0))
+            x_T = x_T.to(device)
+            for nfe in args.nfe:
+                both = timed({"eager": lambda: sample(d, x_T, "ddim", nfe, "leading"),
+                              "graphs": lambda: with_graphs(x_T, nfe)}, device, args.repeats)  # recorded in the warm-up
+                rows.append({"batch": n, "nfe": nfe, "eager_s": both["eager"], "graphs_s": both["graphs"],
+                             "speedup": both["eager"] / both["graphs"]})
+                print(f"CUDA graphs, batch {n:3d}, NFE {nfe:3d}: eager {both['eager']:.3f} s, graphs "
+                      f"{both['graphs']:.3f} s ({rows[-1]['speedup']:.2f}x)", flush=True)
+    return rows
+
+
 def claims(rows: list) -> list:
     """Our sampling within LIMIT x the forward x NFE, and at most VS_DIFFUSERS x diffusers' pipeline, at each NFE."""
     out = []
@@ -171,10 +209,10 @@ def main() -> int:
     device = torch.device("cuda", 0) if device.type == "cuda" and device.index is None else device
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device: {name}", flush=True)
-    train, samp = training_rows(args, device), sampling_rows(args, device)
+    train, samp, graphs = training_rows(args, device), sampling_rows(args, device), graph_rows(args, device)
     write_result("gpu" if device.type == "cuda" else "gpu_cpu", {
         "device": name, "resolution": args.resolution, "batch": args.batch, "width": args.width,
-        "sample_batch": args.sample_batch, "train": train, "sampling": samp})
+        "sample_batch": args.sample_batch, "train": train, "sampling": samp, "cuda_graphs": graphs})
     return verdict(claims(samp))
 
 

@@ -99,6 +99,7 @@ def test_invert_and_interpolate(run, images, tmp_path, capsys):
     (["--sampler", "ddim", "--eta", "2"], ["eta: expected a number in [0, 1]"]),
     (["--sampler", "euler", "--churn", "-1"], ["s_churn: expected a non-negative number"]),
     (["--sampler", "ddpm", "--schedule", "auto"], ["schedule 'auto': fits deterministic ODE solvers"]),
+    (["--cuda-graphs"], ["--cuda-graphs: records GPU kernels; it needs --device cuda, got --device cpu"]),
 ])
 def test_sample_bad_input(run, tmp_path, capsys, argv, words):
     assert main(["sample", str(run), "--n", "2", "--out", str(tmp_path / "s.png"), *argv]) == 2

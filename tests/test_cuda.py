@@ -39,6 +39,23 @@ def test_sampling_on_gpu_matches_cpu():
     assert torch.allclose(x_cpu, x_gpu.cpu(), atol=2e-3), float((x_cpu - x_gpu.cpu()).abs().max())
 
 
+@pytest.mark.parametrize("n", [1, 6])
+def test_cuda_graphs_sample_what_eager_sampling_does(n, tmp_path):
+    """The network replayed from a CUDA graph recorded once for the input shape draws the eager samples, and the
+    recording replays for other noise (the plumbing is checked on the CPU in test_samplers.py)."""
+    from denoisekit.samplers.graphs import cuda_graphs
+    d = _denoiser(2).cuda().eval()
+    with torch.no_grad():
+        want = generate(d, n, (1, 8, 8), seed=3, steps=12, sampler="dpmpp_2m")
+        with cuda_graphs(d):
+            got = generate(d, n, (1, 8, 8), seed=3, steps=12, sampler="dpmpp_2m")
+            again = generate(d, n, (1, 8, 8), seed=4, steps=12, sampler="dpmpp_2m")  # the recording replayed
+            assert len(d.net.graphs) == 1
+    assert torch.allclose(want, got, atol=1e-5), float((want - got).abs().max())
+    assert not torch.allclose(got, again)
+    assert torch.allclose(again, generate(d, n, (1, 8, 8), seed=4, steps=12, sampler="dpmpp_2m"), atol=1e-5)
+
+
 def test_evaluator_on_gpu_matches_cpu(tmp_path):
     from denoisekit.eval import Evaluator
     ds = load_dataset("digits")

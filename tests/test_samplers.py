@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from anchors import k_model, load_k_sampling
-from denoisekit import DiscreteVP, sample
+from denoisekit import Denoiser, DiscreteVP, generate, sample
 from denoisekit.analytic import GaussianMixture
 from denoisekit.samplers import SAMPLERS, ddim_interpolate, ddim_invert, rk45_sample, sampler_options
 from denoisekit.samplers import SCHEDULES, sampling_times
@@ -392,3 +392,52 @@ def test_every_sampler_runs_a_network_of_every_prediction_type(prediction):
         x = sample(model, x_T, name, 4, generator=torch.Generator().manual_seed(1), **opts)
         assert x.shape == (3, 2) and bool(x.isfinite().all()), name
     assert set(seen) == {(3,)}
+
+
+# --- CUDA graphs (samplers/graphs.py): the replay plumbing, checked on the CPU with the graph's test double -----------
+
+def _labelled_denoiser():
+    from denoisekit.nets import MLP
+    torch.manual_seed(0)
+    return Denoiser(MLP(hidden=16, num_classes=3), DiscreteVP(T=100), "eps").eval()
+
+
+def test_cuda_graphs_replay_gives_the_eager_samples():
+    """Replayed through static inputs (eager_capture shares a graph's aliasing: one output storage per shape), DDIM
+    and guided DDPM draw bitwise the eager samples; one recording per input shape (CFG's doubled batch is another);
+    the network is restored afterwards. Fails if an input is not copied in or the output not cloned out."""
+    from denoisekit.guidance import ClassifierFreeGuidance
+    from denoisekit.samplers.graphs import GraphedNet, cuda_graphs, eager_capture
+    d = _labelled_denoiser()
+    labels = torch.tensor([0, 1, 2, 1])
+    with torch.no_grad():  # the third run replays the first's recording with other labels
+        want = [generate(d, 4, (2,), seed=1, steps=6, sampler="ddim", labels=labels),
+                generate(ClassifierFreeGuidance(d, 2.0), 4, (2,), seed=1, steps=6, sampler="ddpm", labels=labels),
+                generate(d, 4, (2,), seed=1, steps=6, sampler="ddim", labels=labels.flip(0))]
+        net = d.net
+        with cuda_graphs(d, capture=eager_capture):
+            assert isinstance(d.net, GraphedNet) and d.net.embed is net.embed  # attributes read through
+            got = [generate(d, 4, (2,), seed=1, steps=6, sampler="ddim", labels=labels),
+                   generate(ClassifierFreeGuidance(d, 2.0), 4, (2,), seed=1, steps=6, sampler="ddpm", labels=labels),
+                   generate(d, 4, (2,), seed=1, steps=6, sampler="ddim", labels=labels.flip(0))]
+            recorded = len(d.net.graphs)
+            x, c = torch.randn(4, 2), torch.full((4,), 10.0)
+            first = d.net(x, c)
+            second = d.net(x + 1, c)
+            assert torch.equal(first, net(x, c)) and torch.equal(second, net(x + 1, c))  # not overwritten
+    assert d.net is net
+    assert recorded == 2  # (4, 2) and CFG's (8, 2)
+    for w, g in zip(want, got):
+        assert torch.equal(w, g)
+
+
+def test_cuda_graphs_run_eagerly_with_gradients_and_restore_the_net_on_errors():
+    from denoisekit.samplers.graphs import cuda_graphs, eager_capture
+    d = _labelled_denoiser()
+    net = d.net
+    with pytest.raises(RuntimeError, match="boom"), cuda_graphs(d, capture=eager_capture):
+        x = torch.randn(3, 2, requires_grad=True)
+        d.net(x, torch.ones(3)).sum().backward()  # gradients on: eager, nothing recorded
+        assert x.grad is not None and not d.net.graphs
+        raise RuntimeError("boom")
+    assert d.net is net

@@ -14,7 +14,7 @@ REGISTRY: dict[str, type] = {}
 
 def encode_value(value: Any) -> Any:
     """Turn a constructor argument into JSON: configurable objects become nested configs."""
-    if hasattr(value, "config") and getattr(type(value), "__name__", None) in REGISTRY:
+    if hasattr(value, "config") and _registered_name(value) is not None:
         return value.config()
     if isinstance(value, (list, tuple)):
         return [encode_value(v) for v in value]
@@ -23,6 +23,11 @@ def encode_value(value: Any) -> Any:
     if hasattr(value, "tolist"):  # tensors and arrays
         return value.tolist()
     return value
+
+
+def _registered_name(obj) -> str:
+    """The nearest registered class of obj (FSDP wraps a network in a generated subclass, FSDPMLP of MLP)."""
+    return next((c.__name__ for c in type(obj).__mro__ if REGISTRY.get(c.__name__) is c), None)
 
 
 def configurable(cls: type) -> type:
@@ -41,7 +46,7 @@ def configurable(cls: type) -> type:
         init(self, *args, **kwargs)
 
     cls.__init__ = wrapped
-    cls.config = lambda self: {"class": type(self).__name__,
+    cls.config = lambda self: {"class": _registered_name(self),
                                **{k: encode_value(v) for k, v in self._recorded.items()}}
     REGISTRY[cls.__name__] = cls
     return cls

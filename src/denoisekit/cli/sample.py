@@ -10,13 +10,20 @@ from .flags import (add_guidance_flags, add_sampling_flags, check_guidance_args,
 
 
 def cmd_sample(args) -> int:
+    import contextlib
+
     import numpy as np
     import torch
 
     from ..images import PICTURE_FORMATS, atomic_save, save_gif, save_picture, save_row_strip
     from ..models import load_model
     from ..samplers import check_request, generate
+    from ..samplers.graphs import cuda_graphs
     from ..utils import check_device
+    if args.cuda_graphs and (args.cascade is not None or not str(args.device).startswith("cuda")):
+        raise ValueError("--cuda-graphs: records GPU kernels; it needs --device cuda, got --device "
+                         f"{args.device}" if args.cascade is None else
+                         "--cuda-graphs: records one model's kernels; it does not apply to --cascade")
     if args.cascade is not None or args.checkpoint is None:
         from .cascade import cmd_sample_cascade
         return cmd_sample_cascade(args)
@@ -47,7 +54,8 @@ def cmd_sample(args) -> int:
 
     stats: dict = {}
     times = _auto_times(args, model.denoiser, shape, options)
-    with torch.no_grad():
+    graphs = cuda_graphs(model.denoiser) if args.cuda_graphs else contextlib.nullcontext()
+    with torch.no_grad(), graphs:
         x = generate(denoiser, args.n, shape, seed=args.seed, steps=args.steps, sampler=args.sampler,
                      schedule=args.schedule, labels=labels, callback=callback, progress=True, stats=stats,
                      times=times, **options)
@@ -211,6 +219,8 @@ def add_parsers(sub, common) -> None:
     s.add_argument("--scale", type=int, help="enlarge images this many times in the grid")
     s.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA weights")
     s.add_argument("--device", default="cpu")
+    s.add_argument("--cuda-graphs", action="store_true", dest="cuda_graphs", help="replay the network from CUDA "
+                   "graphs (one launch a step: faster at small --n on a GPU)")
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("eval", parents=[common], help="score samples against a data set (Frechet distance, "

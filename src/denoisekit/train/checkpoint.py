@@ -140,8 +140,9 @@ def load_config(folder: Path) -> dict:
     return config
 
 
-def load_matching(module: torch.nn.Module, weights: dict, source) -> None:
-    """module.load_state_dict(weights), with a one-line error naming what does not match the network."""
+def load_matching(module: torch.nn.Module, weights: dict, source, sharded: bool = False) -> None:
+    """module.load_state_dict(weights), with a one-line error naming what does not match the network (a sharded
+    module keeps its shard of each whole tensor)."""
     own = module.state_dict()
     missing = sorted(set(own) - set(weights))
     unexpected = sorted(set(weights) - set(own))
@@ -151,7 +152,11 @@ def load_matching(module: torch.nn.Module, weights: dict, source) -> None:
                  (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)) if names]
         raise ValueError(f"checkpoint: the weights in {source} do not match the network its {CONFIG} describes "
                          f"({'; '.join(parts)})")
-    module.load_state_dict(weights)
+    if sharded:
+        from .sharding import load_full_weights
+        load_full_weights(module, weights)
+    else:
+        module.load_state_dict(weights)
 
 
 def numpy_rng_to_plain(state: tuple) -> dict:

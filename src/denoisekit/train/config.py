@@ -37,6 +37,7 @@ class TrainConfig:
     amp: bool = False                  # bfloat16 autocast where the device has bf16 (else fp32, with a warning)
     channels_last: bool = False        # NHWC memory layout for image networks
     compile: bool = False              # torch.compile the model
+    fsdp: bool = False                 # under torchrun, shard parameters, gradients and optimizer state over the ranks
     device: str = "auto"
     tensorboard: bool = True
     progress: bool = True

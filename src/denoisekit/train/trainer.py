@@ -1,11 +1,11 @@
 """A training loop that knows no diffusion math: data order, optimizer, EMA, checkpoints, logging, DDP."""
 from __future__ import annotations
 
+import copy
 import csv
 import os
 import signal
 import time
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Optional
@@ -23,10 +23,11 @@ from .config import TrainConfig, lr_at
 from .distributed import barrier, init_distributed
 from .ema import EMA
 from .errors import IncompatibleRun, NonFiniteError, TrainingDiverged, TrainingInterrupted  # noqa: F401 (re-exported)
-from .logs import match_header, truncate_log
+from .logs import open_logs, truncate_log
 from .order import DataOrder
 from .phases import SINGLE, _LossModule, backward_in_parts
 from .posthoc_ema import PowerEMA
+from .sharding import ShardedLossModule, full_optimizer_state, full_weights, load_full_optimizer_state, shard, whole
 from .signals import catch_signals
 
 POWER_EMA = "power_ema.safetensors"  # the post-hoc EMA profiles' running averages, in a checkpoint
@@ -91,6 +92,15 @@ class Trainer:
         self.ema = EMA(self.model, cfg.ema_decay, cfg.ema_warmup)
         self.power_ema = PowerEMA(self.model, cfg.ema_profiles) if cfg.ema_profiles else None
         self.phases = tuple(getattr(loss_fn, "phases", SINGLE))
+        if cfg.fsdp and (hasattr(loss_fn, "parts") or self.power_ema is not None):  # refused on any world size
+            raise ValueError("train.fsdp: shards a model trained by one optimizer with a plain EMA; this run has "
+                             + ("several parts (a GAN's players)" if hasattr(loss_fn, "parts")
+                                else "post-hoc EMA profiles (ema_profiles)") + "; set train.fsdp: false")
+        self.sharded = cfg.fsdp and self.world > 1  # one process holds the whole model: nothing to shard
+        if self.sharded:
+            self.template = copy.deepcopy(self.ema.model).cpu() if self.rank == 0 else None  # rank 0 samples
+            shard(self.model)
+            shard(self.ema.model)
         parts = loss_fn.parts(self.model) if hasattr(loss_fn, "parts") else {"model": (self.model, 1.0)}
         self.lr_scales = {name: float(scale) for name, (_, scale) in parts.items()}
         self.part_params = {name: [p for p in module.parameters() if p.requires_grad]
@@ -106,8 +116,8 @@ class Trainer:
         self.last_terms: dict = {}
         if cfg.compile:  # the network alone, in place (its weights keep their names): the loss's per-example
             getattr(self.model, "net", self.model).compile()  # generator lists are not traced
-        module = _LossModule(self.model, loss_fn)
-        if self.world > 1:  # a phase that trains one part leaves the others' parameters unused
+        module = (ShardedLossModule if self.sharded else _LossModule)(self.model, loss_fn)
+        if self.world > 1 and not self.sharded:  # a phase that trains one part leaves the others' parameters unused
             module = nn.parallel.DistributedDataParallel(module, device_ids=[self.device.index]
                                                          if self.device.type == "cuda" else None,
                                                          find_unused_parameters=len(self.opts) > 1)
@@ -118,14 +128,25 @@ class Trainer:
         return self.order.indices(step)
 
     # --- checkpoints ------------------------------------------------------------------------------------------
+    def whole_ema(self) -> Optional[nn.Module]:
+        """The EMA model to sample and evaluate on rank 0; sharded, every rank must call it (None off rank 0)."""
+        if not self.sharded:
+            return self.ema.model
+        weights = full_weights(self.ema.model)
+        return whole(self.template, weights, self.device) if self.rank == 0 else None
+
     def save(self) -> Optional[Path]:
+        """A checkpoint of whole tensors, written by rank 0 (sharded, every rank must call it: a gather)."""
+        model, ema = self.model, self.ema.model
+        if self.sharded:
+            model, ema, opt_state = full_weights(model), full_weights(ema), full_optimizer_state(model, self.opt)
         if self.rank != 0:
             return None
         state = {"step": self.step, "ema_updates": self.ema.updates,
                  "torch_rng": torch.get_rng_state(), "numpy_rng": numpy_rng_to_plain(np.random.get_state()),
                  "train_config": asdict(self.cfg)}
         if len(self.opts) == 1:
-            state["optimizer"] = self.opt.state_dict()
+            state["optimizer"] = opt_state if self.sharded else self.opt.state_dict()
         else:
             state["optimizers"] = {name: opt.state_dict() for name, opt in self.opts.items()}
         if torch.cuda.is_available():
@@ -139,8 +160,8 @@ class Trainer:
             config["model"] = self.model.config()
         extra = {**self.attachments, **({POWER_EMA: self.power_ema.state_tensors()} if self.power_ema is not None
                                         else {})}
-        return save_checkpoint(self.run_dir / "checkpoints" / f"step-{self.step:07d}", self.model,
-                               self.ema.model, config, state, extra)
+        return save_checkpoint(self.run_dir / "checkpoints" / f"step-{self.step:07d}", model, ema, config, state,
+                               extra)
 
     def resume(self, path=None, check: Optional[Callable[[dict], None]] = None) -> bool:
         """Continue from the latest checkpoint of this run (or `path`); returns whether one was found.
@@ -185,12 +206,15 @@ class Trainer:
         numpy_rng = numpy_rng_from_plain(state["numpy_rng"])
         if hasattr(self.loss_fn, "load_state_dict"):
             self.loss_fn.load_state_dict(state.get("loss_state") or {})
-        load_matching(self.model, weights, folder)
-        load_matching(self.ema.model, ema_weights, folder)
+        load_matching(self.model, weights, folder, sharded=self.sharded)
+        load_matching(self.ema.model, ema_weights, folder, sharded=self.sharded)
         if profiles is not None:
             self.power_ema.load_state_tensors(profiles, folder / POWER_EMA)
         if len(self.opts) == 1:
-            self.opt.load_state_dict(state["optimizer"])
+            if self.sharded:
+                load_full_optimizer_state(self.model, self.opt, state["optimizer"])
+            else:
+                self.opt.load_state_dict(state["optimizer"])
         else:
             saved = state.get("optimizers") or {}
             if set(saved) != set(self.opts):
@@ -204,11 +228,11 @@ class Trainer:
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
 
-    def run_eval(self, tb=None) -> Optional[dict]:
+    def run_eval(self, tb=None, ema: Optional[nn.Module] = None) -> Optional[dict]:
         """Call eval_fn on the EMA model; append its numbers to eval.csv and the TensorBoard scalars under eval/."""
         if self.eval_fn is None or self.rank != 0:
             return None
-        metrics = {k: float(v) for k, v in self.eval_fn(self.ema.model, self.step).items()
+        metrics = {k: float(v) for k, v in self.eval_fn(self.ema.model if ema is None else ema, self.step).items()
                    if isinstance(v, (int, float))}
         path = self.run_dir / "eval.csv"
         new = not path.exists()
@@ -226,30 +250,8 @@ class Trainer:
     def _loggers(self):
         if self.rank != 0:
             return None, None
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        path = self.run_dir / "metrics.csv"
-        new = self.step == 0 or not path.exists()  # a fresh run starts a fresh log; a resumed one appends
-        if not new:  # rows logged after the checkpoint (before a kill) are logged again from here
-            truncate_log(path, self.step)
-            truncate_log(self.run_dir / "eval.csv", self.step)
-        header = ["step", "loss", "lr", "grad_norm", "images_per_s", *self.term_names]
-        if not new:
-            match_header(path, header)
-        f = open(path, "w" if new else "a", newline="")
-        writer = csv.writer(f)
-        if new:
-            writer.writerow(header)
-        tb = None
-        if self.cfg.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # an optional extra: say so once, and log to the CSV only
-                warnings.warn("train.tensorboard: the tensorboard package is not installed, so the scalars go to "
-                              "metrics.csv only; pip install tensorboard, or set train.tensorboard: false",
-                              stacklevel=2)
-            else:
-                tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step or None)
-        return (f, writer), tb
+        return open_logs(self.run_dir, self.step, ["step", "loss", "lr", "grad_norm", "images_per_s", *self.term_names],
+                         self.cfg.tensorboard)
 
     def train_step(self) -> tuple[float, float]:
         """One training step, an optimizer step per phase due; returns (loss, gradient norm before clipping), summed
@@ -276,6 +278,7 @@ class Trainer:
             self.last_terms.update({k: terms[k] for k in self.term_names if k in terms})
             clip = self.cfg.grad_clip if self.cfg.grad_clip is not None else float("inf")
             grad_norm = nn.utils.clip_grad_norm_(self.part_params[phase.part], clip)
+            grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm  # FSDP's DTensor
             if not bool(torch.isfinite(torch.stack([loss.detach().float(), grad_norm.float()])).all()):  # one sync
                 return self._nonfinite(loss.detach(), grad_norm.detach())
             self.opts[phase.part].step()
@@ -363,11 +366,14 @@ class Trainer:
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     self.save()
                     barrier(self.world)
-                if self.sample_fn is not None and self.rank == 0 and (
-                        (cfg.sample_every and self.step % cfg.sample_every == 0) or self.step == cfg.steps):
-                    self.sample_fn(self.ema.model, self.step)
-                if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
-                    self.run_eval(tb)
+                sample = self.sample_fn is not None and (
+                    (cfg.sample_every and self.step % cfg.sample_every == 0) or self.step == cfg.steps)
+                evaluate = cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.steps)
+                ema = self.whole_ema() if sample or evaluate else None
+                if sample and self.rank == 0:
+                    self.sample_fn(ema, self.step)
+                if evaluate:
+                    self.run_eval(tb, ema)
                 if stop:
                     if self.saved_step != self.step:
                         self.save()
@@ -383,4 +389,4 @@ class Trainer:
                 tb.close()
         if self.skipped and self.rank == 0:
             tqdm.write(f"training skipped {self.skipped} steps with a non-finite loss or gradient (train.nonfinite=skip)")
-        return self.ema.model
+        return self.whole_ema()
