@@ -154,7 +154,7 @@ def test_guidance_is_folded_into_a_class_conditional_student(tmp_path):
     (["--method", "consistency", "--distance", "lpips"], "loss.distance: expected one of 'l2', 'l1', 'pseudo_huber'"),
     (["--method", "consistency", "--stages", "2,1"], "stages: consistency distillation is one stage"),
     (["--prediction", "eps"], "prediction: a progressive-distillation student predicts"),
-    (["--guidance", "2"], "--guidance: classifier-free guidance needs a class-conditional model"),
+    (["--guidance", "2"], "--guidance: classifier-free guidance needs a class- or text-conditional model"),
     (["--set", "loss.steps=4"], "loss.steps: set by stages"),
     (["--set", "loss.weighting=snr"], "loss.weighting: expected one of"),
     (["--set", "train.use_labels=true"], "train.use_labels: set by the teacher's class_cond"),

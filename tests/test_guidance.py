@@ -162,7 +162,7 @@ def test_guidance_errors_are_one_line():
                         ({"w": 1, "rescale": 2}, "guidance_rescale"), ({"w": 1, "interval": (2, 1)}, "guidance_interval")):
         with pytest.raises(ValueError, match=msg):
             ClassifierFreeGuidance(model, **kwargs)
-    with pytest.raises(ValueError, match="needs class labels"):
+    with pytest.raises(ValueError, match="needs a condition to guide toward"):
         sample(ClassifierFreeGuidance(model, 1.0), noise(4)[0], "ddim", 3)
     with pytest.raises(ValueError, match="classifier_form"):
         ClassifierGuidance(model, GM.classifier(PROC), 1.0, form="other")
@@ -269,7 +269,7 @@ def test_cli_guidance_errors(runs, tmp_path, capsys, args, message):
 def test_cli_guidance_needs_a_model_trained_for_it(runs, tmp_path, capsys):
     from denoisekit.cli import main
     for model, args, message in (
-            ("unc", ["--guidance", "2"], "needs a class-conditional model"),
+            ("unc", ["--guidance", "2"], "needs a class- or text-conditional model"),
             ("unc", ["--class", "3"], "trained without class labels"),
             ("clf", [], "holds a NoisyClassifier, not a diffusion model (use it with --classifier)")):
         assert main(["sample", str(runs / model), "--steps", "2", "--out", str(tmp_path / "x.png"), *args]) == 2
@@ -279,7 +279,8 @@ def test_cli_guidance_needs_a_model_trained_for_it(runs, tmp_path, capsys):
     assert main(["train-classifier", "--data", "digits", "--set", "net.hidden=3", "--check"]) == 2
     assert "net: unknown key 'hidden'" in capsys.readouterr().err
     assert main(["train", "--data", "moons", "--set", "loss.p_uncond=0.1", "--check"]) == 2
-    assert "loss.p_uncond: drops class labels, so it needs class_cond: true" in capsys.readouterr().err
+    assert "loss.p_uncond: drops class labels or captions, so it needs class_cond or text_cond: true" in \
+        capsys.readouterr().err
     assert main(["train", "--data", "digits", "--set", "class_cond=true", "--set", "loss.p_uncond=1.5", "--check"]) == 2
     assert "loss.p_uncond: expected a probability in [0, 1), got 1.5" in capsys.readouterr().err
 

@@ -384,7 +384,7 @@ def test_load_model_reports_what_a_model_is():
     assert cfg.data_name == "digits" and cfg.codec is None and cfg.denoiser.learned_variance
     vp = load_model(legacy / "moons_vp_edm")
     assert vp.shape == (2,) and vp.num_classes is None and vp.guidance == () and isinstance(vp.process, VPSDE)
-    with pytest.raises(ValueError, match="^--guidance: classifier-free guidance needs a class-conditional model"):
+    with pytest.raises(ValueError, match="^--guidance: classifier-free guidance needs a class- or text-conditional model"):
         vp.guided(w=1.0)
     with pytest.raises(ValueError, match="not a diffusion model .use it with --classifier"):
         load_model(legacy / "digits_classifier")
@@ -394,7 +394,7 @@ def test_load_model_reports_what_a_model_is():
 SRC = __import__("pathlib").Path(__file__).resolve().parents[1] / "src" / "denoisekit"
 # Lower layers first; an import may go to the same layer or a lower one, never up (docs/architecture.md, "The layers").
 LAYERS = [("utils", "config"), ("conditioning", "prediction", "images", "train"),
-          ("processes", "nets", "data", "streaming", "divergence"), ("denoiser",), ("vlb", "analytic", "eval"),
+          ("processes", "nets", "data", "streaming", "divergence", "text"), ("denoiser",), ("vlb", "analytic", "eval"),
           ("samplers", "objectives", "guidance", "likelihood", "cascade"), ("recipes", "models"), ("interop",), ("cli",)]
 
 

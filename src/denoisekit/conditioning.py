@@ -3,8 +3,9 @@
 `Cond` carries a class label (GLIDE / ADM class embedding; -1 is 'no label'), an image concatenated to the input
 (cascaded super-resolution's low-resolution image), a context sequence with its padding mask (text tokens for
 cross-attention), a pooled vector (a CLIP embedding) and an augmentation level (EDM's `augment_labels`, a cascade's
-noise-conditioning level), a latent z (a denoising diffusion GAN's generator input, Xiao et al. 2022) and a coupling's
-noise (reflow's pairs, Liu et al. 2023; read by the loss, never by a network). Every slot is per example: first axis
+noise-conditioning level), a latent z (a denoising diffusion GAN's generator input, Xiao et al. 2022), a coupling's
+noise (reflow's pairs, Liu et al. 2023; read by the loss, never by a network) and a caption's tokens (encoded by the
+network's own text encoder). Every slot is per example: first axis
 the batch. A plain label tensor is accepted wherever
 a `Cond` is (`Cond.of`), so `sample(model, x, cond=labels)` reads as before.
 """
@@ -21,7 +22,7 @@ NULL_LABEL = -1  # 'no label': the network's extra label embedding (index num_cl
 
 # The slots classifier-free guidance and label dropout empty; the rest (a concatenated image, an augmentation level)
 # describe the input rather than what is asked of it and are kept (Ho & Salimans 2022; Saharia et al. 2022).
-DROPPABLE = ("label", "context", "pooled")
+DROPPABLE = ("label", "context", "pooled", "tokens")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class Cond:
     aug: Optional[torch.Tensor] = None           # (B,) or (B, K): an augmentation / noise-conditioning level
     latent: Optional[torch.Tensor] = None        # (B, Z): a generator's latent z, mapped into the embedding
     noise: Optional[torch.Tensor] = None         # (B, *data): a coupling's noise z paired with x (reflow): the loss's
+    tokens: Optional[torch.Tensor] = None        # (B, L) long: a caption's token ids (0: padding), which the network
+    #                                              encodes itself (a text encoder trained with it, or frozen)
 
     @classmethod
     def of(cls, cond: Any) -> Optional["Cond"]:
@@ -73,8 +76,8 @@ class Cond:
         return 0
 
     def null(self) -> "Cond":
-        """The unconditional request: no label, an empty context (mask all False), a zero pooled vector; the
-        concatenated image, the augmentation level and a generator's latent are kept."""
+        """The unconditional request: no label, an empty context (mask all False), a zero pooled vector, the empty
+        caption (padding tokens); the concatenated image, the augmentation level and a generator's latent are kept."""
         out = {}
         if self.label is not None:
             out["label"] = torch.full_like(self.label, NULL_LABEL)
@@ -83,6 +86,8 @@ class Cond:
             out["context_mask"] = torch.zeros(self.context.shape[:2], dtype=torch.bool, device=self.context.device)
         if self.pooled is not None:
             out["pooled"] = torch.zeros_like(self.pooled)
+        if self.tokens is not None:  # the empty caption: padding only
+            out["tokens"] = torch.zeros_like(self.tokens)
         return replace(self, **out)
 
     def where(self, keep: torch.Tensor, other: "Cond") -> "Cond":
@@ -134,6 +139,15 @@ def with_latent(cond: Any, z: torch.Tensor) -> Cond:
     """`cond` (None, labels or a Cond) with its latent slot set to z: a DDGAN generator's input."""
     c = Cond.of(cond)
     return Cond(latent=z) if c is None else replace(c, latent=z)
+
+
+def guidable(cond: Any, who: str) -> Cond:
+    """A Cond with something guidance can drop (labels, a caption, a context), with a one-line error otherwise."""
+    c = Cond.of(cond)
+    if c is None or not any(k in DROPPABLE for k, _ in c.items()):
+        raise ValueError(f"{who}: needs a condition to guide toward (class labels or a caption's tokens); pass "
+                         f"cond=labels (a LongTensor, one per sample) or a Cond")
+    return c
 
 
 def labels_of(cond: Any, who: str) -> torch.Tensor:

@@ -17,7 +17,7 @@ import torch
 from .conditioning import Cond
 
 TOYS = ("swiss_roll", "moons", "8gaussians", "checkerboard")
-BUILTIN = ("digits", "mnist") + TOYS
+BUILTIN = ("digits", "mnist", "mnist-captions") + TOYS
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -295,6 +295,9 @@ def load_dataset(name: str, *, image_size: Optional[int] = None, channels: Optio
         ds = load_digits()
     elif name == "mnist":
         ds = load_mnist5k()
+    elif name == "mnist-captions":  # MNIST-5k with captions from labels and measured attributes
+        from .text.captions import mnist_captions
+        ds = mnist_captions()
     elif name in TOYS:
         return make_toy(name, n, seed)
     else:

@@ -10,6 +10,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from .conditioning import Cond
 from .config import build
 from .denoiser import CLDDenoiser, Denoiser
 from .objectives.lsgm import LatentScoreModel
@@ -93,6 +94,19 @@ class LoadedModel:
             raise ValueError(f"checkpoint: {self.folder} records a super_resolution section this version cannot read "
                              f"({e})") from None
 
+    @property
+    def text(self) -> bool:
+        """Whether the model reads captions (trained with text_cond)."""
+        return isinstance(self.record.get("text"), dict)
+
+    def prompts(self, prompts, flag: str = "--prompt") -> Cond:
+        """The conditioning of captions `prompts` (one per sample) through the checkpoint's own tokenizer."""
+        if not self.text:
+            raise ValueError(f"{flag}: {self.folder} was trained without captions (text_cond); it takes no prompt")
+        from .text import TextTokenizer
+        tok = TextTokenizer.from_dict(self.record["text"]["tokenizer"])
+        return Cond(tokens=tok(list(prompts)).to(next(self.denoiser.parameters()).device))
+
     def require_single_stage(self, command: str) -> None:
         """A one-line error naming `command` for a super-resolution stage (it needs a low-resolution image to work)."""
         sr = self.super_resolution
@@ -155,12 +169,12 @@ class LoadedModel:
             self.require_denoiser("--guidance" if w is not None else "--classifier" if classifier is not None
                                   else "--threshold")
         if w is not None:
-            if not num_classes:
-                raise ValueError("--guidance: classifier-free guidance needs a class-conditional model (class_cond: "
-                                 "true); this one was trained without labels")
+            if not num_classes and not self.text:
+                raise ValueError("--guidance: classifier-free guidance needs a class- or text-conditional model "
+                                 "(class_cond or text_cond: true); this one was trained without labels")
             if "cfg" not in self.guidance:
-                raise ValueError("--guidance: this model was trained without label dropout (loss.p_uncond = 0), so "
-                                 "it has no unconditional branch to guide with")
+                raise ValueError("--guidance: this model was trained without label or caption dropout (loss.p_uncond "
+                                 "= 0), so it has no unconditional branch to guide with")
             denoiser = ClassifierFreeGuidance(denoiser, w, rescale=rescale or 0.0, interval=interval)
         if classifier is not None:
             if tuple(classifier.shape) != tuple(self.shape):
@@ -227,7 +241,8 @@ def _open_checkpoint(path, ema: bool, device: str) -> LoadedModel:
     whole.to(check_device(device)).eval()
     class_cond = bool(_section(record, "run").get("class_cond"))
     num_classes = _section(record, "data").get("num_classes") if class_cond else None
-    guidance = ("cfg",) if num_classes and _section(record, "loss").get("p_uncond") else ()
+    conditional = num_classes or _section(record, "run").get("text_cond")
+    guidance = ("cfg",) if conditional and _section(record, "loss").get("p_uncond") else ()
     if joint is not None:
         return LoadedModel(denoiser, joint.latent_shape, None, (), record, folder, joint.vae, joint)
     return LoadedModel(denoiser, _shape(record, folder), num_classes, guidance, record, folder,

@@ -38,13 +38,15 @@ def cmd_sample(args) -> int:
     if args.scale is not None and args.scale < 1:
         raise ValueError(f"--scale: expected a positive integer, got {args.scale}")
     check_guidance_args(args)
+    prompts = read_prompts(args)
     model = load_model(args.checkpoint, ema=not args.raw, device=args.device)
     model.require_single_stage("checkpoint")
     check_request(args.sampler, args.schedule, options, where="--schedule", process=model.process,
                   steps=args.steps)  # now that the process is known: its times and the sampler's own check
     shape = model.shape
     denoiser, num_classes = guided(args, model)
-    labels, nrow = class_labels(args, num_classes)
+    labels, nrow = prompt_conditioning(args, model, prompts) if prompts or model.text else \
+        class_labels(args, num_classes)
     frames, every = [], max(1, args.steps // 20)
     wants_frames = args.gif or args.strip
 
@@ -65,7 +67,7 @@ def cmd_sample(args) -> int:
     is_image = len(model.data_shape) == 3
     scale = args.scale or (2 if is_image and model.data_shape[-1] <= 32 else 1)
     out = save_picture(x, args.out, nrow=nrow, scale=scale)
-    print(f"samples: {out}{' (one row per class)' if nrow else ''}")
+    print(f"samples: {out}{(' (one row per prompt)' if prompts else ' (one row per class)') if nrow else ''}")
     if args.npz:
         arr = x.cpu().numpy()
         atomic_save(args.npz, lambda p: np.savez(p, x=arr))
@@ -78,6 +80,37 @@ def cmd_sample(args) -> int:
         cols = [f[:k] for f in frames[:: max(1, len(frames) // 10)]] + [frames[-1][:k]]
         print(f"reverse process strip: {save_row_strip(cols, args.strip, scale=scale)}")
     return 0
+
+
+def read_prompts(args) -> list:
+    """The captions of --prompt (each given) and --prompts FILE (one a line), checked before any work."""
+    prompts = list(args.prompt or [])
+    if args.prompts is not None:
+        path = Path(os.path.expanduser(args.prompts))
+        if not path.is_file():
+            raise ValueError(f"--prompts: {args.prompts}: no such file (one prompt a line)")
+        try:
+            lines = [line.strip() for line in path.read_text().splitlines()]
+        except (UnicodeDecodeError, OSError) as e:
+            raise ValueError(f"--prompts: {args.prompts} is not a readable text file ({type(e).__name__})") from None
+        if not any(lines):
+            raise ValueError(f"--prompts: {args.prompts} holds no prompt (one a line)")
+        prompts += [line for line in lines if line]
+    if prompts and args.label is not None:
+        raise ValueError("--class: a text model is asked by --prompt; give one or the other")
+    return prompts
+
+
+def prompt_conditioning(args, model, prompts):
+    """(the captions' conditioning, one row per prompt, the grid's row length): args.n rounded to whole rows; no
+    prompt asks a text model for unconditional samples (the empty caption)."""
+    if not prompts:
+        if guiding(args):
+            raise ValueError("--guidance: guides toward a caption; give --prompt TEXT or --prompts FILE")
+        return model.prompts([""] * args.n), None
+    nrow = max(1, args.n // len(prompts))
+    args.n = nrow * len(prompts)
+    return model.prompts([p for p in prompts for _ in range(nrow)]), nrow
 
 
 def class_labels(args, num_classes):
@@ -206,6 +239,9 @@ def add_parsers(sub, common) -> None:
                    "in [0, 1] of the super-resolution stage's input (default: the one it was trained to use)")
     s.add_argument("--n", type=int, default=64)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--prompt", action="append", metavar="TEXT", help="a caption for a text-conditional model "
+                   "(repeat for several: one grid row each)")
+    s.add_argument("--prompts", metavar="FILE", help="captions, one a line (one grid row each)")
     add_sampling_flags(s)
     s.add_argument("--class", "--label", dest="label", type=class_arg, metavar="K|all",
                    help="the class to draw (a class-conditional or classifier-guided model); 'all': one row per class "

@@ -9,7 +9,7 @@ from typing import Any, Callable, Literal, Optional, get_args
 import torch
 from torch import nn
 
-from ..conditioning import Cond, labels_of
+from ..conditioning import Cond, guidable, labels_of
 from ..config import require
 from ..denoiser import Denoiser, Prediction, time_coefficients
 from ..prediction import bcast, to_x0_eps
@@ -88,9 +88,8 @@ class ClassifierFreeGuidance(DenoiserWrapper):
         self.w, self.rescale, self.interval = w, float(rescale), interval
 
     def forward(self, x: torch.Tensor, t, cond: Any = None, *, alpha=None, sigma=None) -> Prediction:
-        labels_of(cond, "classifier-free guidance")
+        cond = guidable(cond, "classifier-free guidance")
         t, alpha, sigma = self.coefficients(x, t, alpha, sigma)
-        cond = Cond.of(cond)
         both = Cond.cat([cond, cond.null()])  # conditional, then unconditional (a concatenated image goes to both)
         inner = self.denoiser
         clip = getattr(inner, "clip_x0", None) if isinstance(inner, Denoiser) else None

@@ -11,6 +11,7 @@ from torch import nn
 from ..config import configurable, require
 from ..conditioning import Cond
 from .embeddings import ConditionEmbedding
+from .text import CrossAttention, TextEncoder
 
 
 def _groups(ch: int, max_groups: int = 32) -> int:
@@ -118,7 +119,13 @@ def _resampler(resample: str, emb_dim: int, dropout: float):
     return make
 
 
-def encoder(channels, channel_mult, num_res_blocks, attention_levels, num_heads, dropout, emb_dim, resampler):
+def _attention(ch, num_heads, context_dim) -> list:
+    """Self-attention, and cross-attention to the text tokens when the network reads text."""
+    return [Attention(ch, num_heads)] + ([CrossAttention(ch, context_dim, num_heads)] if context_dim else [])
+
+
+def encoder(channels, channel_mult, num_res_blocks, attention_levels, num_heads, dropout, emb_dim, resampler,
+            context_dim: Optional[int] = None):
     """The U-Net's down path (shared with the noisy classifier): groups of layers, which groups halve the
     resolution, and the channels of every skip connection (the first is the input convolution's)."""
     down, halves, skips, ch = nn.ModuleList(), [], [channels], channels
@@ -127,7 +134,7 @@ def encoder(channels, channel_mult, num_res_blocks, attention_levels, num_heads,
             layer = [ResBlock(ch, channels * mult, emb_dim, dropout)]
             ch = channels * mult
             if level in attention_levels:
-                layer.append(Attention(ch, num_heads))
+                layer += _attention(ch, num_heads, context_dim)
             down.append(nn.ModuleList(layer))
             halves.append(False)
             skips.append(ch)
@@ -145,8 +152,10 @@ class UNet(nn.Module):
     `patch_size` p folds p x p pixels into channels first (lossless), cutting the cost a pixel by about p^2.
     Slots for later features: `num_classes` (label embedding, with index num_classes meaning 'no label'),
     `cond_channels` (an image concatenated to the input), `out_channels` (2x in_channels for learned variance) and
-    `latent_dim` (a DDGAN generator's latent z, mapped into the embedding that drives every AdaGN layer) and `augment` (a
-    super-resolution stage's augmentation level u, Cond.aug, embedded likewise).
+    `latent_dim` (a DDGAN generator's latent z, mapped into the embedding that drives every AdaGN layer), `augment` (a
+    super-resolution stage's augmentation level u, Cond.aug, embedded likewise) and `text` (a TextEncoder's settings:
+    the caption's tokens, Cond.tokens, encoded by the network itself, read by cross-attention at the attention
+    levels, and the pooled vector added to the embedding, as GLIDE does).
     """
 
     def __init__(self, in_channels: int = 1, out_channels: Optional[int] = None, channels: int = 32,
@@ -154,7 +163,7 @@ class UNet(nn.Module):
                  attention_levels: Sequence[int] = (), num_heads: int = 4, dropout: float = 0.0,
                  resample: str = "conv", time_embedding: str = "sinusoidal",
                  num_classes: Optional[int] = None, cond_channels: int = 0, patch_size: int = 1,
-                 latent_dim: Optional[int] = None, augment: bool = False):
+                 latent_dim: Optional[int] = None, augment: bool = False, text: Optional[dict] = None):
         super().__init__()
         check_encoder_arguments(in_channels, channels, channel_mult, num_res_blocks, attention_levels, num_heads,
                                 dropout, resample, patch_size)
@@ -165,15 +174,21 @@ class UNet(nn.Module):
         emb_dim = 4 * channels
         self.embed = ConditionEmbedding(time_embedding, channels, emb_dim, num_classes, latent_dim=latent_dim,
                                         augment=augment)
-        self.reads = ("label", "concat") + (("latent",) if latent_dim else ()) + (("aug",) if augment else ())
+        self.reads = ("label", "concat") + (("latent",) if latent_dim else ()) + (("aug",) if augment else ()) + (
+            ("tokens",) if text else ())
+        require(not text or attention_levels, "attention_levels", "at least one level when the network reads text "
+                "(cross-attention sits beside self-attention)", list(attention_levels))
+        self.text = TextEncoder(**text) if text else None
+        context_dim = self.text.tok.embedding_dim if text else None
+        self.pool = nn.Linear(context_dim, emb_dim) if text else None
         self.conv_in = nn.Conv2d((in_channels + cond_channels) * patch_size**2, channels, 3, padding=1)
 
         resampler = _resampler(resample, emb_dim, dropout)
         self.down, self._resamples_down, skips = encoder(channels, channel_mult, num_res_blocks, attention_levels,
-                                                         num_heads, dropout, emb_dim, resampler)
+                                                         num_heads, dropout, emb_dim, resampler, context_dim)
         ch = skips[-1]
         mid = [ResBlock(ch, ch, emb_dim, dropout)]
-        mid += [Attention(ch, num_heads), ResBlock(ch, ch, emb_dim, dropout)] if attention_levels else []
+        mid += [*_attention(ch, num_heads, context_dim), ResBlock(ch, ch, emb_dim, dropout)] if attention_levels else []
         self.mid = nn.ModuleList(mid)
         self.up = nn.ModuleList()
         self._resamples_up: list[bool] = []
@@ -182,7 +197,7 @@ class UNet(nn.Module):
                 layer = [ResBlock(ch + skips.pop(), channels * mult, emb_dim, dropout)]
                 ch = channels * mult
                 if level in attention_levels:
-                    layer.append(Attention(ch, num_heads))
+                    layer += _attention(ch, num_heads, context_dim)
                 if level > 0 and i == num_res_blocks:
                     layer.append(resampler(ch, "up"))
                 self.up.append(nn.ModuleList(layer))
@@ -191,9 +206,9 @@ class UNet(nn.Module):
         self.conv_out = _zero(nn.Conv2d(ch, out_channels * patch_size**2, 3, padding=1))
 
     @staticmethod
-    def _run(layers, h, emb, size=None):
+    def _run(layers, h, emb, size=None, text=None):
         for layer in layers:
-            h = layer(h, emb, size)
+            h = layer(h, *text) if isinstance(layer, CrossAttention) else layer(h, emb, size)
         return h
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond=None) -> torch.Tensor:
@@ -201,6 +216,13 @@ class UNet(nn.Module):
         if cond is not None:
             cond.check_reads(self.reads, "the U-Net")
         emb = self.embed(c_noise, cond, x.shape[0])
+        text = None
+        if self.text is not None:
+            if cond is None or cond.tokens is None:
+                raise ValueError("cond: the U-Net reads a caption's tokens (Cond.tokens); give the empty caption "
+                                 "(all padding) for an unconditional prediction")
+            context, mask, pooled = self.text(cond.tokens)
+            emb, text = emb + self.pool(pooled), (context, mask)
         if cond is not None and cond.concat is not None:
             x = torch.cat([x, cond.concat], dim=1)
         if self.patch_size > 1:
@@ -212,11 +234,11 @@ class UNet(nn.Module):
         for layers, halves in zip(self.down, self._resamples_down):
             if halves:
                 sizes.append(h.shape[-2:])
-            h = self._run(layers, h, emb)
+            h = self._run(layers, h, emb, text=text)
             hs.append(h)
-        h = self._run(self.mid, h, emb)
+        h = self._run(self.mid, h, emb, text=text)
         for layers, doubles in zip(self.up, self._resamples_up):
             h = torch.cat([h, hs.pop()], dim=1)
-            h = self._run(layers, h, emb, sizes.pop() if doubles else None)
+            h = self._run(layers, h, emb, sizes.pop() if doubles else None, text)
         out = self.conv_out(F.silu(self.norm_out(h)))
         return F.pixel_shuffle(out, self.patch_size) if self.patch_size > 1 else out

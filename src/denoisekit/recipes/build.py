@@ -23,6 +23,7 @@ from ..objectives import (ADVERSARIAL_OBJECTIVES, BOUND_OBJECTIVES, DDGAN, ENERG
 from ..train import TrainConfig
 from ..utils import check_device
 from .latent import OpenedAutoencoder, latent_dataset, latent_record, open_for
+from .text import captioned, encoder_arguments, settings_of, text_record, tokenize_dataset
 from .config import (RunConfig, build_loss, build_process, build_section, build_super_resolution,
                      learns_variance, make_denoiser)
 
@@ -70,8 +71,9 @@ def build_denoiser(rc: RunConfig, ds: ArrayDataset) -> Denoiser:
     c_in = process.state_shape(ds.x.shape[1:])[0]  # CLD reads the state (x, v): twice the data's channels
     if ds.is_image:
         sr = {"cond_channels": ds.x.shape[1], "augment": True} if isinstance(ds, SuperResolutionData) else {}
+        text = encoder_arguments(ds, settings_of(rc.text)) if rc.text_cond else None
         net = build_section("net", UNet, rc.net, in_channels=c_in, num_classes=num_classes,
-                            out_channels=widths * ds.x.shape[1], **sr)
+                            out_channels=widths * ds.x.shape[1], **sr, **({"text": text} if text else {}))
     else:
         net = build_section("net", MLP, rc.net, dim=c_in, num_classes=num_classes, out_dim=widths * ds.x.shape[1])
     if isinstance(process, CLDProcess):
@@ -172,7 +174,7 @@ class Run:
             return {**run_record(self.rc, self.ds, self.loss),
                     "latent": {"autoencoder": self.rc.latent, "data_shape": list(self.joint.data_shape),
                                "shape": list(self.joint.latent_shape), "joint": True, "init": self.rc.latent_init}}
-        return {**run_record(self.rc, self.ds, self.loss), **latent_record(self.codec)}
+        return {**run_record(self.rc, self.ds, self.loss), **latent_record(self.codec), **text_record(self.ds)}
 
     @property
     def data(self) -> ArrayDataset:
@@ -207,7 +209,8 @@ class Run:
             f", super-resolved from {self.rc.super_resolution['low_size']}px" if self.rc.super_resolution else ""
         return (f"{kind} ({n:,} parameters, {what}) on "
                 f"{self.ds.name!r} ({len(self.data)} x {list(self.data.x.shape[1:])}{where}"
-                f"{', class-conditional' if self.rc.class_cond else ''}): {self.tc.steps} steps of batch "
+                f"{', class-conditional' if self.rc.class_cond else ''}"
+                f"{', text-conditional' if self.rc.text_cond else ''}): {self.tc.steps} steps of batch "
                 f"{self.tc.batch_size}, lr {self.tc.lr:g}, device {check_device(self.tc.device).type}")
 
 
@@ -217,11 +220,14 @@ def prepare_run(rc: RunConfig) -> Run:
     if rc.objective in LATENT_OBJECTIVES:  # LSGM: the VAE trains with the prior, on the images themselves
         tc = train_settings(rc, images, use_labels=False)
         return Run(rc, images, seeded(tc.seed, lambda: build_joint(rc, images)), build_loss(rc), tc)
+    if rc.text_cond:  # the captions' tokenizer, and their tokens as the conditioning
+        images = captioned(images, rc.data)
+        tokenize_dataset(images, settings_of(rc.text))
     codec, ds = latent_dataset(rc.latent, images) if rc.latent is not None else (None, images)
     sr, loss = build_super_resolution(rc), build_loss(rc)
     if sr is not None:  # a cascade's stage: conditioned on its images' low-resolution versions, noise-augmented
         ds, loss = SuperResolutionData.of(images, sr, labelled=rc.class_cond), NoiseAugmented(loss, sr.aug_max)
-    tc = train_settings(rc, ds, use_labels=rc.class_cond or sr is not None)
+    tc = train_settings(rc, ds, use_labels=rc.class_cond or rc.text_cond or sr is not None)
     denoiser = seeded(tc.seed, lambda: build_denoiser(rc, ds))
     return Run(rc, ds, denoiser, loss, tc, codec, images if codec is not None else None)
 

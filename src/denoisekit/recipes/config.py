@@ -30,6 +30,8 @@ class RunConfig:
     image_size: Optional[int] = None
     channels: Optional[int] = None
     class_cond: bool = False
+    text_cond: bool = False                          # conditioned on the data's captions (a text encoder in the U-Net)
+    text: dict = field(default_factory=dict)         # TextSettings: the tokenizer's and text encoder's sizes
     net: dict = field(default_factory=dict)          # UNet or MLP arguments
     process: dict = field(default_factory=dict)      # kind (PROCESSES) and that process's arguments
     prediction: str = "eps"
@@ -79,6 +81,7 @@ class RunConfig:
         require(self.latent is None or (isinstance(self.latent, str) and self.latent), "latent",
                 "the path of a 'denoisekit train-autoencoder' run, or null", self.latent)
         check_net_keys(self.net, energy=self.objective in ENERGY_OBJECTIVES)
+        check_text(self)
         check_super_resolution(self)
         process = build_process(self.process)
         check_adversarial(self, process)
@@ -158,6 +161,25 @@ def check_super_resolution(rc: "RunConfig") -> None:
     if rc.objective in ADVERSARIAL_OBJECTIVES + ENERGY_OBJECTIVES:
         raise ValueError(f"super_resolution: objective {rc.objective} trains no conditional denoiser; use simple, "
                          f"hybrid, vlb, dsm or consistency")
+
+
+def check_text(rc: "RunConfig") -> None:
+    """One-line errors for text conditioning: the text section's keys, one kind of conditioning, a pixel U-Net."""
+    from .text import settings_of
+    settings_of(rc.text)
+    if rc.text and not rc.text_cond:
+        raise ValueError("text: sizes a text-conditional model's tokenizer and encoder; set text_cond: true (or "
+                         "remove the section)")
+    if not rc.text_cond:
+        return
+    for key, why in (("class_cond", "a caption names the class"), ("latent", "text models work on pixels for now"),
+                     ("super_resolution", "text models are one stage for now"),
+                     ("stream", "captioned data is loaded whole for now")):
+        if getattr(rc, key):
+            raise ValueError(f"text_cond: {why}; remove {key}")
+    if rc.objective not in ("simple", "hybrid", "vlb", "dsm", "flow"):
+        raise ValueError(f"text_cond: objective {rc.objective} trains no text-conditional denoiser; use simple, "
+                         f"hybrid, vlb, dsm or flow")
 
 
 def check_adversarial(rc: "RunConfig", process) -> None:
@@ -274,9 +296,9 @@ def loss_arguments(rc: RunConfig) -> dict:
         steps = rc.train.get("steps", TrainConfig.steps) if isinstance(rc.train, dict) else TrainConfig.steps
         rc = copy.copy(rc)
         rc.loss = {**rc.loss, "total_steps": steps}
-    if not rc.class_cond:
+    if not (rc.class_cond or rc.text_cond):
         if rc.loss.get("p_uncond"):
-            raise ValueError("loss.p_uncond: drops class labels, so it needs class_cond: true")
+            raise ValueError("loss.p_uncond: drops class labels or captions, so it needs class_cond or text_cond: true")
         return rc.loss
     if "p_uncond" not in inspect.signature(OBJECTIVES[rc.objective]).parameters:
         return rc.loss  # a loss without label dropout (a DDGAN's players always see the label)
@@ -285,6 +307,7 @@ def loss_arguments(rc: RunConfig) -> dict:
 
 # Network arguments the recipe sets from the data and the run config, never from the net section.
 RESERVED_NET = {"in_channels": "set from the data", "dim": "set from the data", "num_classes": "set by class_cond",
+                "text": "set by text_cond (and the text section)",
                 "cond_channels": "set by conditioning recipes, not by a run config",
                 "augment": "set by super_resolution",
                 "out_channels": "set by the prediction type", "out_dim": "set by the prediction type"}

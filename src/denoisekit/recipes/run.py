@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from ..conditioning import Cond
 from ..config import REGISTRY, encode_value
 from ..cascade import SuperResolutionData, upscale
 from ..images import save_picture, save_row_strip
@@ -113,10 +114,12 @@ def train_run(rc: RunConfig, out: Path, resume: bool = True, run: Optional[Run] 
     ds_sr = build_super_resolution(rc)
 
     def draw(ema_model, options: dict, n: int) -> torch.Tensor:
-        """Samples in data space for a picture or an evaluation, with balanced labels for a class-conditional model;
-        a super-resolution stage upscales the first n images' low-resolution versions."""
+        """Samples in data space for a picture or an evaluation, with balanced labels for a class-conditional model
+        (n captions spread over the data set for a text-conditional one); a super-resolution stage upscales the first n images' low-resolution versions."""
         device = next(ema_model.parameters()).device
         labels = balanced_labels(n, ds.num_classes if rc.class_cond else None, device)
+        if rc.text_cond:  # the captions of the first n images
+            labels = Cond(tokens=ds.tokens[torch.arange(n) * len(ds) // n].to(device))
         ema_model = getattr(ema_model, "generator", ema_model)  # a DDGAN samples with its generator
         how = dict(steps=options["steps"], sampler=options["sampler"], schedule=options["schedule"],
                    **options["options"])

@@ -1,0 +1,99 @@
+"""A text-conditional run (text_cond: true): the captions' tokenizer trained on the data set's captions, the tokens as
+the conditioning, the text encoder's settings for the U-Net, and what a checkpoint records to tokenize prompts."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from ..text import ATTRIBUTES, Bins, CaptionedDataset, TextTokenizer, parse
+
+
+@dataclass
+class TextSettings:
+    """The text section: the tokenizer's vocabulary and caption length, and the text encoder's width and depth."""
+    vocab_size: int = 128
+    max_len: int = 16
+    dim: int = 64
+    layers: int = 2
+    heads: int = 4
+    holdout: tuple[str, ...] = ()  # digit x attribute combinations kept out of training ('a thick three')
+
+    def __post_init__(self):
+        from ..config import require
+        for name in ("vocab_size", "max_len", "dim", "layers", "heads"):
+            value = getattr(self, name)
+            require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, f"text.{name}",
+                    "a positive integer", value)
+        require(self.vocab_size >= 8, "text.vocab_size", "at least 8 (two special tokens and the letters)",
+                self.vocab_size)
+        require(self.dim % self.heads == 0, "text.heads", f"a divisor of text.dim ({self.dim})", self.heads)
+        for phrase in self.holdout:
+            asked = parse(phrase) if isinstance(phrase, str) else {}
+            require(asked.get("digit") is not None and any(asked.get(a) is not None for a in ATTRIBUTES),
+                    "text.holdout", "phrases that name a digit and an attribute word ('a thick three')", phrase)
+
+
+def captioned(ds, data: str):
+    """The run's data set with captions: mnist-captions as loaded, an image folder with its captions read."""
+    import os
+    from pathlib import Path
+    path = Path(os.path.expanduser(data))
+    if not isinstance(ds, CaptionedDataset) and path.is_dir():
+        from ..text.captions import captioned_folder
+        return captioned_folder(path, ds)
+    return ds
+
+
+def tokenize_dataset(ds, settings: TextSettings) -> TextTokenizer:
+    """Train the tokenizer on the data set's captions and set its tokens (the conditioning); returns the tokenizer."""
+    if not isinstance(ds, CaptionedDataset):
+        raise ValueError(f"text_cond: the data set {ds.name!r} has no captions; use mnist-captions, an image folder "
+                         f"with a NAME.txt caption beside each image, or a captions.jsonl of (file, caption)")
+    if settings.holdout:
+        ds.keep(~held_out(ds, settings.holdout))
+    tok = TextTokenizer.train(ds.captions, settings.vocab_size, settings.max_len)
+    ds.tokens = tok(ds.captions)
+    ds.tokenizer = tok
+    return tok
+
+
+def held_out(ds, holdout) -> torch.Tensor:
+    """Which examples show a held-out combination: the phrase's digit with every attribute bin the phrase names."""
+    if ds.attributes is None:
+        raise ValueError(f"text.holdout: needs captions made from known attributes (mnist-captions); the data set "
+                         f"{ds.name!r} has none")
+    out = torch.zeros(len(ds), dtype=torch.bool)
+    for phrase in holdout:
+        asked = parse(phrase)
+        hit = ds.y == asked["digit"]
+        for a in ATTRIBUTES:
+            if asked[a] is not None:
+                hit &= torch.as_tensor(ds.attributes[a] == asked[a])
+        out |= hit
+    return out
+
+
+def encoder_arguments(ds, settings: TextSettings) -> Optional[dict]:
+    """The U-Net's `text` argument for a tokenized data set (None for a data set without tokens)."""
+    tok = getattr(ds, "tokenizer", None)
+    if tok is None:
+        return None
+    return {"vocab_size": tok.vocab_size, "dim": settings.dim, "layers": settings.layers, "heads": settings.heads,
+            "max_len": settings.max_len}
+
+
+def text_record(ds) -> dict:
+    """What a checkpoint keeps to tokenize prompts and score them: the tokenizer, and the attribute bins if known."""
+    tok = getattr(ds, "tokenizer", None)
+    if tok is None:
+        return {}
+    bins: Optional[Bins] = getattr(ds, "bins", None)
+    return {"text": {"tokenizer": tok.to_dict(), "bins": bins.to_dict() if bins is not None else None}}
+
+
+def settings_of(section) -> TextSettings:
+    from .config import build_section
+    return build_section("text", TextSettings, section)
+

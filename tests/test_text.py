@@ -1,0 +1,288 @@
+"""Text conditioning (issue 23): captions whose truth is known, the tokenizer, the text encoder and cross-attention,
+classifier-free guidance through the text path (exact on an analytic mixture), and the CLI's prompts."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from denoisekit import DiscreteVP, GaussianMixture, sample
+from denoisekit.cli import main
+from denoisekit.conditioning import Cond
+from denoisekit.guidance import ClassifierFreeGuidance
+from denoisekit.nets.text import CrossAttention, TextEncoder
+from denoisekit.text import ATTRIBUTES, TextTokenizer, caption, measure, parse
+from denoisekit.text.captions import DIGITS, folder_captions
+from denoisekit.utils import sample_generators
+
+from test_reliability import one_line_error
+
+pytest.importorskip("tokenizers", reason="text conditioning needs the tokenizers package (the text extra)")
+
+
+def _bar(width: int, lean: float, height: int = 16) -> torch.Tensor:
+    """A 28x28 image in [-1, 1] of a stroke `width` pixels wide whose top is shifted `lean` pixels right per row."""
+    img = -torch.ones(1, 28, 28)
+    for r in range(6, 6 + height):
+        c = 14 + lean * (6 + height / 2 - r)
+        img[0, r, int(round(c - width / 2)):int(round(c - width / 2)) + width] = 1
+    return img
+
+
+def test_measurers_read_thickness_slant_and_size_off_the_pixels():
+    """Thickness 2 area / perimeter grows with the stroke's width; slant -cov(col, row) / var(row) is the stroke's lean
+    (columns per row, top to the right positive); the bounding box is the ink's extent."""
+    x = torch.stack([_bar(1, 0), _bar(2, 0), _bar(4, 0), _bar(2, 0.5), _bar(2, -0.5), _bar(2, 0, height=8)])
+    m = measure(x)
+    assert m["thickness"][0] < m["thickness"][1] < m["thickness"][2]
+    assert m["thickness"][2] == pytest.approx(2 * 4 * 16 / (2 * 16 + 2 * 4))  # 2 area / perimeter: about w
+    assert abs(m["slant"][1]) < 1e-6
+    assert m["slant"][3] == pytest.approx(0.5, abs=0.05) and m["slant"][4] == pytest.approx(-0.5, abs=0.05)
+    assert m["box"][1] == 2 * 16 and m["box"][5] == 2 * 8
+
+
+def test_captions_say_what_they_were_made_from():
+    """Every digit x attribute combination, in every phrasing, parses back to the digit and bins it was made from
+    (the middle bin is left unsaid)."""
+    from denoisekit.text.captions import TEMPLATES
+    for d in range(10):
+        for t in range(3):
+            for s in range(3):
+                for z in range(3):
+                    for template in range(len(TEMPLATES)):
+                        attrs = {"thickness": t, "slant": s, "size": z}
+                        text = caption(d, attrs, template)
+                        asked = parse(text)
+                        assert asked["digit"] == d, text
+                        for a in ATTRIBUTES:
+                            assert asked[a] == (None if attrs[a] == 1 else attrs[a]), (text, a)
+
+
+def test_mnist_captions_bins_are_tertiles_and_captions_match_labels():
+    from denoisekit.data import load_dataset
+    ds = load_dataset("mnist-captions")
+    assert len(ds.captions) == len(ds) == 5000 and ds.conditioning(slice(0, 2)) is None  # not tokenized yet
+    for a in ("thickness", "slant"):
+        counts = np.bincount(ds.attributes[a], minlength=3)
+        assert counts.min() >= 1600, (a, counts)
+    again = ds.bins.attributes(ds.x[:500], ds.y[:500].numpy())
+    for i in range(0, 500, 37):
+        asked = parse(ds.captions[i])
+        assert asked["digit"] == int(ds.y[i])
+        for a in ATTRIBUTES:
+            assert asked[a] in (None, int(again[a][i]))
+
+
+def test_tokenizer_round_trip_padding_and_the_empty_caption():
+    tok = TextTokenizer.train(["a thick seven slanting right", "a small thin two", "the digit nine"], 64, 8)
+    ids = tok(["a thick seven", "", "the digit nine slanting right a small thin two seven"])
+    assert ids.shape == (3, 8) and ids.dtype == torch.long
+    assert (ids[1] == 0).all() and (ids[0, :3] > 1).all() and (ids[0, 3:] == 0).all()  # padded with 0
+    assert (ids[2] != 0).all()  # truncated at max_len
+    back = TextTokenizer.from_dict(json.loads(json.dumps(tok.to_dict())))
+    assert torch.equal(back(["a thick seven", "zebra"]), tok(["a thick seven", "zebra"]))
+    with pytest.raises(ValueError, match="^text: the checkpoint's tokenizer does not load"):
+        TextTokenizer.from_dict({"json": "{not json", "max_len": 8})
+
+
+def test_text_encoder_and_cross_attention_ignore_padding():
+    """Masked positions change nothing: extra padding tokens (encoder) or garbage context behind a False mask
+    (cross-attention); the empty caption gives a zero context and pooled vector, finite outputs."""
+    torch.manual_seed(0)
+    enc = TextEncoder(vocab_size=20, dim=16, layers=2, heads=4, max_len=8).eval()
+    tokens = torch.tensor([[3, 5, 7, 0, 0, 0, 0, 0], [0] * 8])
+    ctx, mask, pooled = enc(tokens)
+    ctx4, _, pooled4 = enc(tokens[:, :4])
+    assert torch.allclose(ctx[:, :4], ctx4, atol=1e-5) and torch.allclose(pooled, pooled4, atol=1e-5)
+    assert (ctx[1] == 0).all() and (pooled[1] == 0).all() and torch.isfinite(ctx).all()
+    assert mask.tolist()[0] == [True] * 3 + [False] * 5
+    xa = CrossAttention(8, 16, num_heads=2)
+    torch.nn.init.normal_(xa.proj.weight)  # the zero-initialised output would hide everything
+    x = torch.randn(2, 8, 4, 4)
+    junk = ctx.clone()
+    junk[:, 3:] = torch.randn_like(junk[:, 3:]) * 10
+    out = xa(x, ctx, mask)
+    assert torch.allclose(out, xa(x, junk, mask), atol=1e-5) and torch.isfinite(out).all()
+    assert not torch.allclose(out[0], xa(x, junk, torch.ones_like(mask))[0], atol=1e-3)
+
+
+def test_text_guidance_equals_label_guidance_on_an_analytic_mixture():
+    """Captions naming a mixture component, read through the tokenizer: CFG through the text path (the empty
+    caption as the null condition) draws bitwise what CFG through the class label draws, same seed."""
+    gm = GaussianMixture([0.5, 0.3, 0.2], [[-1.0, 0.0], [1.0, 0.5], [0.0, -1.2]], [0.3, 0.25, 0.2])
+    process = DiscreteVP(T=200)
+    captions = [f"a point of cluster {DIGITS[k]}" for k in range(3)]
+    tok = TextTokenizer.train(captions, 64, 8)
+    component = {tuple(tok([c])[0].tolist()): k for k, c in enumerate(captions)}
+
+    def reads_text(x_t, t, cond):
+        rows = [tuple(r.tolist()) for r in Cond.of(cond).tokens]
+        labels = torch.tensor([component.get(r, -1) for r in rows])  # the empty caption: the whole mixture
+        return gm.posterior_mean(x_t, process.alpha(t.double()), process.sigma(t.double()), labels).to(x_t.dtype)
+    from denoisekit import Denoiser
+    by_text = Denoiser.from_function(reads_text, process, prediction="x0")
+    by_label = gm.denoiser(process, conditional=True)
+    labels = torch.tensor([0, 1, 2, 2, 1, 0])
+    x_T = torch.randn(6, 2, generator=torch.Generator().manual_seed(1))
+    want = sample(ClassifierFreeGuidance(by_label, 2.0), x_T, "ddpm", 20, cond=labels,
+                  generator=sample_generators(3, 6))
+    got = sample(ClassifierFreeGuidance(by_text, 2.0), x_T, "ddpm", 20,
+                 cond=Cond(tokens=tok([captions[k] for k in labels])), generator=sample_generators(3, 6))
+    assert torch.equal(want, got)
+    plain = sample(by_label, x_T, "ddpm", 20, cond=labels, generator=sample_generators(3, 6))
+    assert not torch.allclose(plain, got)  # the guidance did something
+
+
+def test_folder_captions_from_txt_files_and_jsonl(tmp_path):
+    from PIL import Image
+    for name in ("a", "b", "c"):
+        Image.new("L", (8, 8)).save(tmp_path / f"{name}.png")
+    (tmp_path / "a.txt").write_text("a thick seven\n")
+    (tmp_path / "captions.jsonl").write_text('{"file": "b.png", "caption": "a thin two"}\n')
+    files = sorted(tmp_path.glob("*.png"))
+    with pytest.raises(ValueError, match=r"^data: .*c.png has no caption \(c.txt beside it, or an entry in "):
+        folder_captions(tmp_path, files)
+    (tmp_path / "captions.jsonl").write_text('{"file": "b.png", "caption": "a thin two"}\n\n'
+                                            '{"file": "c.png", "caption": "nine"}\n')
+    assert folder_captions(tmp_path, files) == ["a thick seven", "a thin two", "nine"]
+    (tmp_path / "captions.jsonl").write_text('{"file": "b.png"}\n')
+    with pytest.raises(ValueError, match=r"captions.jsonl line 1: expected a JSON object with 'file' and 'caption'"):
+        folder_captions(tmp_path, files)
+
+
+TEXT_RUN = ("data: mnist-captions\ntext_cond: true\ntext: {dim: 16, layers: 1, heads: 2, max_len: 12}\n"
+            "net: {patch_size: 2, channels: 16, channel_mult: [1, 2], num_res_blocks: 1, attention_levels: [1]}\n"
+            "train: {steps: 4, batch_size: 8, checkpoint_every: 4, log_every: 2, progress: false, tensorboard: false}\n"
+            "sample: {sampler: ddim, steps: 3, n: 4}\n")
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("text")
+    (root / "t.yaml").write_text(TEXT_RUN)
+    assert main(["train", "--config", str(root / "t.yaml"), "--out", str(root / "run")]) == 0
+    return root / "run"
+
+
+def test_a_text_model_trains_and_samples_one_row_per_prompt(text_run, tmp_path, capsys):
+    """train -> sample with prompts (one grid row each, guided), from a file too; the checkpoint carries its
+    tokenizer; with no prompt, the empty caption (unconditional)."""
+    from PIL import Image
+
+    from denoisekit.models import load_model
+    model = load_model(text_run)
+    assert model.text and model.guidance == ("cfg",)  # trained with caption dropout (p_uncond 0.1 by default)
+    assert model.prompts(["a thick seven"]).tokens.shape == (1, 12)
+    capsys.readouterr()
+    assert main(["sample", str(text_run), "--prompt", "a thick seven", "--prompt", "a small two", "--guidance", "3",
+                 "--n", "6", "--steps", "3", "--sampler", "ddim", "--out", str(tmp_path / "p.png"),
+                 "--npz", str(tmp_path / "p.npz")]) == 0
+    assert "one row per prompt" in capsys.readouterr().out
+    x = np.load(tmp_path / "p.npz")["x"]
+    assert x.shape == (6, 1, 28, 28) and np.isfinite(x).all()
+    assert not np.allclose(x[0], x[3])
+    (tmp_path / "prompts.txt").write_text("a thick seven\n\na small two\n")
+    assert main(["sample", str(text_run), "--prompts", str(tmp_path / "prompts.txt"), "--guidance", "3", "--n", "6",
+                 "--steps", "3", "--sampler", "ddim", "--npz", str(tmp_path / "f.npz"),
+                 "--out", str(tmp_path / "f.png")]) == 0
+    assert np.array_equal(np.load(tmp_path / "f.npz")["x"], x)  # the same prompts, the same samples
+    assert main(["sample", str(text_run), "--n", "2", "--steps", "3", "--sampler", "ddim",
+                 "--out", str(tmp_path / "u.png")]) == 0
+    with Image.open(tmp_path / "p.png") as im:
+        assert im.size[1] < im.size[0]  # two rows of three
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--prompt", "a seven", "--class", "3"], "--class: a text model is asked by --prompt; give one or the other"),
+    (["--prompts", "missing.txt"], "--prompts: missing.txt: no such file"),
+    (["--prompts", "empty.txt"], "holds no prompt (one a line)"),
+    (["--guidance", "2"], "--guidance: guides toward a caption; give --prompt TEXT or --prompts FILE"),
+])
+def test_prompt_bad_input(text_run, tmp_path, capsys, argv, message, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty.txt").write_text("\n  \n")
+    capsys.readouterr()
+    assert main(["sample", str(text_run), "--n", "2", "--out", str(tmp_path / "s.png"), *argv]) == 2
+    one_line_error(capsys, message)
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_a_prompt_to_a_model_without_text_is_one_line(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: digits\nnet: {channels: 8, channel_mult: [1], num_res_blocks: 1}\n"
+                   "train: {steps: 1, batch_size: 8, progress: false, tensorboard: false}\n")
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    assert main(["sample", str(tmp_path / "run"), "--prompt", "a seven", "--out", str(tmp_path / "s.png")]) == 2
+    one_line_error(capsys, "--prompt: ", "was trained without captions (text_cond); it takes no prompt")
+
+
+@pytest.mark.parametrize("over, message", [
+    (["--set", "text_cond=false", "--set", "text.dim=8"], "text: sizes a text-conditional model's tokenizer"),
+    (["--set", "text.heads=3"], "text.heads: expected a divisor of text.dim (16)"),
+    (["--set", "text.vocab_size=2"], "text.vocab_size: expected at least 8"),
+    (["--set", "text.colour=1"], "text: unknown key 'colour'"),
+    (["--set", "net.text={dim: 8}"], "net.text: set by text_cond"),
+    (["--set", "class_cond=true"], "text_cond: a caption names the class; remove class_cond"),
+    (["--set", "data=digits"], "text_cond: the data set 'digits' has no captions"),
+    (["--set", "net.attention_levels=[]"], "attention_levels: expected at least one level when the network reads"),
+    (["--set", "objective=ddgan"], "text_cond: objective ddgan trains no text-conditional denoiser"),
+    (["--set", "text.holdout=[a thick]"], "text.holdout: expected phrases that name a digit and an attribute"),
+    (["--set", "text.holdout=[3]"], "text.holdout"),
+    (["--set", "stream=true"], "text_cond: captioned data is loaded whole for now; remove stream"),
+])
+def test_text_config_bad_input(tmp_path, capsys, over, message):
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(TEXT_RUN)
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "out"), *over]) == 2
+    one_line_error(capsys, message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_captioned_image_folder_trains_and_names_a_missing_caption(tmp_path, capsys):
+    from PIL import Image
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for i in range(8):
+        Image.new("L", (8, 8), color=30 * i).save(root / f"{i}.png")
+        (root / f"{i}.txt").write_text("bright" if i > 3 else "dark")
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(f"data: {root}\ntext_cond: true\ntext: {{dim: 8, layers: 1, heads: 2, vocab_size: 16}}\n"
+                   "net: {channels: 8, channel_mult: [1, 2], num_res_blocks: 1, attention_levels: [1]}\n"
+                   "train: {steps: 2, batch_size: 4, progress: false, tensorboard: false}\n"
+                   "sample: {sampler: ddim, steps: 2, n: 2}\n")
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 0
+    (root / "5.txt").unlink()
+    capsys.readouterr()
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run2")]) == 2
+    one_line_error(capsys, "5.png has no caption (5.txt beside it, or an entry in captions.jsonl)")
+    assert not (tmp_path / "run2").exists()
+
+
+def test_prompt_fidelity_scores_real_digits_against_their_own_captions():
+    """MNIST images scored against the captions made from them: every named attribute and the digit (the labels as
+    the prediction) are right; against another image's caption they mostly are not."""
+    from denoisekit.data import load_dataset
+    from denoisekit.text.fidelity import attribute_prompts, prompt_fidelity
+    ds = load_dataset("mnist-captions")
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:400]
+    x, caps, y = ds.x[idx], [ds.captions[i] for i in idx.tolist()], ds.y[idx]
+    own = prompt_fidelity(x, caps, ds.bins, y)
+    assert own["digit"] == 1.0 and all(own[a] == 1.0 for a in ATTRIBUTES), own
+    assert min(own[f"n_{a}"] for a in ATTRIBUTES) > 100
+    other = prompt_fidelity(x, caps[1:] + caps[:1], ds.bins, y)
+    assert other["digit"] < 0.3 and max(other[a] for a in ATTRIBUTES) < 0.75, other
+    prompts = attribute_prompts()
+    assert len(prompts) == 60 and all(sum(v is not None for v in parse(q).values()) == 2 for q in prompts)
+
+
+def test_holdout_keeps_the_combinations_out_of_training():
+    from denoisekit.data import load_dataset
+    from denoisekit.recipes.text import TextSettings, tokenize_dataset
+    ds = load_dataset("mnist-captions")
+    thick_threes = int(((ds.y == 3) & torch.as_tensor(ds.attributes["thickness"] == 2)).sum())
+    tokenize_dataset(ds, TextSettings(holdout=("a thick three",)))
+    assert thick_threes > 50 and len(ds) == 5000 - thick_threes == len(ds.tokens) == len(ds.captions)
+    assert not ((ds.y == 3) & torch.as_tensor(ds.attributes["thickness"] == 2)).any()
+    assert (ds.y == 3).sum() > 300  # thin and medium threes stay
+    assert all(not (parse(c)["digit"] == 3 and parse(c)["thickness"] == 2) for c in ds.captions)
