@@ -286,3 +286,107 @@ def test_holdout_keeps_the_combinations_out_of_training():
     assert not ((ds.y == 3) & torch.as_tensor(ds.attributes["thickness"] == 2)).any()
     assert (ds.y == 3).sum() > 300  # thin and medium threes stay
     assert all(not (parse(c)["digit"] == 3 and parse(c)["thickness"] == 2) for c in ds.captions)
+
+
+# --- noised CLIP and CLIP guidance (GLIDE) -------------------------------------------------------------------------
+
+def test_clip_loss_is_clips_contrastive_loss_with_repeated_captions_as_positives():
+    """Against a direct float64 computation: logits s f.g^T, targets uniform over identical captions, the mean of the
+    image->text and text->image cross entropies; equal to CLIP's loss when the captions are distinct."""
+    from denoisekit.guidance import NoisyCLIP
+    from denoisekit.nets.clip import NoisyCLIPNet
+    from denoisekit.objectives import CLIPLoss
+    torch.manual_seed(0)
+    net = NoisyCLIPNet(1, 16, {"channels": 8, "channel_mult": [1, 2]},
+                       {"vocab_size": 20, "dim": 16, "layers": 1, "heads": 2, "max_len": 4})
+    clip = NoisyCLIP(net, DiscreteVP(T=100))
+    x0 = torch.rand(5, 1, 8, 8) * 2 - 1
+    tokens = torch.tensor([[3, 4, 0, 0], [5, 0, 0, 0], [3, 4, 0, 0], [6, 7, 8, 0], [3, 4, 0, 0]])
+    loss = CLIPLoss()(clip, x0, Cond(tokens=tokens), sample_generators(0, 5))
+    g = sample_generators(0, 5)  # the same draws of t and the noise, by hand
+    t = CLIPLoss().times.sample_t(clip.process, 5, g)
+    x_t = clip.process.perturb(x0, t, g)
+    f, gg = clip.image(x_t, t).double(), net.text(tokens).double()
+    logits = float(net.scale.detach()) * f @ gg.T
+    same = torch.tensor([[1., 0, 1, 0, 1], [0, 1, 0, 0, 0], [1, 0, 1, 0, 1], [0, 0, 0, 1, 0], [1, 0, 1, 0, 1]])
+    target = same / same.sum(1, keepdim=True)
+    want = (-(target * logits.log_softmax(1)).sum(1) - (target * logits.T.log_softmax(1)).sum(1)) / 2
+    assert torch.allclose(loss.double(), want, atol=1e-5)
+    distinct = torch.tensor([[3, 0, 0, 0], [4, 0, 0, 0], [5, 0, 0, 0], [6, 0, 0, 0], [7, 0, 0, 0]])
+    loss = CLIPLoss()(clip, x0, Cond(tokens=distinct), sample_generators(0, 5))
+    logits = float(net.scale.detach()) * f @ net.text(distinct).double().T
+    ce = torch.nn.functional.cross_entropy
+    assert torch.allclose(loss.double(), (ce(logits, torch.arange(5), reduction="none")
+                                          + ce(logits.T, torch.arange(5), reduction="none")) / 2, atol=1e-5)
+
+
+def test_clip_guidance_follows_the_gradient_of_the_contrastive_logit():
+    """ClassifierGuidance reading the caption's tokens: eps-hat = eps - s sigma grad_x (scale f(x_t, t) . g(c))."""
+    from denoisekit.guidance import ClassifierGuidance, NoisyCLIP
+    from denoisekit.nets.clip import NoisyCLIPNet
+    torch.manual_seed(1)
+    process = DiscreteVP(T=100)
+    net = NoisyCLIPNet(1, 8, {"channels": 8, "channel_mult": [1]},
+                       {"vocab_size": 12, "dim": 8, "layers": 1, "heads": 2, "max_len": 3})
+    clip = NoisyCLIP(net, process)
+    base = GaussianMixture([1.0], [[0.0] * 16], [0.5])
+
+    def x0_fn(x_t, t, cond=None):
+        flat = x_t.reshape(len(x_t), -1)
+        return base.posterior_mean(flat, process.alpha(t.double()), process.sigma(t.double())).reshape(
+            x_t.shape).to(x_t.dtype)
+    from denoisekit import Denoiser
+    d = Denoiser.from_function(x0_fn, process, prediction="x0")
+    tokens = torch.tensor([[3, 4, 0], [5, 0, 0]])
+    guided = ClassifierGuidance(d, clip.log_prob, 2.0, reads="tokens")
+    x, t = torch.randn(2, 1, 4, 4), torch.tensor([40.0, 40.0])
+    xg = x.clone().requires_grad_(True)
+    grad = torch.autograd.grad(clip.log_prob(xg, t, tokens).sum(), xg)[0]
+    sigma = process.sigma(t.double()).float().reshape(-1, 1, 1, 1)
+    want = d(x, t).eps - 2.0 * sigma * grad
+    assert torch.allclose(guided(x, t, Cond(tokens=tokens)).eps, want, atol=1e-5)
+    with pytest.raises(ValueError, match=r"^guidance: needs cond.tokens"):
+        guided(x, t, torch.tensor([0, 1]))
+
+
+CLIP_RUN = ("data: mnist-captions\ntext: {dim: 16, layers: 1, heads: 2, max_len: 12}\n"
+            "net: {channels: 8, channel_mult: [1, 2], num_res_blocks: 1}\n"
+            "train: {steps: 4, batch_size: 16, checkpoint_every: 4, log_every: 2, progress: false, tensorboard: false}\n")
+
+
+def test_train_clip_then_clip_guided_sampling(text_run, tmp_path, capsys):
+    """train-clip writes a checkpoint with its own tokenizer and a retrieval report; `sample --clip` guides a text
+    model toward its prompts (the two tokenizers mapped prompt by prompt); bad input is one line."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(CLIP_RUN)
+    assert main(["train-clip", "--config", str(cfg), "--out", str(tmp_path / "clip")]) == 0
+    report = json.loads((tmp_path / "clip" / "retrieval.json").read_text())
+    assert set(report) == {"step", "t=0", "t=250", "t=500", "t=750", "t=999"}
+    common = ["--prompt", "a thick seven", "--prompt", "a thin two", "--n", "4", "--steps", "3", "--sampler", "ddim"]
+    assert main(["sample", str(text_run), *common, "--npz", str(tmp_path / "plain.npz"),
+                 "--out", str(tmp_path / "plain.png")]) == 0
+    assert main(["sample", str(text_run), *common, "--clip", str(tmp_path / "clip"), "--clip-scale", "50",
+                 "--npz", str(tmp_path / "g.npz"), "--out", str(tmp_path / "g.png")]) == 0
+    plain, g = np.load(tmp_path / "plain.npz")["x"], np.load(tmp_path / "g.npz")["x"]
+    assert np.isfinite(g).all() and not np.allclose(plain, g)
+    capsys.readouterr()
+    for argv, message in ((["--clip", str(text_run)], "--clip: "), (["--clip", str(tmp_path / "clip")],
+                                                                  "--clip: guides toward a caption; give --prompt"),
+                          (["--clip", str(tmp_path / "clip"), "--prompt", "a two", "--clip-scale", "nan"],
+                           "--clip-scale: expected a finite number")):
+        assert main(["sample", str(text_run), "--n", "2", "--out", str(tmp_path / "bad.png"), *argv]) == 2
+        one_line_error(capsys, message)
+    assert not (tmp_path / "bad.png").exists()
+    assert main(["train-clip", "--config", str(cfg), "--out", str(tmp_path / "c2"), "--set", "net.out_channels=2"]) == 2
+    one_line_error(capsys, "net")
+    assert main(["train-clip", "--config", str(cfg), "--out", str(tmp_path / "c3"), "--data", "digits"]) == 2
+    one_line_error(capsys, "has no captions")
+
+
+def test_eval_of_a_text_model_asks_with_the_data_captions(text_run, capsys):
+    """`eval RUN` of a text model draws with captions spread over its captioned data set and scores the digits the
+    captions name (class accuracy)."""
+    capsys.readouterr()
+    assert main(["eval", str(text_run), "--n", "20", "--steps", "2", "--sampler", "ddim", "--k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "class_accuracy" in out or "class accuracy" in out, out

@@ -15,7 +15,7 @@ from .config import build
 from .denoiser import CLDDenoiser, Denoiser
 from .objectives.lsgm import LatentScoreModel
 from .objectives.recovery import RecoveryEBM
-from .guidance import ClassifierFreeGuidance, ClassifierGuidance, DynamicThresholding, NoisyClassifier
+from .guidance import ClassifierFreeGuidance, ClassifierGuidance, DynamicThresholding, NoisyClassifier, NoisyCLIP
 from .train import find_checkpoint, load_config, load_weights
 from .train.checkpoint import EMA_WEIGHTS, load_matching, load_state, load_tensors
 from .utils import check_device
@@ -41,6 +41,32 @@ class LoadedClassifier:
     num_classes: int
     record: dict
     folder: Path
+
+
+@dataclass
+class LoadedCLIP:
+    """A noised CLIP from `denoisekit train-clip`: f(x_t, t) and g(c), its own tokenizer, the data shape it knows."""
+    clip: NoisyCLIP
+    tokenizer: Any
+    shape: tuple
+    record: dict
+    folder: Path
+
+    def guide(self, model_tokenizer, prompts) -> Callable:
+        """log_prob(x_t, t, tokens) for ClassifierGuidance on a text model: the model's tokens of each prompt mapped to
+        this CLIP's tokens of the same prompt (the two tokenizers differ), then the contrastive logit."""
+        table = {tuple(row.tolist()): clip_row for row, clip_row in zip(model_tokenizer(prompts),
+                                                                         self.tokenizer(prompts))}
+        device = next(self.clip.parameters()).device
+
+        def log_prob(x_t, t, tokens):
+            try:
+                ours = torch.stack([table[tuple(row.tolist())] for row in tokens.cpu()]).to(device)
+            except KeyError:
+                raise ValueError("--clip: guides toward the prompts it was given; a caption outside them "
+                                 "reached it") from None
+            return self.clip.log_prob(x_t, t, ours)
+        return log_prob
 
 
 @dataclass
@@ -99,13 +125,16 @@ class LoadedModel:
         """Whether the model reads captions (trained with text_cond)."""
         return isinstance(self.record.get("text"), dict)
 
-    def prompts(self, prompts, flag: str = "--prompt") -> Cond:
-        """The conditioning of captions `prompts` (one per sample) through the checkpoint's own tokenizer."""
+    def tokenizer(self, flag: str = "--prompt"):
+        """The checkpoint's own tokenizer (a one-line error naming `flag` for a model without captions)."""
         if not self.text:
             raise ValueError(f"{flag}: {self.folder} was trained without captions (text_cond); it takes no prompt")
         from .text import TextTokenizer
-        tok = TextTokenizer.from_dict(self.record["text"]["tokenizer"])
-        return Cond(tokens=tok(list(prompts)).to(next(self.denoiser.parameters()).device))
+        return TextTokenizer.from_dict(self.record["text"]["tokenizer"])
+
+    def prompts(self, prompts, flag: str = "--prompt") -> Cond:
+        """The conditioning of captions `prompts` (one per sample) through the checkpoint's own tokenizer."""
+        return Cond(tokens=self.tokenizer(flag)(list(prompts)).to(next(self.denoiser.parameters()).device))
 
     def require_single_stage(self, command: str) -> None:
         """A one-line error naming `command` for a super-resolution stage (it needs a low-resolution image to work)."""
@@ -160,14 +189,16 @@ class LoadedModel:
 
     def guided(self, *, w: Optional[float] = None, rescale: Optional[float] = None, interval=None,
                classifier: Optional[LoadedClassifier] = None, classifier_scale: float = 1.0,
-               classifier_form: str = "score", threshold: Optional[float] = None):
-        """(the denoiser wrapped for classifier-free guidance w, classifier guidance and dynamic thresholding as asked,
-        the number of classes labels may name): CFG needs a class-conditional model trained with label dropout; a
-        classifier must know the model's data shape and classes."""
+               classifier_form: str = "score", threshold: Optional[float] = None,
+               clip: Optional[LoadedCLIP] = None, clip_scale: float = 1.0, prompts=None):
+        """(the denoiser wrapped for classifier-free guidance w, classifier guidance, CLIP guidance toward `prompts` and
+        dynamic thresholding as asked, the number of classes labels may name): CFG needs a class- or text-conditional
+        model trained with label dropout; a classifier must know the model's data shape and classes, a CLIP its
+        shape."""
         denoiser, num_classes = self.denoiser, self.num_classes
-        if w is not None or classifier is not None or threshold is not None:
+        if w is not None or classifier is not None or threshold is not None or clip is not None:
             self.require_denoiser("--guidance" if w is not None else "--classifier" if classifier is not None
-                                  else "--threshold")
+                                  else "--clip" if clip is not None else "--threshold")
         if w is not None:
             if not num_classes and not self.text:
                 raise ValueError("--guidance: classifier-free guidance needs a class- or text-conditional model "
@@ -184,6 +215,14 @@ class LoadedModel:
                 raise ValueError(f"--classifier: it knows {classifier.num_classes} classes, the model {num_classes}")
             num_classes = num_classes or classifier.num_classes
             denoiser = ClassifierGuidance(denoiser, classifier.classifier.log_prob, classifier_scale, classifier_form)
+        if clip is not None:  # GLIDE's CLIP guidance: eps - s sigma grad (f(x_t, t) . g(c)), any sampler
+            if tuple(clip.shape) != tuple(self.shape):
+                raise ValueError(f"--clip: it was trained on data of shape {list(clip.shape)}, but the model makes "
+                                 f"{list(self.shape)}")
+            if not prompts:
+                raise ValueError("--clip: guides toward a caption; give --prompt TEXT or --prompts FILE")
+            denoiser = ClassifierGuidance(denoiser, clip.guide(self.tokenizer("--clip"), list(prompts)), clip_scale,
+                                          reads="tokens")
         if threshold is not None:
             denoiser = DynamicThresholding(denoiser, threshold)
         return denoiser, num_classes
@@ -279,19 +318,37 @@ def load_classifier(path, device: str = "cpu") -> tuple[NoisyClassifier, dict]:
     return loaded.classifier, loaded.record
 
 
-def open_classifier(path, device: str = "cpu") -> LoadedClassifier:
-    """A noisy classifier from `denoisekit train-classifier` with its data shape and classes."""
+def _open_guide(path, kind: str, flag: str, what: str, device: str):
+    """(the module, record, folder) of a checkpoint holding a model of class `kind` (a guide: a noisy classifier or a
+    noised CLIP), with one-line errors naming `flag`."""
     folder = find_checkpoint(path)
     record = load_config(folder)
     model = record.get("model")
-    if not isinstance(model, dict) or model.get("class") != "NoisyClassifier":
-        raise ValueError(f"--classifier: {path} is not a noisy classifier (one made by 'denoisekit train-classifier')")
+    if not isinstance(model, dict) or model.get("class") != kind:
+        raise ValueError(f"{flag}: {path} is not {what}")
     try:
-        classifier = build(model)
+        module = build(model)
     except (ValueError, TypeError, KeyError) as e:
-        raise ValueError(f"--classifier: {folder / 'config.json'} cannot be rebuilt ({e})") from None
-    load_matching(classifier, load_weights(folder, ema=True), folder)
+        raise ValueError(f"{flag}: {folder / 'config.json'} cannot be rebuilt ({e})") from None
+    load_matching(module, load_weights(folder, ema=True), folder)
+    return module.to(device).eval(), record, folder
+
+
+def open_classifier(path, device: str = "cpu") -> LoadedClassifier:
+    """A noisy classifier from `denoisekit train-classifier` with its data shape and classes."""
+    classifier, record, folder = _open_guide(path, "NoisyClassifier", "--classifier", "a noisy classifier (one made "
+                                             "by 'denoisekit train-classifier')", device)
     data = _section(record, "data")
-    return LoadedClassifier(classifier.to(device).eval(), tuple(data.get("shape") or ()), data.get("num_classes"),
-                            record, folder)
+    return LoadedClassifier(classifier, tuple(data.get("shape") or ()), data.get("num_classes"), record, folder)
+
+
+def open_clip(path, device: str = "cpu") -> LoadedCLIP:
+    """A noised CLIP from `denoisekit train-clip` with its tokenizer and data shape."""
+    clip, record, folder = _open_guide(path, "NoisyCLIP", "--clip", "a noised CLIP (one made by 'denoisekit "
+                                       "train-clip')", device)
+    if not isinstance(record.get("text"), dict):
+        raise ValueError(f"--clip: {folder} records no tokenizer")
+    from .text import TextTokenizer
+    return LoadedCLIP(clip, TextTokenizer.from_dict(record["text"]["tokenizer"]),
+                      tuple(_section(record, "data").get("shape") or ()), record, folder)
 

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..config import require
 from ..guidance.wrappers import CLASSIFIER_FORMS, ClassifierFreeGuidance, ClassifierGuidance, DynamicThresholding
 from ..objectives import OBJECTIVES
 from ..denoiser import ALL_PREDICTIONS
@@ -72,6 +74,10 @@ def add_guidance_flags(s) -> None:
                    "classifier guidance")
     s.add_argument("--classifier-scale", type=float, dest="classifier_scale", default=1.0, metavar="S",
                    help="classifier guidance scale s (default 1)")
+    s.add_argument("--clip", metavar="RUN", help="a noised CLIP from 'denoisekit train-clip': CLIP guidance of a text "
+                   "model toward its prompts (GLIDE)")
+    s.add_argument("--clip-scale", type=float, dest="clip_scale", default=1.0, metavar="S",
+                   help="CLIP guidance scale s: eps - s sigma grad (f(x_t, t) . g(c)) (default 1)")
     s.add_argument("--classifier-form", dest="classifier_form", choices=CLASSIFIER_FORMS, default="score",
                    help="score: eps - s sigma grad log p(y|x_t), any sampler (default); mean: mu + s Sigma grad, "
                    "ancestral ddpm only")
@@ -95,7 +101,7 @@ def class_arg(text: str):
 
 
 def guiding(args) -> bool:
-    return getattr(args, "guidance", None) is not None or getattr(args, "classifier", None) is not None
+    return any(getattr(args, k, None) is not None for k in ("guidance", "classifier", "clip"))
 
 
 def check_guidance_args(args) -> None:
@@ -110,6 +116,8 @@ def check_guidance_args(args) -> None:
     if args.schedule == "auto" and (guiding(args) or args.threshold is not None):
         raise ValueError("--schedule: 'auto' is fitted to and cached for the unguided model; with guidance or "
                          "thresholding name a fixed schedule (e.g. karras or logsnr)")
+    if getattr(args, "clip", None) is not None:
+        require(math.isfinite(args.clip_scale), "--clip-scale", "a finite number", args.clip_scale)
     if args.classifier is not None:
         ClassifierGuidance(None, None, args.classifier_scale, args.classifier_form)
         if args.classifier_form == "mean" and args.sampler != "ddpm":
@@ -117,13 +125,16 @@ def check_guidance_args(args) -> None:
                              f"ddpm, or --classifier-form score with {args.sampler}")
 
 
-def guided(args, model):
-    """The loaded model's denoiser wrapped as the guidance flags ask, and the number of classes labels may name."""
-    from ..models import open_classifier
+def guided(args, model, prompts=None):
+    """The loaded model's denoiser wrapped as the guidance flags ask (CLIP guidance toward `prompts`, one per
+    sample), and the number of classes labels may name."""
+    from ..models import open_classifier, open_clip
     classifier = None if args.classifier is None else open_classifier(args.classifier, device=args.device)
+    clip = None if getattr(args, "clip", None) is None else open_clip(args.clip, device=args.device)
     return model.guided(w=args.guidance, rescale=args.guidance_rescale, interval=args.guidance_interval,
                         classifier=classifier, classifier_scale=args.classifier_scale,
-                        classifier_form=args.classifier_form, threshold=args.threshold)
+                        classifier_form=args.classifier_form, threshold=args.threshold, clip=clip,
+                        clip_scale=args.clip_scale, prompts=prompts)
 
 
 def _eta(text: str):

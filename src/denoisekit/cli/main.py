@@ -1,5 +1,5 @@
-"""The command line: `denoisekit train | train-classifier | train-autoencoder | distill | reflow | sample | upscale | eval
-| invert | interpolate | edit | ema | nll | info`, behind one error boundary."""
+"""The command line: `denoisekit train | train-classifier | train-clip | train-autoencoder | distill | reflow | sample |
+upscale | eval | invert | interpolate | edit | ema | nll | info | export`, behind one error boundary."""
 from __future__ import annotations
 
 import argparse

@@ -44,7 +44,7 @@ def cmd_sample(args) -> int:
     check_request(args.sampler, args.schedule, options, where="--schedule", process=model.process,
                   steps=args.steps)  # now that the process is known: its times and the sampler's own check
     shape = model.shape
-    denoiser, num_classes = guided(args, model)
+    denoiser, num_classes = guided(args, model, prompts_per_sample(args, prompts))
     labels, nrow = prompt_conditioning(args, model, prompts) if prompts or model.text else \
         class_labels(args, num_classes)
     frames, every = [], max(1, args.steps // 20)
@@ -82,6 +82,19 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def data_captions(data, n: int):
+    """(n captions spread over a captioned data set, the labels of their images or None) to evaluate a text model
+    with; for data without captions, the empty caption (unconditional samples) and no labels."""
+    from ..data import load_dataset
+    from ..text import CaptionedDataset
+    ds = load_dataset(data) if data and not Path(os.path.expanduser(data)).is_dir() else None
+    if not isinstance(ds, CaptionedDataset):
+        return [""] * n, None
+    import torch
+    idx = torch.arange(n) * len(ds) // n
+    return [ds.captions[i] for i in idx.tolist()], (ds.y[idx] if ds.y is not None else None)
+
+
 def read_prompts(args) -> list:
     """The captions of --prompt (each given) and --prompts FILE (one a line), checked before any work."""
     prompts = list(args.prompt or [])
@@ -101,6 +114,14 @@ def read_prompts(args) -> list:
     return prompts
 
 
+def prompts_per_sample(args, prompts: list) -> list:
+    """Each prompt repeated for its grid row (args.n rounded to whole rows), as prompt_conditioning lays them out."""
+    if not prompts:
+        return prompts
+    nrow = max(1, args.n // len(prompts))
+    return [p for p in prompts for _ in range(nrow)]
+
+
 def prompt_conditioning(args, model, prompts):
     """(the captions' conditioning, one row per prompt, the grid's row length): args.n rounded to whole rows; no
     prompt asks a text model for unconditional samples (the empty caption)."""
@@ -108,9 +129,9 @@ def prompt_conditioning(args, model, prompts):
         if guiding(args):
             raise ValueError("--guidance: guides toward a caption; give --prompt TEXT or --prompts FILE")
         return model.prompts([""] * args.n), None
-    nrow = max(1, args.n // len(prompts))
-    args.n = nrow * len(prompts)
-    return model.prompts([p for p in prompts for _ in range(nrow)]), nrow
+    each = prompts_per_sample(args, prompts)
+    args.n = len(each)
+    return model.prompts(each), len(each) // len(prompts)
 
 
 def class_labels(args, num_classes):
@@ -191,12 +212,14 @@ def cmd_eval(args) -> int:
         model.require_single_stage("samples")
         data = data or model.data_name
         check_stream(args.stream, data)
-        denoiser, num_classes = guided(args, model)
-        labels = balanced_labels(args.n, num_classes, args.device)
+        prompts, digits = data_captions(data, args.n) if model.text else (None, None)
+        denoiser, num_classes = guided(args, model, prompts)
+        labels = model.prompts(prompts) if prompts else balanced_labels(args.n, num_classes, args.device)
         samples = model.decode(generate(denoiser, args.n, model.shape, seed=args.seed, steps=args.steps,
                                         sampler=args.sampler, schedule=args.schedule, labels=labels, progress=True,
                                         times=_auto_times(args, model.denoiser, model.shape, options),
                                         **options)).cpu()
+        labels = digits if model.text else labels  # a text model's samples are scored against their captions' labels
     else:
         check_stream(args.stream, data)
         samples, labels = load_samples(path), None

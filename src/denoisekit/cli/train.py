@@ -1,4 +1,4 @@
-"""`denoisekit train`, `denoisekit train-classifier` and `denoisekit train-autoencoder`."""
+"""`denoisekit train`, `denoisekit train-classifier`, `denoisekit train-clip` and `denoisekit train-autoencoder`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,6 +23,16 @@ def cmd_train_classifier(args) -> int:
     ds = prepared[0]
     return _train_or_check(args, out, f"a noisy classifier on {ds.name!r} ({len(ds)} labelled images)",
                            lambda: train_classifier_run(rc, out, not args.no_resume, prepared=prepared))
+
+
+def cmd_train_clip(args) -> int:
+    from ..recipes.clip import prepare_clip, train_clip_run
+    args.set = ["text_cond=true", *(args.set or [])]  # the captions' tokens are what a CLIP trains on
+    rc, out = run_config(args)
+    prepared = prepare_clip(rc)
+    ds = prepared[0]
+    return _train_or_check(args, out, f"a noised CLIP on {ds.name!r} ({len(ds)} captioned images)",
+                           lambda: train_clip_run(rc, out, not args.no_resume, prepared=prepared))
 
 
 def cmd_train_autoencoder(args) -> int:
@@ -59,6 +69,16 @@ def add_parsers(sub, common) -> None:
                        "U-Net's settings (channels, channel_mult, num_res_blocks, attention_levels, ...).")
     add_run_flags(c)
     c.set_defaults(func=cmd_train_classifier, out_suffix="-classifier")
+
+    p = sub.add_parser("train-clip", parents=[common], help="train a noised CLIP (image encoder of x_t and t, text "
+                       "encoder) for CLIP guidance of a text model (GLIDE)",
+                       description="Train GLIDE's noised CLIP on captioned images (mnist-captions, or a folder with "
+                       "NAME.txt captions): the contrastive loss at all noise levels. net: the image encoder's U-Net "
+                       "settings (channels, channel_mult, num_res_blocks, attention_levels, patch_size); text: the "
+                       "tokenizer's and text encoder's sizes (text.dim is the shared embedding's width). Writes "
+                       "retrieval.json: caption retrieval accuracy by noise level.")
+    add_run_flags(p)
+    p.set_defaults(func=cmd_train_clip, out_suffix="-clip")
 
     a = sub.add_parser("train-autoencoder", parents=[common], help="train the first stage of latent diffusion: a "
                        "KL-regularised autoencoder (then: denoisekit train --latent RUN)",

@@ -134,14 +134,25 @@ class ClassifierGuidance(DenoiserWrapper):
     form 'score' (DDIM, ODE solvers, any sampler): eps-hat = eps - s sigma_t grad log p(y | x_t) (Dhariwal & Nichol
     2021, Alg. 2; sigma_t = sqrt(1 - alpha-bar_t) for DDPM). form 'mean' (ancestral DDPM only): the posterior mean
     moves by s Sigma grad log p(y | x_t) (Alg. 1), applied by the ddpm sampler through the `mean_shift` hook.
-    `log_prob(x_t, t, y) -> (B,)`; y comes from the sampler's cond.
+    `log_prob(x_t, t, y) -> (B,)`; y is the sampler's cond slot `reads` (the class labels; a noised CLIP reads the
+    caption's tokens: GLIDE's CLIP guidance, Nichol et al. 2022, eq. 4).
     """
 
-    def __init__(self, denoiser, log_prob: Callable, scale: float = 1.0, form: str = "score"):
+    def __init__(self, denoiser, log_prob: Callable, scale: float = 1.0, form: str = "score", reads: str = "label"):
         super().__init__(denoiser)
         require(form in CLASSIFIER_FORMS, "classifier_form", "'score' or 'mean'", form)
         require(math.isfinite(scale), "classifier_scale", "a finite number", scale)
-        self.log_prob, self.scale, self.form = log_prob, float(scale), form
+        self.log_prob, self.scale, self.form, self.reads = log_prob, float(scale), form, reads
+
+    def target(self, cond: Any) -> torch.Tensor:
+        """What log_prob is asked about: the labels, or the slot `reads` of the sampler's cond."""
+        if self.reads == "label":
+            return labels_of(cond, "classifier guidance")
+        c = Cond.of(cond)
+        value = getattr(c, self.reads, None) if c is not None else None
+        if value is None:
+            raise ValueError(f"guidance: needs cond.{self.reads} (pass the caption's tokens for CLIP guidance)")
+        return value
 
     def grad(self, x: torch.Tensor, t, labels: torch.Tensor) -> torch.Tensor:
         """grad_x log p(y | x_t, t), by autograd (also inside a sampler's no_grad)."""
@@ -156,7 +167,7 @@ class ClassifierGuidance(DenoiserWrapper):
             return super().mean_shift
 
         def shift(x, t, cond, variance):
-            return self.scale * variance * self.grad(x, t, labels_of(cond, "classifier guidance"))
+            return self.scale * variance * self.grad(x, t, self.target(cond))
         return shift
 
     def forward(self, x: torch.Tensor, t, cond: Any = None, *, alpha=None, sigma=None) -> Prediction:
@@ -164,5 +175,5 @@ class ClassifierGuidance(DenoiserWrapper):
         pred = self.denoiser(x, t, cond, alpha=alpha, sigma=sigma)
         if self.form == "mean" or self.scale == 0:
             return pred
-        g = self.grad(x, t, labels_of(cond, "classifier guidance"))
+        g = self.grad(x, t, self.target(cond))
         return Prediction(*to_x0_eps("eps", pred.eps - self.scale * sigma * g, x, alpha, sigma), v=pred.v)

@@ -2,7 +2,7 @@
 bound's L_hybrid and L_vlb, score matching (DSM, SSM, ESM), the noisy classifier's cross-entropy, and the samplers of
 the training time; `OBJECTIVES`, the one registry of the run config's `objective`."""
 from .bound import HybridLoss, VLBLoss
-from .classifier import ClassifierLoss
+from .classifier import CLIPLoss, ClassifierLoss
 from .consistency import DISTANCES, ConsistencyDistillationLoss, ConsistencyTrainingLoss, TargetNetwork, distance
 from .ddgan import DDGAN, DDGANLoss, fake_step, real_pair
 from .recovery import LangevinChain, RecoveryEBM, RecoveryLoss, recover
@@ -28,7 +28,7 @@ ENERGY_OBJECTIVES = ("recovery",)  # train an energy network over the levels, sa
 LATENT_OBJECTIVES = ("lsgm",)  # train a VAE and a score prior on its latents end to end (Vahdat et al. 2021)
 BOUND_OBJECTIVES = tuple(k for k, loss in OBJECTIVES.items() if issubclass(loss, HybridLoss))  # train through L_vlb
 
-__all__ = ["ADVERSARIAL_OBJECTIVES", "BOUND_OBJECTIVES", "CONSISTENCY_OBJECTIVES", "ClassifierLoss",
+__all__ = ["ADVERSARIAL_OBJECTIVES", "BOUND_OBJECTIVES", "CLIPLoss", "CONSISTENCY_OBJECTIVES", "ClassifierLoss",
            "ConsistencyDistillationLoss", "ConsistencyTrainingLoss", "DDGAN", "DDGANLoss", "DISTANCES", "DSMLoss",
            "ENERGY_OBJECTIVES", "ESMLoss", "FLOW_TIME_SAMPLINGS", "FlowMatchingLoss", "HSMLoss", "HybridLoss", "ImportanceTimes", "LATENT_OBJECTIVES",
            "LSGMLoss", "LangevinChain", "LatentScoreModel", "OBJECTIVES", "ProgressiveDistillationLoss", "RecoveryEBM",

@@ -39,7 +39,9 @@ def prepare_classifier(rc: RunConfig) -> tuple[ArrayDataset, NoisyClassifier, Cl
 
 @torch.no_grad()
 def accuracy_by_noise_level(classifier: NoisyClassifier, ds: ArrayDataset, n: int = 1000, seed: int = 0) -> dict:
-    """Accuracy of p_phi(y | x_t, t) on n examples noised to each of NOISE_LEVELS (clipped to the process's range)."""
+    """Accuracy of p(y | x_t, t) on training images.
+
+    On n examples noised to each of NOISE_LEVELS (clipped to the process's range)."""
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(ds), generator=g)[:n]
     device = next(classifier.parameters()).device
@@ -53,22 +55,32 @@ def accuracy_by_noise_level(classifier: NoisyClassifier, ds: ArrayDataset, n: in
     return out
 
 
-def train_classifier_run(rc: RunConfig, out: Path, resume: bool = True, prepared=None) -> Path:
-    """Train a noisy classifier per the config (its net section takes the U-Net encoder's settings) into `out`."""
-    ds, classifier, loss, tc = prepared or prepare_classifier(rc)
+def train_guide_run(rc: RunConfig, out: Path, resume: bool, prepared, record: dict, report_file: str,
+                    report, what: str) -> Path:
+    """Train a guide (a noisy classifier, a noised CLIP) into `out` with the diffusion trainer; at the end (and
+    every sample_every steps) `report(model, data) -> {name: number}` goes to `report_file` and one printed line."""
+    ds, module, loss, tc = prepared
     out = run_folder(out)
-    record = {**run_record(rc, ds, loss), "kind": "noisy classifier"}
 
-    def report(ema_model, step):
-        acc = accuracy_by_noise_level(ema_model, ds)
-        atomic_save(out / "accuracy.json", lambda p: Path(p).write_text(json.dumps({"step": step, **acc}, indent=2)))
-        print("accuracy of p(y | x_t, t) on training images, by t: " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()))
+    def write_report(ema_model, step):
+        numbers = report(ema_model, ds)
+        atomic_save(out / report_file, lambda p: Path(p).write_text(json.dumps({"step": step, **numbers}, indent=2)))
+        print(f"{report.__doc__.splitlines()[0].rstrip('.')}, by t: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in numbers.items()))
 
-    trainer = Trainer(classifier, loss, ds, out, tc, config=record, sample_fn=report)
-    start_run(trainer, rc.as_dict(), out, resume, compatibility_check(classifier, loss, record, out))
+    trainer = Trainer(module, loss, ds, out, tc, config=record, sample_fn=write_report)
+    start_run(trainer, rc.as_dict(), out, resume, compatibility_check(module, loss, record, out))
     if trainer.rank == 0:
-        n = sum(p.numel() for p in classifier.parameters())
-        print(f"training a noisy classifier ({n:,} parameters) on {ds.name!r} ({len(ds)} x {list(ds.x.shape[1:])}, "
-              f"{ds.num_classes} classes): {tc.steps} steps of batch {tc.batch_size} -> {out}")
+        n = sum(p.numel() for p in module.parameters())
+        print(f"training {what} ({n:,} parameters) on {ds.name!r} ({len(ds)} x {list(ds.x.shape[1:])}): {tc.steps} "
+              f"steps of batch {tc.batch_size} -> {out}")
     trainer.train()
     return out
+
+
+def train_classifier_run(rc: RunConfig, out: Path, resume: bool = True, prepared=None) -> Path:
+    """Train a noisy classifier per the config (its net section takes the U-Net encoder's settings) into `out`."""
+    prepared = prepared or prepare_classifier(rc)
+    ds, _, loss, _ = prepared
+    return train_guide_run(rc, out, resume, prepared, {**run_record(rc, ds, loss), "kind": "noisy classifier"},
+                           "accuracy.json", accuracy_by_noise_level, f"a noisy classifier of {ds.num_classes} classes")
