@@ -390,3 +390,46 @@ def test_eval_of_a_text_model_asks_with_the_data_captions(text_run, capsys):
     assert main(["eval", str(text_run), "--n", "20", "--steps", "2", "--sampler", "ddim", "--k", "2"]) == 0
     out = capsys.readouterr().out
     assert "class_accuracy" in out or "class accuracy" in out, out
+
+
+# --- Imagen's pieces: a frozen pre-trained text encoder, a text-conditional super-resolution stage --------------------
+
+SMALL = ("data: mnist-captions\ntext_cond: true\nimage_size: {size}\nprediction: v\n"
+         "net: {{channels: 8, channel_mult: [1, 2], num_res_blocks: 1, attention_levels: [1]}}\n"
+         "train: {{steps: 3, batch_size: 8, checkpoint_every: 3, progress: false, tensorboard: false}}\n"
+         "sample: {{sampler: ddim, steps: 2, n: 2}}\n")
+
+
+def test_a_frozen_clip_text_encoder_and_a_text_conditional_cascade(tmp_path, capsys):
+    """text.encoder: a train-clip run's tokenizer and text encoder, copied in and kept fixed while the U-Net trains;
+    a text-conditional super-resolution stage on the same encoder; `sample --cascade BASE SR --prompt` reads the
+    prompts through each stage's tokenizer."""
+    from safetensors.torch import load_file
+
+    from denoisekit.models import load_model, open_clip
+    (tmp_path / "c.yaml").write_text(CLIP_RUN.replace("steps: 4", "steps: 1"))
+    assert main(["train-clip", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "clip")]) == 0
+    clip = str(tmp_path / "clip")
+    (tmp_path / "base.yaml").write_text(SMALL.format(size=8) + f"text: {{encoder: {clip}}}\n")
+    (tmp_path / "sr.yaml").write_text(SMALL.format(size=16) + f"text: {{encoder: {clip}}}\n"
+                                      "super_resolution: {low_size: 8}\n")
+    for name in ("base", "sr"):
+        assert main(["train", "--config", str(tmp_path / f"{name}.yaml"), "--out", str(tmp_path / name)]) == 0
+    enc = open_clip(clip).clip.net.text_encoder.state_dict()
+    base = load_model(tmp_path / "base")
+    assert base.record["text"]["tokenizer"] == open_clip(clip).tokenizer.to_dict()
+    raw = load_file(str(sorted((tmp_path / "base" / "checkpoints").glob("step-*"))[-1] / "model.safetensors"))
+    for k, v in enc.items():
+        assert torch.equal(raw[f"net.text.{k}"], v), k  # kept fixed through training
+    first = load_file(str(sorted((tmp_path / "base" / "checkpoints").glob("step-*"))[-1] / "model.safetensors"))
+    assert any(not torch.equal(first[k], torch.zeros_like(first[k])) for k in first if k.startswith("net.conv_out"))
+    capsys.readouterr()
+    assert main(["sample", "--cascade", str(tmp_path / "base"), str(tmp_path / "sr"), "--prompt", "a thick seven",
+                 "--prompt", "a two", "--guidance", "5", "--threshold", "0.995", "--n", "4", "--steps", "2",
+                 "--sampler", "ddim", "--out", str(tmp_path / "c.png"), "--npz", str(tmp_path / "c.npz")]) == 0
+    assert "one row per prompt" in capsys.readouterr().out
+    x = np.load(tmp_path / "c.npz")
+    assert x["x"].shape == (4, 1, 16, 16) and x["low"].shape == (4, 1, 8, 8) and np.isfinite(x["x"]).all()
+    (tmp_path / "bad.yaml").write_text(SMALL.format(size=8) + f"text: {{encoder: {tmp_path / 'base'}}}\n")
+    assert main(["train", "--config", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "bad")]) == 2
+    one_line_error(capsys, "text.encoder: ", "is not a noised CLIP")

@@ -4,7 +4,7 @@ augmentation of that image at a random level u, which the network also reads (th
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -61,10 +61,10 @@ def augment(c: torch.Tensor, u: torch.Tensor, eps: torch.Tensor) -> torch.Tensor
 
 def conditioned(low: torch.Tensor, size, u: torch.Tensor, generator: Generator, label=None) -> Cond:
     """The Cond a super-resolution network reads: the upsampled low-resolution image augmented at levels u (B,), the
-    levels themselves, and the class labels if any."""
+    levels themselves, and the class labels or the caption's tokens if any (`label`: a label tensor or a Cond)."""
     c = upsample(low, size)
     eps = randn(c.shape, generator, device=c.device, dtype=c.dtype)
-    return Cond(label=label, concat=augment(c, u, eps), aug=u.to(c.device, torch.float32))
+    return replace(Cond.of(label) or Cond(), concat=augment(c, u, eps), aug=u.to(c.device, torch.float32))
 
 
 @dataclass
@@ -73,15 +73,20 @@ class SuperResolutionData(ArrayDataset):
     `low` holds the images resized to low_size, as the base model's training data are."""
     low: Optional[torch.Tensor] = None
     labelled: bool = False
+    tokens: Optional[torch.Tensor] = None  # the captions' tokens of a text-conditional stage (Imagen's)
+    tokenizer: Any = None
 
     @classmethod
     def of(cls, ds: ArrayDataset, sr: SuperResolution, labelled: bool) -> "SuperResolutionData":
+        """ds's images with their low-resolution versions (and ds's caption tokens and tokenizer, if it has them)."""
         sr.check_shape(tuple(ds.x.shape[1:]))
-        return cls(ds.x, ds.y, ds.num_classes, ds.name, resize_images(ds.x, sr.low_size), labelled)
+        return cls(ds.x, ds.y, ds.num_classes, ds.name, resize_images(ds.x, sr.low_size), labelled,
+                   getattr(ds, "tokens", None), getattr(ds, "tokenizer", None))
 
     def conditioning(self, idx) -> Cond:
         """The examples' low-resolution images, upsampled, not yet augmented (the loss augments them)."""
-        return Cond(label=self.y[idx] if self.labelled else None, concat=upsample(self.low[idx], self.x.shape[-2:]))
+        return Cond(label=self.y[idx] if self.labelled else None, concat=upsample(self.low[idx], self.x.shape[-2:]),
+                    tokens=self.tokens[idx] if self.tokens is not None else None)
 
 
 class NoiseAugmented:

@@ -49,7 +49,7 @@ def cmd_sample_cascade(args) -> int:
     from ..models import load_model
     from ..samplers import generate
     from ..utils import check_device
-    from .sample import _checkpoint_folder, class_labels
+    from .sample import _checkpoint_folder, class_labels, prompt_conditioning, prompts_per_sample, read_prompts
     if args.cascade is None:
         raise ValueError("checkpoint: name the model to sample, or --cascade BASE_RUN SR_RUN")
     if args.checkpoint is not None:
@@ -69,6 +69,7 @@ def cmd_sample_cascade(args) -> int:
     if args.scale is not None and args.scale < 1:
         raise ValueError(f"--scale: expected a positive integer, got {args.scale}")
     check_guidance_args(args)
+    prompts = read_prompts(args)
     base = load_model(base_path, ema=not args.raw, device=args.device)
     base.require_single_stage("BASE_RUN")
     model, sr = _open_sr(sr_path, args)
@@ -80,8 +81,13 @@ def cmd_sample_cascade(args) -> int:
         raise ValueError(f"--cascade: the base model knows {base.num_classes} classes, the SR stage "
                          f"{model.num_classes}")
     u = _aug_level(args, sr)
-    denoiser, num_classes = guided(args, base)
-    labels, nrow = class_labels(args, num_classes)
+    denoiser, num_classes = guided(args, base, prompts_per_sample(args, prompts))
+    labels, nrow = prompt_conditioning(args, base, prompts) if prompts or base.text else \
+        class_labels(args, num_classes)
+    if model.text:  # each stage reads the prompts through its own tokenizer (Imagen: one frozen encoder for both)
+        sr_labels = model.prompts(prompts_per_sample(args, prompts) or [""] * args.n, "--prompt")
+    else:
+        sr_labels = labels if model.num_classes else None
     stats: dict = {}
     with torch.no_grad():
         print(f"stage 1: {list(base.data_shape)} from {base.folder}")
@@ -90,11 +96,12 @@ def cmd_sample_cascade(args) -> int:
         nfe = stats["nfe"]
         print(f"stage 2: {list(model.shape)} from {model.folder}, its input augmented at level {u:g}")
         x = upscale(_sr_denoiser(args, model), low, model.shape[1:], aug_level=u, seed=args.seed,
-                    labels=labels if model.num_classes else None,
+                    labels=sr_labels,
                     generate_kwargs=dict(progress=True, stats=stats, **stages[1]))
     print(f"network evaluations: {nfe} (base) + {stats['nfe']} (super-resolution) per sample")
     scale = args.scale or (2 if model.shape[-1] <= 32 else 1)
-    print(f"samples: {save_picture(x, args.out, nrow=nrow, scale=scale)}{' (one row per class)' if nrow else ''}")
+    rows = " (one row per prompt)" if prompts else " (one row per class)" if nrow else ""
+    print(f"samples: {save_picture(x, args.out, nrow=nrow, scale=scale)}{rows}")
     k = min(16, args.n)
     near = F.interpolate(low[:k].cpu(), size=tuple(model.shape[1:]), mode="nearest")
     print(f"stages (low resolution | super-resolved): {save_row_strip([near, x[:k].cpu()], strip, scale=scale)}")

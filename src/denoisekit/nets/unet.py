@@ -155,7 +155,7 @@ class UNet(nn.Module):
     `latent_dim` (a DDGAN generator's latent z, mapped into the embedding that drives every AdaGN layer), `augment` (a
     super-resolution stage's augmentation level u, Cond.aug, embedded likewise) and `text` (a TextEncoder's settings:
     the caption's tokens, Cond.tokens, encoded by the network itself, read by cross-attention at the attention
-    levels, and the pooled vector added to the embedding, as GLIDE does).
+    levels, and the pooled vector added to the embedding, as GLIDE does; `frozen: true` keeps the encoder fixed).
     """
 
     def __init__(self, in_channels: int = 1, out_channels: Optional[int] = None, channels: int = 32,
@@ -178,7 +178,9 @@ class UNet(nn.Module):
             ("tokens",) if text else ())
         require(not text or attention_levels, "attention_levels", "at least one level when the network reads text "
                 "(cross-attention sits beside self-attention)", list(attention_levels))
-        self.text = TextEncoder(**text) if text else None
+        text = dict(text or {})
+        frozen = bool(text.pop("frozen", False))  # a pre-trained encoder kept fixed (Imagen's frozen T5; here a CLIP's)
+        self.text = TextEncoder(**text).requires_grad_(not frozen) if text else None
         context_dim = self.text.tok.embedding_dim if text else None
         self.pool = nn.Linear(context_dim, emb_dim) if text else None
         self.conv_in = nn.Conv2d((in_channels + cond_channels) * patch_size**2, channels, 3, padding=1)

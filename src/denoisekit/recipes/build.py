@@ -23,7 +23,7 @@ from ..objectives import (ADVERSARIAL_OBJECTIVES, BOUND_OBJECTIVES, DDGAN, ENERG
 from ..train import TrainConfig
 from ..utils import check_device
 from .latent import OpenedAutoencoder, latent_dataset, latent_record, open_for
-from .text import captioned, encoder_arguments, settings_of, text_record, tokenize_dataset
+from .text import adopt_encoder, captioned, encoder_arguments, settings_of, text_record, tokenize_dataset
 from .config import (RunConfig, build_loss, build_process, build_section, build_super_resolution,
                      learns_variance, make_denoiser)
 
@@ -229,6 +229,8 @@ def prepare_run(rc: RunConfig) -> Run:
         ds, loss = SuperResolutionData.of(images, sr, labelled=rc.class_cond), NoiseAugmented(loss, sr.aug_max)
     tc = train_settings(rc, ds, use_labels=rc.class_cond or rc.text_cond or sr is not None)
     denoiser = seeded(tc.seed, lambda: build_denoiser(rc, ds))
+    if rc.text_cond:
+        adopt_encoder(denoiser, settings_of(rc.text))
     return Run(rc, ds, denoiser, loss, tc, codec, images if codec is not None else None)
 
 

@@ -173,7 +173,6 @@ def check_text(rc: "RunConfig") -> None:
     if not rc.text_cond:
         return
     for key, why in (("class_cond", "a caption names the class"), ("latent", "text models work on pixels for now"),
-                     ("super_resolution", "text models are one stage for now"),
                      ("stream", "captioned data is loaded whole for now")):
         if getattr(rc, key):
             raise ValueError(f"text_cond: {why}; remove {key}")

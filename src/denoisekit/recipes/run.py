@@ -127,9 +127,10 @@ def train_run(rc: RunConfig, out: Path, resume: bool = True, run: Optional[Run] 
             return ema_model.decode(generate(ema_model.prior, n, ema_model.latent_shape, seed=options["seed"], **how))
         if isinstance(ds, SuperResolutionData):
             n = min(n, len(ds))
+            own = Cond(tokens=ds.tokens[:n].to(device)) if rc.text_cond else \
+                ds.y[:n].to(device) if rc.class_cond else None  # the first n images' captions or labels
             return upscale(ema_model, ds.low[:n].to(device), shape[1:], aug_level=ds_sr.aug_level,
-                           seed=options["seed"], labels=ds.y[:n].to(device) if rc.class_cond else None,
-                           generate_kwargs=how)
+                           seed=options["seed"], labels=own, generate_kwargs=how)
         return run.decode(generate(ema_model, n, shape, seed=options["seed"], labels=labels, **how))
 
     def sample_fn(ema_model, step):

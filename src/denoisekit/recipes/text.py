@@ -19,6 +19,7 @@ class TextSettings:
     layers: int = 2
     heads: int = 4
     holdout: tuple[str, ...] = ()  # digit x attribute combinations kept out of training ('a thick three')
+    encoder: Optional[str] = None  # a train-clip run: its tokenizer and text encoder, frozen (the sizes above unused)
 
     def __post_init__(self):
         from ..config import require
@@ -53,7 +54,10 @@ def tokenize_dataset(ds, settings: TextSettings) -> TextTokenizer:
                          f"with a NAME.txt caption beside each image, or a captions.jsonl of (file, caption)")
     if settings.holdout:
         ds.keep(~held_out(ds, settings.holdout))
-    tok = TextTokenizer.train(ds.captions, settings.vocab_size, settings.max_len)
+    if settings.encoder is not None:  # a pre-trained encoder's own tokenizer
+        tok = pretrained_encoder(settings.encoder).tokenizer
+    else:
+        tok = TextTokenizer.train(ds.captions, settings.vocab_size, settings.max_len)
     ds.tokens = tok(ds.captions)
     ds.tokenizer = tok
     return tok
@@ -75,13 +79,34 @@ def held_out(ds, holdout) -> torch.Tensor:
     return out
 
 
+def pretrained_encoder(path: str):
+    """The LoadedCLIP of text.encoder (a train-clip run), with a one-line error naming the key."""
+    from ..models import open_clip
+    try:
+        return open_clip(path)
+    except (ValueError, OSError) as e:
+        raise ValueError(f"text.encoder: {str(e).split(': ', 1)[-1]}") from None
+
+
 def encoder_arguments(ds, settings: TextSettings) -> Optional[dict]:
-    """The U-Net's `text` argument for a tokenized data set (None for a data set without tokens)."""
+    """The U-Net's `text` argument for a tokenized data set (None for a data set without tokens): the text section's
+    sizes, or a pre-trained encoder's, frozen."""
     tok = getattr(ds, "tokenizer", None)
     if tok is None:
         return None
+    if settings.encoder is not None:
+        enc = pretrained_encoder(settings.encoder).clip.net.text_encoder
+        layer = enc.layers.layers[0]
+        return {"vocab_size": enc.tok.num_embeddings, "dim": enc.tok.embedding_dim, "layers": len(enc.layers.layers),
+                "heads": layer.self_attn.num_heads, "max_len": enc.max_len, "frozen": True}
     return {"vocab_size": tok.vocab_size, "dim": settings.dim, "layers": settings.layers, "heads": settings.heads,
             "max_len": settings.max_len}
+
+
+def adopt_encoder(denoiser, settings: TextSettings) -> None:
+    """Copy text.encoder's trained weights into the network's (frozen) text encoder."""
+    if settings.encoder is not None:
+        denoiser.net.text.load_state_dict(pretrained_encoder(settings.encoder).clip.net.text_encoder.state_dict())
 
 
 def text_record(ds) -> dict:
