@@ -127,7 +127,8 @@ def prompt_conditioning(args, model, prompts):
     prompt asks a text model for unconditional samples (the empty caption)."""
     if not prompts:
         if guiding(args):
-            raise ValueError("--guidance: guides toward a caption; give --prompt TEXT or --prompts FILE")
+            flag = "--guidance" if args.guidance is not None else "--classifier"
+            raise ValueError(f"{flag}: guides toward a caption; give --prompt TEXT or --prompts FILE")
         return model.prompts([""] * args.n), None
     each = prompts_per_sample(args, prompts)
     args.n = len(each)
