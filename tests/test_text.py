@@ -223,6 +223,7 @@ def test_a_prompt_to_a_model_without_text_is_one_line(tmp_path, capsys):
     (["--set", "text.vocab_size=2"], "text.vocab_size: expected at least 8"),
     (["--set", "text.colour=1"], "text: unknown key 'colour'"),
     (["--set", "net.text={dim: 8}"], "net.text: set by text_cond"),
+    (["--set", "net.pooled_dim=8"], "net.pooled_dim: set by conditioning recipes"),
     (["--set", "class_cond=true"], "text_cond: a caption names the class; remove class_cond"),
     (["--set", "data=digits"], "text_cond: the data set 'digits' has no captions"),
     (["--set", "net.attention_levels=[]"], "attention_levels: expected at least one level when the network reads"),
@@ -433,3 +434,67 @@ def test_a_frozen_clip_text_encoder_and_a_text_conditional_cascade(tmp_path, cap
     (tmp_path / "bad.yaml").write_text(SMALL.format(size=8) + f"text: {{encoder: {tmp_path / 'base'}}}\n")
     assert main(["train", "--config", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "bad")]) == 2
     one_line_error(capsys, "text.encoder: ", "is not a noised CLIP")
+
+
+def test_networks_read_a_given_pooled_vector():
+    """pooled_dim: the U-Net and the MLP add a projected Cond.pooled (a CLIP embedding, as unCLIP's decoder and prior
+    read it) to their embedding: the output depends on it, zeros (the null condition) are a valid input, and a
+    missing or mis-sized vector is one line."""
+    from denoisekit.nets import MLP, UNet
+    torch.manual_seed(0)
+    for net, x in ((MLP(dim=4, hidden=16, pooled_dim=6), torch.randn(3, 4)),
+                   (UNet(in_channels=1, channels=8, channel_mult=(1,), pooled_dim=6), torch.randn(3, 1, 4, 4))):
+        for p in net.parameters():  # the zero-initialised output layers would hide the conditioning
+            torch.nn.init.normal_(p, std=0.3)
+        c = torch.full((3,), 10.0)
+        a, b = torch.randn(3, 6), torch.randn(3, 6)
+        out = net(x, c, Cond(pooled=a))
+        assert out.shape == x.shape and not torch.allclose(out, net(x, c, Cond(pooled=b)))
+        assert torch.allclose(out[:1], net(x[:1], c[:1], Cond(pooled=a[:1])), atol=1e-5)  # per example
+        null = Cond(pooled=a).null()
+        assert torch.equal(null.pooled, torch.zeros_like(a)) and torch.isfinite(net(x, c, null)).all()
+        for bad in (None, Cond(pooled=torch.randn(3, 5))):
+            with pytest.raises(ValueError, match=r"^cond.pooled: this network reads a pooled vector of size 6"):
+                net(x, c, bad)
+
+
+def test_a_transformers_text_model_from_disk_as_the_frozen_encoder(tmp_path, capsys):
+    """--text-encoder PATH: a local transformers folder (a tiny random CLIP text model and a fast tokenizer, saved
+    here) is the frozen encoder: its tokenizer (ids shifted so 0 pads) and weights are the model's, the run samples
+    from prompts, the checkpoint reopens without the folder; a folder that is not one is one line."""
+    transformers = pytest.importorskip("transformers", reason="the transformers package is an optional extra")
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from denoisekit.models import load_model
+    from denoisekit.data import load_dataset
+    tok = TextTokenizer.train(load_dataset("mnist-captions").captions[:500], 64, 12)
+    folder = tmp_path / "hf"
+    transformers.PreTrainedTokenizerFast(tokenizer_object=tok.tok, pad_token="[PAD]", unk_token="[UNK]") \
+        .save_pretrained(folder)
+    torch.manual_seed(0)
+    model = transformers.CLIPTextModel(transformers.CLIPTextConfig(
+        vocab_size=tok.vocab_size, hidden_size=16, intermediate_size=32, num_attention_heads=2, num_hidden_layers=1,
+        max_position_embeddings=12, bos_token_id=0, eos_token_id=1, pad_token_id=0))
+    model.save_pretrained(folder)
+    (tmp_path / "t.yaml").write_text(SMALL.format(size=8) + "text: {max_len: 12}\n")
+    assert main(["train", "--config", str(tmp_path / "t.yaml"), "--out", str(tmp_path / "run"),
+                 "--text-encoder", str(folder)]) == 0
+    raw = load_file(str(sorted((tmp_path / "run" / "checkpoints").glob("step-*"))[-1] / "model.safetensors"))
+    for k, v in model.state_dict().items():
+        assert torch.equal(raw[f"net.text.model.{k}"], v), k
+    shutil.rmtree(folder)
+    loaded = load_model(tmp_path / "run")
+    ids = loaded.prompts(["a thick seven"]).tokens[0]
+    want = [i + 1 for i in tok.tok.encode("a thick seven").ids]  # shifted by one: 0 pads
+    assert ids.tolist()[:len(want)] == want and (ids[len(want):] == 0).all()
+    capsys.readouterr()
+    assert main(["sample", str(tmp_path / "run"), "--prompt", "a thick seven", "--guidance", "2", "--n", "2",
+                 "--steps", "2", "--sampler", "ddim", "--out", str(tmp_path / "s.png")]) == 0
+    (tmp_path / "fake").mkdir()
+    (tmp_path / "fake" / "config.json").write_text('{"model_type": "clip_text_model"}')
+    assert main(["train", "--config", str(tmp_path / "t.yaml"), "--out", str(tmp_path / "bad"),
+                 "--text-encoder", str(tmp_path / "fake")]) == 2
+    one_line_error(capsys, "text.encoder: ", "does not load as a transformers text model and tokenizer")
+    assert not (tmp_path / "bad").exists()

@@ -216,7 +216,7 @@ def run_config(args, cls=None):
                       ("lr", "train.lr"), ("seed", "train.seed"), ("device", "train.device"),
                       ("prediction", "prediction"), ("image_size", "image_size"), ("objective", "objective"),
                       ("process", "process.kind"), ("latent", "latent"),
-                      ("super_resolution", "super_resolution.low_size")):
+                      ("super_resolution", "super_resolution.low_size"), ("text_encoder", "text.encoder")):
         if getattr(args, flag, None) is not None:
             _set_path(raw, key, getattr(args, flag))
     for item in args.set or []:
@@ -283,6 +283,9 @@ def add_run_flags(t, diffusion: bool = True) -> None:
     t.add_argument("--super-resolution", type=int, dest="super_resolution", metavar="LOW_SIZE", help="train a "
                    "cascade's super-resolution stage: the data's images conditioned on their LOW_SIZE versions, with "
                    "noise-conditioning augmentation (Ho et al. 2021; super_resolution.aug_max, .aug_level)")
+    t.add_argument("--text-encoder", dest="text_encoder", metavar="PATH", help="a frozen pre-trained text encoder for "
+                   "a text_cond model: a 'denoisekit train-clip' run, or a local transformers CLIP text / T5 folder "
+                   "(text.encoder; loaded with local_files_only)")
     t.add_argument("--prediction", choices=ALL_PREDICTIONS, help="what the network predicts; mixed: CLD's mixed score (the residual to the velocity noise of Gaussian data)")
     t.add_argument("--process", choices=list(PROCESSES), help="the noise process: DDPM's "
                    "discrete VP (the default), NCSN's geometric noise ladder (Song & Ermon 2019), the score SDEs' "

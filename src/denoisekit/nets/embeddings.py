@@ -48,10 +48,12 @@ def make_embedding(kind: str, dim: int) -> nn.Module:
 class ConditionEmbedding(nn.Module):
     """The conditioning vector: embedded noise level, plus a label embedding (index num_classes = 'no label'), plus a
     latent z through a mapping network (the style vector of a DDGAN generator's AdaGN layers; Xiao et al. 2022), plus
-    the embedded augmentation level u in [0, 1] of a super-resolution stage's input (Ho et al. 2021, sec. 4.3)."""
+    the embedded augmentation level u in [0, 1] of a super-resolution stage's input (Ho et al. 2021, sec. 4.3), plus a
+    projected pooled vector (Cond.pooled: a CLIP embedding, as unCLIP's prior and decoder read it; Ramesh et al. 2022,
+    sec. 2.1; zeros, the null condition, for classifier-free guidance)."""
 
     def __init__(self, kind: str, base_dim: int, emb_dim: int, num_classes=None, final_linear: bool = True,
-                 latent_dim: Optional[int] = None, augment: bool = False):
+                 latent_dim: Optional[int] = None, augment: bool = False, pooled_dim: Optional[int] = None):
         super().__init__()
         if num_classes is not None and num_classes < 1:
             raise ValueError(f"num_classes: expected a positive number of classes, got {num_classes}")
@@ -66,6 +68,11 @@ class ConditionEmbedding(nn.Module):
             if latent_dim else None
         self.augment = nn.Sequential(SinusoidalEmbedding(base_dim), nn.Linear(base_dim, emb_dim), nn.SiLU(),
                                      nn.Linear(emb_dim, emb_dim)) if augment else None
+        if pooled_dim is not None and pooled_dim < 1:
+            raise ValueError(f"pooled_dim: expected a positive size of the pooled vector or null, got {pooled_dim}")
+        self.pooled_dim = pooled_dim
+        self.pooled = nn.Sequential(nn.Linear(pooled_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)) \
+            if pooled_dim else None
 
     def forward(self, c_noise: torch.Tensor, cond: Optional[Cond], batch: int) -> torch.Tensor:
         """The noise level's embedding plus the label's (a missing label is 'no label') plus the mapped latent."""
@@ -86,6 +93,12 @@ class ConditionEmbedding(nn.Module):
             if u.shape != (batch,):
                 raise ValueError(f"cond.aug: expected shape ({batch},), got {tuple(u.shape)}")
             emb = emb + self.augment(1000 * u)  # u in [0, 1] on the scale of DDPM's times
+        if self.pooled is not None:
+            p = None if cond is None else cond.pooled
+            if p is None or p.shape != (batch, self.pooled_dim):
+                raise ValueError(f"cond.pooled: this network reads a pooled vector of size {self.pooled_dim} per "
+                                 f"example (a CLIP embedding), got {None if p is None else tuple(p.shape)}")
+            emb = emb + self.pooled(p.to(emb.dtype))
         if self.label is not None:
             labels = None if cond is None else cond.label
             if labels is None:

@@ -29,6 +29,10 @@ class TextEncoder(nn.Module):
         self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
 
+    @property
+    def dim(self) -> int:
+        return self.tok.embedding_dim
+
     def forward(self, tokens: torch.Tensor):
         if tokens.ndim != 2 or tokens.shape[1] > self.max_len:
             raise ValueError(f"tokens: expected (batch, <= {self.max_len}) token ids, got {tuple(tokens.shape)}")
@@ -40,6 +44,37 @@ class TextEncoder(nn.Module):
         h = self.norm(self.layers(h, src_key_padding_mask=~attend)) * mask[..., None]
         pooled = h.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
         return h, mask, pooled
+
+
+class PretrainedTextEncoder(nn.Module):
+    """A transformers text model (CLIP's text tower, T5's encoder, ...) built from its config (the weights come from the
+    checkpoint, or from its folder when a run starts): tokens (ids + 1; 0 is padding) -> (its last hidden states,
+    zeroed at padding; the mask; their masked mean), as TextEncoder gives them."""
+
+    def __init__(self, hf: dict, max_len: int):
+        super().__init__()
+        try:
+            import transformers
+        except ImportError:
+            raise ValueError("text.encoder: a transformers model needs the transformers package (pip install "
+                             "transformers)") from None
+        hf = dict(hf)
+        config = transformers.AutoConfig.for_model(hf.pop("model_type"), **hf)
+        self.model = transformers.AutoModel.from_config(config)
+        if hasattr(self.model, "get_encoder") and getattr(config, "is_encoder_decoder", False):
+            self.model = self.model.get_encoder()  # T5: the encoder half
+        self.max_len = max_len
+        self.dim = int(getattr(config, "hidden_size", None) or getattr(config, "d_model"))
+
+    def forward(self, tokens: torch.Tensor):
+        if tokens.ndim != 2 or tokens.shape[1] > self.max_len:
+            raise ValueError(f"tokens: expected (batch, <= {self.max_len}) token ids, got {tuple(tokens.shape)}")
+        mask = tokens != 0
+        attend = mask.clone()
+        attend[:, 0] = True  # as TextEncoder: an empty caption attends to one position, then is zeroed
+        out = self.model(input_ids=(tokens - 1).clamp(min=0), attention_mask=attend.long())
+        h = out.last_hidden_state * mask[..., None]
+        return h, mask, h.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
 
 
 class CrossAttention(nn.Module):

@@ -11,7 +11,7 @@ from torch import nn
 from ..config import configurable, require
 from ..conditioning import Cond
 from .embeddings import ConditionEmbedding
-from .text import CrossAttention, TextEncoder
+from .text import CrossAttention, PretrainedTextEncoder, TextEncoder
 
 
 def _groups(ch: int, max_groups: int = 32) -> int:
@@ -155,7 +155,9 @@ class UNet(nn.Module):
     `latent_dim` (a DDGAN generator's latent z, mapped into the embedding that drives every AdaGN layer), `augment` (a
     super-resolution stage's augmentation level u, Cond.aug, embedded likewise) and `text` (a TextEncoder's settings:
     the caption's tokens, Cond.tokens, encoded by the network itself, read by cross-attention at the attention
-    levels, and the pooled vector added to the embedding, as GLIDE does; `frozen: true` keeps the encoder fixed).
+    levels, and the pooled vector added to the embedding, as GLIDE does; `frozen: true` keeps the encoder fixed) and
+    `pooled_dim` (a given pooled vector, Cond.pooled, projected into the embedding: unCLIP's decoder reads a CLIP image
+    embedding so).
     """
 
     def __init__(self, in_channels: int = 1, out_channels: Optional[int] = None, channels: int = 32,
@@ -163,7 +165,8 @@ class UNet(nn.Module):
                  attention_levels: Sequence[int] = (), num_heads: int = 4, dropout: float = 0.0,
                  resample: str = "conv", time_embedding: str = "sinusoidal",
                  num_classes: Optional[int] = None, cond_channels: int = 0, patch_size: int = 1,
-                 latent_dim: Optional[int] = None, augment: bool = False, text: Optional[dict] = None):
+                 latent_dim: Optional[int] = None, augment: bool = False, text: Optional[dict] = None,
+                 pooled_dim: Optional[int] = None):
         super().__init__()
         check_encoder_arguments(in_channels, channels, channel_mult, num_res_blocks, attention_levels, num_heads,
                                 dropout, resample, patch_size)
@@ -173,15 +176,16 @@ class UNet(nn.Module):
         out_channels = out_channels or in_channels
         emb_dim = 4 * channels
         self.embed = ConditionEmbedding(time_embedding, channels, emb_dim, num_classes, latent_dim=latent_dim,
-                                        augment=augment)
+                                        augment=augment, pooled_dim=pooled_dim)
         self.reads = ("label", "concat") + (("latent",) if latent_dim else ()) + (("aug",) if augment else ()) + (
-            ("tokens",) if text else ())
+            ("tokens",) if text else ()) + (("pooled",) if pooled_dim else ())
         require(not text or attention_levels, "attention_levels", "at least one level when the network reads text "
                 "(cross-attention sits beside self-attention)", list(attention_levels))
         text = dict(text or {})
         frozen = bool(text.pop("frozen", False))  # a pre-trained encoder kept fixed (Imagen's frozen T5; here a CLIP's)
-        self.text = TextEncoder(**text).requires_grad_(not frozen) if text else None
-        context_dim = self.text.tok.embedding_dim if text else None
+        reader = (PretrainedTextEncoder(**text) if "hf" in text else TextEncoder(**text)) if text else None
+        self.text = reader.requires_grad_(not frozen) if reader is not None else None
+        context_dim = self.text.dim if text else None
         self.pool = nn.Linear(context_dim, emb_dim) if text else None
         self.conv_in = nn.Conv2d((in_channels + cond_channels) * patch_size**2, channels, 3, padding=1)
 

@@ -307,6 +307,7 @@ def loss_arguments(rc: RunConfig) -> dict:
 # Network arguments the recipe sets from the data and the run config, never from the net section.
 RESERVED_NET = {"in_channels": "set from the data", "dim": "set from the data", "num_classes": "set by class_cond",
                 "text": "set by text_cond (and the text section)",
+                "pooled_dim": "set by conditioning recipes that give a pooled vector, not by a run config",
                 "cond_channels": "set by conditioning recipes, not by a run config",
                 "augment": "set by super_resolution",
                 "out_channels": "set by the prediction type", "out_dim": "set by the prediction type"}

@@ -19,7 +19,8 @@ class TextSettings:
     layers: int = 2
     heads: int = 4
     holdout: tuple[str, ...] = ()  # digit x attribute combinations kept out of training ('a thick three')
-    encoder: Optional[str] = None  # a train-clip run: its tokenizer and text encoder, frozen (the sizes above unused)
+    encoder: Optional[str] = None  # a train-clip run or a transformers text model folder: its tokenizer and encoder,
+    #                                frozen (the sizes above unused, but max_len for a transformers model)
 
     def __post_init__(self):
         from ..config import require
@@ -55,7 +56,7 @@ def tokenize_dataset(ds, settings: TextSettings) -> TextTokenizer:
     if settings.holdout:
         ds.keep(~held_out(ds, settings.holdout))
     if settings.encoder is not None:  # a pre-trained encoder's own tokenizer
-        tok = pretrained_encoder(settings.encoder).tokenizer
+        tok = pretrained_encoder(settings.encoder, settings.max_len).tokenizer
     else:
         tok = TextTokenizer.train(ds.captions, settings.vocab_size, settings.max_len)
     ds.tokens = tok(ds.captions)
@@ -79,13 +80,79 @@ def held_out(ds, holdout) -> torch.Tensor:
     return out
 
 
-def pretrained_encoder(path: str):
-    """The LoadedCLIP of text.encoder (a train-clip run), with a one-line error naming the key."""
+@dataclass
+class Pretrained:
+    """A pre-trained text encoder for text.encoder: its tokenizer, the U-Net's `text` argument that rebuilds it
+    (frozen), and its weights."""
+    tokenizer: TextTokenizer
+    arguments: dict
+    weights: dict
+
+
+_PRETRAINED: dict = {}  # path -> Pretrained, opened once a process (a run asks for it three times)
+
+
+def pretrained_encoder(path: str, max_len: int) -> Pretrained:
+    """text.encoder: a `train-clip` run's text tower, or a local transformers text model folder (CLIP's text model, a
+    T5 encoder, ...: config.json with a model_type, and a fast tokenizer; loaded with local_files_only)."""
+    import os
+    try:
+        stamp = os.stat(os.path.expanduser(str(path))).st_mtime_ns  # a folder written again is opened again
+    except OSError:
+        stamp = None
+    key = (str(path), max_len, stamp)
+    if key not in _PRETRAINED:
+        _PRETRAINED[key] = _open_pretrained(str(path), max_len)
+    return _PRETRAINED[key]
+
+
+def _open_pretrained(path: str, max_len: int) -> Pretrained:
+    import json
+    from pathlib import Path
+    config = Path(path).expanduser() / "config.json"
+    try:
+        foreign = config.is_file() and "model_type" in json.loads(config.read_text()) and \
+            "model" not in json.loads(config.read_text())
+    except ValueError:
+        foreign = False
+    if foreign:
+        return _open_transformers(str(Path(path).expanduser()), max_len)
     from ..models import open_clip
     try:
-        return open_clip(path)
+        clip = open_clip(path)
     except (ValueError, OSError) as e:
-        raise ValueError(f"text.encoder: {str(e).split(': ', 1)[-1]}") from None
+        raise ValueError(f"text.encoder: {str(e).split(': ', 1)[-1]}, nor a transformers model folder (config.json "
+                         f"with a model_type)") from None
+    enc = clip.clip.net.text_encoder
+    layer = enc.layers.layers[0]
+    arguments = {"vocab_size": enc.tok.num_embeddings, "dim": enc.dim, "layers": len(enc.layers.layers),
+                 "heads": layer.self_attn.num_heads, "max_len": enc.max_len, "frozen": True}
+    return Pretrained(clip.tokenizer, arguments, enc.state_dict())
+
+
+def _open_transformers(path: str, max_len: int) -> Pretrained:
+    """A transformers folder's fast tokenizer (ids shifted by one: 0 is padding) and text model."""
+    try:
+        import transformers
+    except ImportError:
+        raise ValueError("text.encoder: a transformers model folder needs the transformers package (pip install "
+                         "transformers)") from None
+    try:
+        fast = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = transformers.AutoModel.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"text.encoder: {path} does not load as a transformers text model and tokenizer "
+                         f"({str(e).splitlines()[0]})") from None
+    backend = getattr(fast, "backend_tokenizer", None)
+    if backend is None:
+        raise ValueError(f"text.encoder: {path}'s tokenizer is not a fast (tokenizers) one")
+    from ..nets.text import PretrainedTextEncoder
+    config = model.config.to_dict()
+    encoder = PretrainedTextEncoder(config, max_len)
+    encoder.model.load_state_dict((model.get_encoder() if getattr(model.config, "is_encoder_decoder", False)
+                                   else model).state_dict())
+    return Pretrained(TextTokenizer(backend, max_len, offset=1), {"hf": config, "max_len": max_len, "frozen": True},
+                      encoder.state_dict())
 
 
 def encoder_arguments(ds, settings: TextSettings) -> Optional[dict]:
@@ -95,10 +162,7 @@ def encoder_arguments(ds, settings: TextSettings) -> Optional[dict]:
     if tok is None:
         return None
     if settings.encoder is not None:
-        enc = pretrained_encoder(settings.encoder).clip.net.text_encoder
-        layer = enc.layers.layers[0]
-        return {"vocab_size": enc.tok.num_embeddings, "dim": enc.tok.embedding_dim, "layers": len(enc.layers.layers),
-                "heads": layer.self_attn.num_heads, "max_len": enc.max_len, "frozen": True}
+        return pretrained_encoder(settings.encoder, settings.max_len).arguments
     return {"vocab_size": tok.vocab_size, "dim": settings.dim, "layers": settings.layers, "heads": settings.heads,
             "max_len": settings.max_len}
 
@@ -106,7 +170,7 @@ def encoder_arguments(ds, settings: TextSettings) -> Optional[dict]:
 def adopt_encoder(denoiser, settings: TextSettings) -> None:
     """Copy text.encoder's trained weights into the network's (frozen) text encoder."""
     if settings.encoder is not None:
-        denoiser.net.text.load_state_dict(pretrained_encoder(settings.encoder).clip.net.text_encoder.state_dict())
+        denoiser.net.text.load_state_dict(pretrained_encoder(settings.encoder, settings.max_len).weights)
 
 
 def text_record(ds) -> dict:

@@ -19,10 +19,13 @@ def _tokenizers():
 
 
 class TextTokenizer:
-    """Captions to (B, max_len) token ids, lower-cased, padded with 0 and truncated at max_len."""
+    """Captions to (B, max_len) token ids, padded with 0 and truncated at max_len; `offset` shifts a foreign
+    tokenizer's ids (a transformers model's, whose padding id is its own) so that 0 still means padding."""
 
-    def __init__(self, tokenizer, max_len: int):
-        self.tok, self.max_len = tokenizer, max_len
+    def __init__(self, tokenizer, max_len: int, offset: int = 0):
+        self.tok, self.max_len, self.offset = tokenizer, max_len, offset
+        self.tok.no_padding()  # padding and truncation are ours
+        self.tok.no_truncation()
 
     @classmethod
     def train(cls, captions: Sequence[str], vocab_size: int = 256, max_len: int = 16) -> "TextTokenizer":
@@ -42,11 +45,11 @@ class TextTokenizer:
         ids = torch.zeros(len(captions), self.max_len, dtype=torch.long)
         for i, enc in enumerate(self.tok.encode_batch(list(captions))):
             row = enc.ids[: self.max_len]
-            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long) + self.offset
         return ids
 
     def to_dict(self) -> dict:
-        return {"json": self.tok.to_str(), "max_len": self.max_len}
+        return {"json": self.tok.to_str(), "max_len": self.max_len, "offset": self.offset}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TextTokenizer":
@@ -55,4 +58,4 @@ class TextTokenizer:
             tok = tk.Tokenizer.from_str(d["json"])
         except Exception as e:  # the library's own parse error
             raise ValueError(f"text: the checkpoint's tokenizer does not load ({str(e).splitlines()[0]})") from None
-        return cls(tok, int(d["max_len"]))
+        return cls(tok, int(d["max_len"]), int(d.get("offset", 0)))
