@@ -10,6 +10,21 @@ from torch import nn
 from ..config import require
 
 
+def _masks(tokens: torch.Tensor):
+    """(true at real tokens, the positions attended to): an empty caption attends to its first (padding) position
+    rather than to nothing, which is NaN; its outputs are zeroed by `_outputs`."""
+    mask = tokens != 0
+    attend = mask.clone()
+    attend[:, 0] = True
+    return mask, attend
+
+
+def _outputs(h: torch.Tensor, mask: torch.Tensor):
+    """(the sequence zeroed at padding, the mask, its masked mean: 0 for the empty caption)."""
+    h = h * mask[..., None]
+    return h, mask, h.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+
+
 class TextEncoder(nn.Module):
     """tokens (B, L) -> (context (B, L, dim), mask (B, L) true at real tokens, pooled (B, dim)): token and position
     embeddings, pre-norm transformer layers over the real tokens, the masked mean as the pooled vector (0 for the
@@ -36,14 +51,9 @@ class TextEncoder(nn.Module):
     def forward(self, tokens: torch.Tensor):
         if tokens.ndim != 2 or tokens.shape[1] > self.max_len:
             raise ValueError(f"tokens: expected (batch, <= {self.max_len}) token ids, got {tuple(tokens.shape)}")
-        mask = tokens != 0
+        mask, attend = _masks(tokens)
         h = self.tok(tokens) + self.pos[: tokens.shape[1]]
-        # an empty caption attends to its first (padding) position rather than to nothing (which is NaN); zeroed below
-        attend = mask.clone()
-        attend[:, 0] = True
-        h = self.norm(self.layers(h, src_key_padding_mask=~attend)) * mask[..., None]
-        pooled = h.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-        return h, mask, pooled
+        return _outputs(self.norm(self.layers(h, src_key_padding_mask=~attend)), mask)
 
 
 class PretrainedTextEncoder(nn.Module):
@@ -69,12 +79,9 @@ class PretrainedTextEncoder(nn.Module):
     def forward(self, tokens: torch.Tensor):
         if tokens.ndim != 2 or tokens.shape[1] > self.max_len:
             raise ValueError(f"tokens: expected (batch, <= {self.max_len}) token ids, got {tuple(tokens.shape)}")
-        mask = tokens != 0
-        attend = mask.clone()
-        attend[:, 0] = True  # as TextEncoder: an empty caption attends to one position, then is zeroed
+        mask, attend = _masks(tokens)
         out = self.model(input_ids=(tokens - 1).clamp(min=0), attention_mask=attend.long())
-        h = out.last_hidden_state * mask[..., None]
-        return h, mask, h.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+        return _outputs(out.last_hidden_state, mask)
 
 
 class CrossAttention(nn.Module):
