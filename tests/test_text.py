@@ -498,3 +498,75 @@ def test_a_transformers_text_model_from_disk_as_the_frozen_encoder(tmp_path, cap
                  "--text-encoder", str(tmp_path / "fake")]) == 2
     one_line_error(capsys, "text.encoder: ", "does not load as a transformers text model and tokenizer")
     assert not (tmp_path / "bad").exists()
+
+
+# --- unCLIP (DALL-E 2): a prior over CLIP image embeddings and a decoder -------------------------------------------
+
+def test_slerp_and_text_diffs_on_the_sphere():
+    from denoisekit.recipes.unclip import slerp_embeddings, text_diff
+    g = torch.Generator().manual_seed(0)
+    a, b = (torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=-1) for _ in range(2))
+    assert torch.allclose(slerp_embeddings(a, b, 0.0), a, atol=1e-6)
+    assert torch.allclose(slerp_embeddings(a, b, 1.0), b, atol=1e-5)
+    mid = slerp_embeddings(a, b, 0.5)
+    assert torch.allclose(mid.norm(dim=-1), torch.ones(4), atol=1e-5)
+    assert torch.allclose((mid * a).sum(-1), (mid * b).sum(-1), atol=1e-5)  # halfway in angle
+    t0, t1 = torch.randn(8, generator=g), torch.randn(8, generator=g)
+    assert torch.allclose(text_diff(a, t0, t1, 0.0), a, atol=1e-6)
+    d = torch.nn.functional.normalize(t1 - t0, dim=-1)
+    assert torch.allclose(text_diff(a, t0, t1, 1.0), d.expand_as(a), atol=1e-5)
+
+
+def test_unclip_prior_and_decoder_train_and_draw_text_to_image(tmp_path, capsys):
+    """unclip.stage prior: the CLIP image embeddings (x sqrt(D)) given the captions' text embeddings; decoder: images
+    given their image embeddings; text to image through both, variations of an image; bad input is one line."""
+    from denoisekit.recipes.unclip import UnCLIP
+    (tmp_path / "c.yaml").write_text(CLIP_RUN.replace("steps: 4", "steps: 1"))
+    assert main(["train-clip", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "clip")]) == 0
+    clip = str(tmp_path / "clip")
+    common = "train: {steps: 2, batch_size: 8, checkpoint_every: 2, progress: false, tensorboard: false}\n" \
+             "sample: {sampler: ddim, steps: 2, n: 4}\n"
+    (tmp_path / "p.yaml").write_text(f"data: mnist-captions\nprediction: x0\nunclip: {{clip: {clip}, stage: prior}}\n"
+                                     "net: {hidden: 32, depth: 2}\n" + common)
+    (tmp_path / "d.yaml").write_text(f"data: mnist-captions\nunclip: {{clip: {clip}, stage: decoder}}\n"
+                                     "net: {channels: 8, channel_mult: [1, 2], num_res_blocks: 1}\n" + common)
+    for name in ("p", "d"):
+        assert main(["train", "--config", str(tmp_path / f"{name}.yaml"), "--out", str(tmp_path / name)]) == 0
+    u = UnCLIP.open(tmp_path / "d", tmp_path / "p")
+    assert u.prior.shape == (16,) and u.prior.record["unclip"]["scale"] == pytest.approx(4.0)
+    z = u.image_embeddings(["a thick seven", "a two"], seed=0, w=2.0, steps=2, sampler="ddim")
+    assert z.shape == (2, 16) and torch.allclose(z.norm(dim=-1), torch.ones(2), atol=1e-5)
+    x = u.text_to_image(["a thick seven", "a two"], seed=0, w_prior=2.0, w_decoder=2.0, steps=2, sampler="ddim")
+    assert x.shape == (2, 1, 28, 28) and torch.isfinite(x).all()
+    from denoisekit.data import load_dataset
+    img = load_dataset("mnist").x[:1]
+    z_i = u.embed(img)
+    var = u.decode(z_i.repeat(3, 1), seed=5, steps=2, sampler="ddim")
+    assert var.shape == (3, 1, 28, 28) and not torch.allclose(var[0], var[1])  # new noise, one embedding
+    other = u.decode(-z_i.repeat(3, 1), seed=5, steps=2, sampler="ddim")
+    assert not torch.equal(var, other)  # the same noise, another embedding: the decoder reads z_i
+    with pytest.raises(ValueError, match=r"^DECODER: .* is not an unCLIP decoder"):
+        UnCLIP.open(tmp_path / "p")
+    capsys.readouterr()
+    assert main(["sample", str(tmp_path / "d"), "--prior", str(tmp_path / "p"), "--prompt", "a thick seven",
+                 "--prompt", "a two", "--n", "4", "--guidance", "2", "--steps", "2", "--sampler", "ddim",
+                 "--npz", str(tmp_path / "u.npz"), "--out", str(tmp_path / "u.png")]) == 0
+    assert "one row per prompt" in capsys.readouterr().out
+    assert np.load(tmp_path / "u.npz")["x"].shape == (4, 1, 28, 28)
+    for argv, message in (([str(tmp_path / "d"), "--prompt", "a two"], "is an unCLIP stage; sample text to image"),
+                          ([str(tmp_path / "d"), "--prior", str(tmp_path / "p")], "--prior: unCLIP draws from captions"),
+                          ([str(tmp_path / "p"), "--prior", str(tmp_path / "p"), "--prompt", "a two"],
+                           "DECODER: "),
+                          ([str(tmp_path / "d"), "--prior", str(tmp_path / "d"), "--prompt", "a two"],
+                           "--prior: "),
+                          (["eval", str(tmp_path / "d")], "is an unCLIP stage; write samples")):
+        cmd = ["eval", *argv[1:]] if argv[0] == "eval" else ["sample", *argv, "--out", str(tmp_path / "bad.png")]
+        assert main(cmd) == 2
+        one_line_error(capsys, message)
+    assert not (tmp_path / "bad.png").exists()
+    for over, message in ((["--set", "unclip.stage=both"], "unclip.stage: expected one of 'prior', 'decoder'"),
+                          (["--set", f"unclip.clip={tmp_path / 'd'}"], "unclip.clip: "),
+                          (["--set", "text_cond=true"], "unclip: its stages are conditioned on CLIP embeddings alone")):
+        assert main(["train", "--config", str(tmp_path / "d.yaml"), "--out", str(tmp_path / "bad"), *over]) == 2
+        one_line_error(capsys, message)
+        assert not (tmp_path / "bad").exists()

@@ -200,7 +200,7 @@ class LoadedModel:
             self.require_denoiser("--guidance" if w is not None else "--classifier" if classifier is not None
                                   else "--clip" if clip is not None else "--threshold")
         if w is not None:
-            if not num_classes and not self.text:
+            if not num_classes and not self.text and not isinstance(self.record.get("unclip"), dict):
                 raise ValueError("--guidance: classifier-free guidance needs a class- or text-conditional model "
                                  "(class_cond or text_cond: true); this one was trained without labels")
             if "cfg" not in self.guidance:
@@ -280,7 +280,7 @@ def _open_checkpoint(path, ema: bool, device: str) -> LoadedModel:
     whole.to(check_device(device)).eval()
     class_cond = bool(_section(record, "run").get("class_cond"))
     num_classes = _section(record, "data").get("num_classes") if class_cond else None
-    conditional = num_classes or _section(record, "run").get("text_cond")
+    conditional = num_classes or _section(record, "run").get("text_cond") or isinstance(record.get("unclip"), dict)
     guidance = ("cfg",) if conditional and _section(record, "loss").get("p_uncond") else ()
     if joint is not None:
         return LoadedModel(denoiser, joint.latent_shape, None, (), record, folder, joint.vae, joint)

@@ -41,6 +41,8 @@ def cmd_sample(args) -> int:
     prompts = read_prompts(args)
     model = load_model(args.checkpoint, ema=not args.raw, device=args.device)
     model.require_single_stage("checkpoint")
+    if args.prior is not None or isinstance(model.record.get("unclip"), dict):
+        return _sample_unclip(args, prompts, options)
     check_request(args.sampler, args.schedule, options, where="--schedule", process=model.process,
                   steps=args.steps)  # now that the process is known: its times and the sampler's own check
     shape = model.shape
@@ -79,6 +81,34 @@ def cmd_sample(args) -> int:
         k = min(8, args.n) if is_image else args.n
         cols = [f[:k] for f in frames[:: max(1, len(frames) // 10)]] + [frames[-1][:k]]
         print(f"reverse process strip: {save_row_strip(cols, args.strip, scale=scale)}")
+    return 0
+
+
+def _sample_unclip(args, prompts: list, options: dict) -> int:
+    """DALL-E 2's text to image: the prior's image embeddings of the prompts, decoded; one row per prompt."""
+    import numpy as np
+
+    from ..images import atomic_save, save_picture
+    from ..recipes.unclip import UnCLIP
+    if args.prior is None:
+        raise ValueError(f"checkpoint: {args.checkpoint} is an unCLIP stage; sample text to image as `denoisekit sample "
+                         f"DECODER --prior PRIOR --prompt TEXT`")
+    if not prompts:
+        raise ValueError("--prior: unCLIP draws from captions; give --prompt TEXT or --prompts FILE")
+    if args.gif or args.strip or args.classifier or args.clip or args.threshold is not None:
+        raise ValueError("--prior: unCLIP sampling takes --guidance (on both stages) and the sampler flags; drop "
+                         "--gif/--strip/--classifier/--clip/--threshold")
+    u = UnCLIP.open(args.checkpoint, args.prior, device=args.device)
+    each = prompts_per_sample(args, prompts)
+    x = u.text_to_image(each, seed=args.seed, w_prior=args.guidance, w_decoder=args.guidance, steps=args.steps,
+                        sampler=args.sampler, schedule=args.schedule, **options)
+    nrow = len(each) // len(prompts)
+    print(f"samples: {save_picture(x, args.out, nrow=nrow, scale=args.scale or 2)} (unCLIP: prior, then decoder; one "
+          f"row per prompt)")
+    if args.npz:
+        arr = x.cpu().numpy()
+        atomic_save(args.npz, lambda p: np.savez(p, x=arr))
+        print(f"arrays: {args.npz}")
     return 0
 
 
@@ -211,6 +241,9 @@ def cmd_eval(args) -> int:
         check_guidance_args(args)
         model = load_model(path, ema=not args.raw, device=args.device)
         model.require_single_stage("samples")
+        if isinstance(model.record.get("unclip"), dict):
+            raise ValueError(f"samples: {model.folder} is an unCLIP stage; write samples with `denoisekit sample "
+                             f"DECODER --prior PRIOR --prompts FILE --npz S.npz` and evaluate S.npz")
         data = data or model.data_name
         check_stream(args.stream, data)
         prompts, digits = data_captions(data, args.n) if model.text else (None, None)
@@ -266,6 +299,8 @@ def add_parsers(sub, common) -> None:
     s.add_argument("--prompt", action="append", metavar="TEXT", help="a caption for a text-conditional model "
                    "(repeat for several: one grid row each)")
     s.add_argument("--prompts", metavar="FILE", help="captions, one a line (one grid row each)")
+    s.add_argument("--prior", metavar="PRIOR_RUN", help="unCLIP (DALL-E 2): the checkpoint is a decoder, PRIOR_RUN its "
+                   "prior over CLIP image embeddings; text to image through both")
     add_sampling_flags(s)
     s.add_argument("--class", "--label", dest="label", type=class_arg, metavar="K|all",
                    help="the class to draw (a class-conditional or classifier-guided model); 'all': one row per class "

@@ -24,6 +24,7 @@ from ..train import TrainConfig
 from ..utils import check_device
 from .latent import OpenedAutoencoder, latent_dataset, latent_record, open_for
 from .text import adopt_encoder, captioned, encoder_arguments, settings_of, text_record, tokenize_dataset
+from .unclip import PooledData, UnCLIPSettings, unclip_dataset, unclip_record
 from .config import (RunConfig, build_loss, build_process, build_section, build_super_resolution,
                      learns_variance, make_denoiser)
 
@@ -69,13 +70,15 @@ def build_denoiser(rc: RunConfig, ds: ArrayDataset) -> Denoiser:
     widths = 2 if learned else 1  # learned variance: the prediction and v, split by the denoiser
     process = build_process(rc.process)
     c_in = process.state_shape(ds.x.shape[1:])[0]  # CLD reads the state (x, v): twice the data's channels
+    pooled = {"pooled_dim": ds.pooled.shape[1]} if isinstance(ds, PooledData) else {}  # unCLIP's CLIP embeddings
     if ds.is_image:
         sr = {"cond_channels": ds.x.shape[1], "augment": True} if isinstance(ds, SuperResolutionData) else {}
         text = encoder_arguments(ds, settings_of(rc.text)) if rc.text_cond else None
         net = build_section("net", UNet, rc.net, in_channels=c_in, num_classes=num_classes,
-                            out_channels=widths * ds.x.shape[1], **sr, **({"text": text} if text else {}))
+                            out_channels=widths * ds.x.shape[1], **sr, **({"text": text} if text else {}), **pooled)
     else:
-        net = build_section("net", MLP, rc.net, dim=c_in, num_classes=num_classes, out_dim=widths * ds.x.shape[1])
+        net = build_section("net", MLP, rc.net, dim=c_in, num_classes=num_classes, out_dim=widths * ds.x.shape[1],
+                            **pooled)
     if isinstance(process, CLDProcess):
         return make_denoiser(rc, net, process)
     alpha_end = float(process.alpha(torch.tensor(process.t_max, dtype=torch.float64)))
@@ -174,7 +177,8 @@ class Run:
             return {**run_record(self.rc, self.ds, self.loss),
                     "latent": {"autoencoder": self.rc.latent, "data_shape": list(self.joint.data_shape),
                                "shape": list(self.joint.latent_shape), "joint": True, "init": self.rc.latent_init}}
-        return {**run_record(self.rc, self.ds, self.loss), **latent_record(self.codec), **text_record(self.ds)}
+        return {**run_record(self.rc, self.ds, self.loss), **latent_record(self.codec), **text_record(self.ds),
+                **unclip_record(self.rc, self.ds)}
 
     @property
     def data(self) -> ArrayDataset:
@@ -223,6 +227,10 @@ def prepare_run(rc: RunConfig) -> Run:
     if rc.text_cond:  # the captions' tokenizer, and their tokens as the conditioning
         images = captioned(images, rc.data)
         tokenize_dataset(images, settings_of(rc.text))
+    if rc.unclip is not None:  # the CLIP embeddings: a prior's data and conditioning, or a decoder's conditioning
+        ds = unclip_dataset(build_section("unclip", UnCLIPSettings, rc.unclip), captioned(images, rc.data))
+        tc = train_settings(rc, ds, use_labels=True)
+        return Run(rc, ds, seeded(tc.seed, lambda: build_denoiser(rc, ds)), build_loss(rc), tc)
     codec, ds = latent_dataset(rc.latent, images) if rc.latent is not None else (None, images)
     sr, loss = build_super_resolution(rc), build_loss(rc)
     if sr is not None:  # a cascade's stage: conditioned on its images' low-resolution versions, noise-augmented

@@ -32,6 +32,7 @@ class RunConfig:
     class_cond: bool = False
     text_cond: bool = False                          # conditioned on the data's captions (a text encoder in the U-Net)
     text: dict = field(default_factory=dict)         # TextSettings: the tokenizer's and text encoder's sizes
+    unclip: Optional[dict] = None                    # UnCLIPSettings: a DALL-E 2 prior or decoder on a train-clip run
     net: dict = field(default_factory=dict)          # UNet or MLP arguments
     process: dict = field(default_factory=dict)      # kind (PROCESSES) and that process's arguments
     prediction: str = "eps"
@@ -82,6 +83,7 @@ class RunConfig:
                 "the path of a 'denoisekit train-autoencoder' run, or null", self.latent)
         check_net_keys(self.net, energy=self.objective in ENERGY_OBJECTIVES)
         check_text(self)
+        check_unclip(self)
         check_super_resolution(self)
         process = build_process(self.process)
         check_adversarial(self, process)
@@ -179,6 +181,22 @@ def check_text(rc: "RunConfig") -> None:
     if rc.objective not in ("simple", "hybrid", "vlb", "dsm", "flow"):
         raise ValueError(f"text_cond: objective {rc.objective} trains no text-conditional denoiser; use simple, "
                          f"hybrid, vlb, dsm or flow")
+
+
+def check_unclip(rc: "RunConfig") -> None:
+    """One-line errors for an unCLIP stage: its section's keys, and no other conditioning."""
+    if rc.unclip is None:
+        return
+    from .unclip import UnCLIPSettings
+    if not isinstance(rc.unclip, dict):
+        raise ValueError(f"unclip: expected a mapping (clip, stage), got {type(rc.unclip).__name__}")
+    build_section("unclip", UnCLIPSettings, rc.unclip)
+    for key in ("class_cond", "text_cond", "latent", "super_resolution", "stream"):
+        if getattr(rc, key):
+            raise ValueError(f"unclip: its stages are conditioned on CLIP embeddings alone; remove {key}")
+    if rc.objective not in ("simple", "hybrid", "vlb", "dsm", "flow"):
+        raise ValueError(f"unclip: objective {rc.objective} trains no conditional denoiser; use simple, hybrid, vlb, "
+                         f"dsm or flow")
 
 
 def check_adversarial(rc: "RunConfig", process) -> None:
@@ -295,7 +313,7 @@ def loss_arguments(rc: RunConfig) -> dict:
         steps = rc.train.get("steps", TrainConfig.steps) if isinstance(rc.train, dict) else TrainConfig.steps
         rc = copy.copy(rc)
         rc.loss = {**rc.loss, "total_steps": steps}
-    if not (rc.class_cond or rc.text_cond):
+    if not (rc.class_cond or rc.text_cond or rc.unclip):
         if rc.loss.get("p_uncond"):
             raise ValueError("loss.p_uncond: drops class labels or captions, so it needs class_cond or text_cond: true")
         return rc.loss

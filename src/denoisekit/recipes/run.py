@@ -120,6 +120,8 @@ def train_run(rc: RunConfig, out: Path, resume: bool = True, run: Optional[Run] 
         labels = balanced_labels(n, ds.num_classes if rc.class_cond else None, device)
         if rc.text_cond:  # the captions of the first n images
             labels = Cond(tokens=ds.tokens[torch.arange(n) * len(ds) // n].to(device))
+        if rc.unclip is not None:  # embeddings spread over the data set
+            labels = Cond(pooled=ds.pooled[torch.arange(n) * len(ds) // n].to(device))
         ema_model = getattr(ema_model, "generator", ema_model)  # a DDGAN samples with its generator
         how = dict(steps=options["steps"], sampler=options["sampler"], schedule=options["schedule"],
                    **options["options"])

@@ -117,17 +117,21 @@ def _open_pretrained(path: str, max_len: int) -> Pretrained:
         foreign = False
     if foreign:
         return _open_transformers(str(Path(path).expanduser()), max_len)
-    from ..models import open_clip
-    try:
-        clip = open_clip(path)
-    except (ValueError, OSError) as e:
-        raise ValueError(f"text.encoder: {str(e).split(': ', 1)[-1]}, nor a transformers model folder (config.json "
-                         f"with a model_type)") from None
+    clip = pretrained_clip(path, "text.encoder", ", nor a transformers model folder (config.json with a model_type)")
     enc = clip.clip.net.text_encoder
     layer = enc.layers.layers[0]
     arguments = {"vocab_size": enc.tok.num_embeddings, "dim": enc.dim, "layers": len(enc.layers.layers),
                  "heads": layer.self_attn.num_heads, "max_len": enc.max_len, "frozen": True}
     return Pretrained(clip.tokenizer, arguments, enc.state_dict())
+
+
+def pretrained_clip(path: str, key: str, alternative: str = ""):
+    """The LoadedCLIP of a train-clip run named by config key `key`, with a one-line error naming the key."""
+    from ..models import open_clip
+    try:
+        return open_clip(path)
+    except (ValueError, OSError) as e:
+        raise ValueError(f"{key}: {str(e).split(': ', 1)[-1]}{alternative}") from None
 
 
 def _open_transformers(path: str, max_len: int) -> Pretrained:
