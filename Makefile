@@ -84,6 +84,10 @@ bench: $(TESTDEPS)
 	run benchmarks/cld_paths.py; \
 	run benchmarks/processes_mnist.py; \
 	run benchmarks/reflow_mnist.py; \
+	run benchmarks/lsgm_mnist.py; \
+	run benchmarks/text_mnist.py; \
+	run benchmarks/imagen_mnist.py; \
+	run benchmarks/unclip_mnist.py; \
 	run benchmarks/report.py; \
 	if [ -n "$$missed" ]; then printf "benchmarks that missed a goal or failed:\n%b" "$$missed"; exit 1; fi; \
 	echo "every benchmark met its goal"

@@ -447,7 +447,11 @@ def _judged(name: str, d: dict) -> list:
         return m.claims(d["rows"], d["straightness"])
     if name == "lsgm_mnist":
         return m.claims(d["rows"], d["bounds"], d.get("trained"))
-    if name in ("ode_gap", "few_step", "trilemma", "flow_paths", "cld_paths"):
+    if name == "text_mnist":
+        return m.fidelity_claims(d["rows"])
+    if name == "unclip_mnist":
+        return m.claims(d["variations"], d["rows"])
+    if name in ("ode_gap", "few_step", "trilemma", "flow_paths", "cld_paths", "imagen_mnist"):
         return m.claims(d["rows"])
     if name == "quality_vs_nfe":
         return m.claims(d["results"])
@@ -472,7 +476,7 @@ VERDICTS = ("train_throughput", "sampler_overhead", "attention_layout", "sampler
             "quality_vs_nfe", "ddim_table", "guidance_tradeoff", "guidance_tradeoff_sde", "improved_ddpm",
             "score_based", "pc_corrector", "score_pictures", "ablation", "ode_gap", "bf16_loss",
             "default_schedules", "few_step", "trilemma", "latent_cascade", "flow_paths", "cld_paths", "processes_mnist",
-            "reflow_mnist", "lsgm_mnist")
+            "reflow_mnist", "lsgm_mnist", "text_mnist", "imagen_mnist", "unclip_mnist")
 
 
 def verdicts_section() -> list[str]:

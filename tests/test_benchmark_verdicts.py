@@ -312,7 +312,15 @@ def test_the_stored_results_are_judged_by_the_report():
     ("cld_paths.py", ["--paths", "0"], "--paths"), ("processes_mnist.py", ["--n", "1"], "--n"),
     ("processes_mnist.py", ["--nfe", "1,10"], "--nfe"), ("processes_mnist.py", ["--nfe", "a"], "--nfe"),
     ("reflow_mnist.py", ["--pairs", "8"], "--pairs"), ("reflow_mnist.py", ["--steps", "0"], "--steps"),
-    ("reflow_mnist.py", ["--n", "2"], "--n")])
+    ("reflow_mnist.py", ["--n", "2"], "--n"), ("text_mnist.py", ["--steps", "0"], "--steps"),
+    ("text_mnist.py", ["--weights", "a"], "--weights"), ("text_mnist.py", ["--clip-scales", "x"], "--weights"),
+    ("text_mnist.py", ["--per-prompt", "0"], "--per-prompt"), ("text_mnist.py", ["--n", "2"], "--n"),
+    ("text_mnist.py", ["--clip-steps", "0"], "--clip-steps"), ("imagen_mnist.py", ["--steps", "0"], "--steps"),
+    ("imagen_mnist.py", ["--weights", "a"], "--weights"), ("imagen_mnist.py", ["--per-prompt", "0"], "--per-prompt"),
+    ("imagen_mnist.py", ["--n", "2"], "--n"), ("unclip_mnist.py", ["--prior-steps", "0"], "--prior-steps"),
+    ("unclip_mnist.py", ["--decoder-steps", "0"], "--decoder-steps"), ("unclip_mnist.py", ["--weights", "a"],
+                                                                        "--weights"),
+    ("unclip_mnist.py", ["--n-var", "0"], "--n-var"), ("unclip_mnist.py", ["--n", "2"], "--n")])
 def test_bad_benchmark_flags_are_one_line_before_any_work(script, args, word, tmp_path):
     """A benchmark's new flags refuse bad values in one line naming the flag (argparse's exit 2), before training,
     sampling or writing anything."""
@@ -371,3 +379,28 @@ def test_streaming_memory_claims():
     assert [met for _, met in m.claims(rows, 64)] == [True, True]
     assert [met for _, met in m.claims({**rows, "stream": {"peak_rss_mb": 370.0}}, 64)] == [False, True]
     assert [met for _, met in m.claims({**rows, "memory": {"peak_rss_mb": 360.0}}, 64)] == [True, False]
+
+
+def test_text_image_claims():
+    """text_mnist: the goal at the best w <= 3 (digit >= 0.97, each attribute >= 0.85); imagen_mnist: dynamic against
+    none and static at w >= 5; unclip_mnist: variations keep the digit, prior + decoder near the direct model. Each
+    fails on the other side of its line."""
+    import imagen_mnist
+    import text_mnist
+    import unclip_mnist
+    row = {"w": 1.0, "digit": 0.98, "thickness": 0.9, "slant": 0.9, "size": 0.86}
+    assert [met for _, met in text_mnist.fidelity_claims([row])] == [True]
+    assert [met for _, met in text_mnist.fidelity_claims([{**row, "size": 0.84}])] == [False]
+    assert text_mnist.fidelity_claims([{**row, "w": 5.0}]) == []
+    base = {"w": 5.0, "data_at_ceiling": 0.02}
+    rows = [{**base, "mode": "none", "out_of_range": 0.5, "at_ceiling": 0.05, "digit": 1.0},
+            {**base, "mode": "static", "out_of_range": 0.0, "at_ceiling": 0.01, "digit": 1.0},
+            {**base, "mode": "dynamic", "out_of_range": 0.0, "at_ceiling": 0.0, "digit": 0.9}]
+    assert [met for _, met in imagen_mnist.claims(rows)] == [True, True, False]
+    rows[2]["digit"] = 1.0
+    assert [met for _, met in imagen_mnist.claims(rows)] == [True, True, True]
+    var = {"digit": 0.95}
+    rows = [{"model": "unclip", "digit": 0.93}, {"model": "direct", "digit": 1.0}]
+    assert [met for _, met in unclip_mnist.claims(var, rows)] == [True, False]
+    assert [met for _, met in unclip_mnist.claims({"digit": 0.8}, [{**rows[0], "digit": 0.96}, rows[1]])] == \
+        [False, True]
