@@ -264,3 +264,21 @@ class EqualMinutes:
         return [(f"{name} trained {m:.2f} min against {reference}'s {minutes[reference]:.2f} "
                  f"({m / minutes[reference]:.2f}x): equal minutes within {cls.TOLERANCE}x",
                  m <= cls.TOLERANCE * minutes[reference]) for name, m in minutes.items() if name != reference]
+
+
+def train_missing(jobs) -> dict:
+    """Run each (name, folder, train) whose folder holds no checkpoint yet; {name: training minutes} of those run (a
+    finished run is scored again without training)."""
+    import time
+
+    from denoisekit.train import find_checkpoint
+    minutes = {}
+    for name, folder, train in jobs:
+        try:
+            find_checkpoint(folder)
+        except (ValueError, OSError):
+            t0 = time.perf_counter()
+            train()
+            minutes[name] = (time.perf_counter() - t0) / 60
+            print(f"{name} trained in {minutes[name]:.1f} min", flush=True)
+    return minutes

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import demo_config, verdict, write_result  # noqa: E402
+from common import demo_config, train_missing, verdict, write_result  # noqa: E402
 from text_mnist import clip_config  # noqa: E402
 
 import torch  # noqa: E402
@@ -97,21 +97,13 @@ def main() -> int:
     from denoisekit.samplers import generate
     from denoisekit.text import Bins
     from denoisekit.text.fidelity import attribute_prompts, prompt_fidelity
-    from denoisekit.train import find_checkpoint
     work, clip = Path(args.work), Path(args.clip)
-    minutes = {}
-    for name, make in (("clip", lambda: train_clip_run(RunConfig.from_dict(clip_config(1500)), clip, resume=True)),
-                       ("base", lambda: train_run(RunConfig.from_dict(stage_config(str(clip), args.steps, False)),
-                                                  work / "base")),
-                       ("sr", lambda: train_run(RunConfig.from_dict(stage_config(str(clip), args.steps, True)),
-                                                work / "sr"))):
-        try:
-            find_checkpoint(clip if name == "clip" else work / name)
-        except (ValueError, OSError):
-            t0 = time.perf_counter()
-            make()
-            minutes[name] = (time.perf_counter() - t0) / 60
-            print(f"{name} trained in {minutes[name]:.1f} min", flush=True)
+    minutes = train_missing([
+        ("clip", clip, lambda: train_clip_run(RunConfig.from_dict(clip_config(1500)), clip, resume=True)),
+        ("base", work / "base",
+         lambda: train_run(RunConfig.from_dict(stage_config(str(clip), args.steps, False)), work / "base")),
+        ("sr", work / "sr", lambda: train_run(RunConfig.from_dict(stage_config(str(clip), args.steps, True)),
+                                              work / "sr"))])
     base, sr = load_model(work / "base"), load_model(work / "sr")
     u = sr.super_resolution.aug_level
     bins = Bins.from_dict(base.record["text"]["bins"])  # measured on the 28x28 digits the captions describe

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import demo_config, merged, save_figure, verdict, write_result  # noqa: E402
+from common import demo_config, save_figure, train_missing, verdict, write_result  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -131,24 +131,12 @@ def main() -> int:
     from denoisekit.samplers import generate
     from denoisekit.text import Bins
     from denoisekit.text.fidelity import attribute_prompts, prompt_fidelity
-    from denoisekit.train import find_checkpoint
     work = Path(args.work)
-    train_min = None
-    try:
-        find_checkpoint(work)
-    except (ValueError, OSError):
-        t0 = time.perf_counter()
-        train_run(RunConfig.from_dict(config(args.steps, holdout)), work, resume=True)
-        train_min = (time.perf_counter() - t0) / 60
-        print(f"trained in {train_min:.1f} min", flush=True)
-    clip_min = None
-    try:
-        find_checkpoint(work / "clip")
-    except (ValueError, OSError):
-        t0 = time.perf_counter()
-        train_clip_run(RunConfig.from_dict(clip_config(args.clip_steps)), work / "clip", resume=True)
-        clip_min = (time.perf_counter() - t0) / 60
-        print(f"noised CLIP trained in {clip_min:.1f} min", flush=True)
+    minutes = train_missing([
+        ("text model", work, lambda: train_run(RunConfig.from_dict(config(args.steps, holdout)), work, resume=True)),
+        ("noised CLIP", work / "clip",
+         lambda: train_clip_run(RunConfig.from_dict(clip_config(args.clip_steps)), work / "clip", resume=True))])
+    train_min, clip_min = minutes.get("text model"), minutes.get("noised CLIP")
     model, clip = load_model(work), open_clip(work / "clip")
     bins = Bins.from_dict(model.record["text"]["bins"])
     data = load_dataset("mnist-captions")

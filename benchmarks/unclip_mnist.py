@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import demo_config, verdict, write_result  # noqa: E402
+from common import demo_config, train_missing, verdict, write_result  # noqa: E402
 from text_mnist import clip_config  # noqa: E402
 
 import torch  # noqa: E402
@@ -96,23 +96,16 @@ def main() -> int:
     from denoisekit.samplers import generate
     from denoisekit.text import ATTRIBUTES, Bins
     from denoisekit.text.fidelity import attribute_prompts, prompt_fidelity
-    from denoisekit.train import find_checkpoint
     work, direct_run = Path(args.work), Path(args.direct)
     clip = direct_run / "clip"
-    minutes = {}
-    for name, make in (("clip", lambda: train_clip_run(RunConfig.from_dict(clip_config(1500)), clip, resume=True)),
-                       ("prior", lambda: train_run(RunConfig.from_dict(stage_config(str(clip), "prior",
-                                                                                    args.prior_steps)), work / "prior")),
-                       ("decoder", lambda: train_run(RunConfig.from_dict(stage_config(str(clip), "decoder",
-                                                                                      args.decoder_steps)),
-                                                     work / "decoder"))):
-        try:
-            find_checkpoint(clip if name == "clip" else work / name)
-        except (ValueError, OSError):
-            t0 = time.perf_counter()
-            make()
-            minutes[name] = (time.perf_counter() - t0) / 60
-            print(f"{name} trained in {minutes[name]:.1f} min", flush=True)
+    minutes = train_missing([
+        ("clip", clip, lambda: train_clip_run(RunConfig.from_dict(clip_config(1500)), clip, resume=True)),
+        ("prior", work / "prior", lambda: train_run(RunConfig.from_dict(stage_config(str(clip), "prior",
+                                                                                     args.prior_steps)),
+                                                    work / "prior")),
+        ("decoder", work / "decoder", lambda: train_run(RunConfig.from_dict(stage_config(str(clip), "decoder",
+                                                                                         args.decoder_steps)),
+                                                        work / "decoder"))])
     minutes["direct"] = direct_minutes(direct_run)
     u = UnCLIP.open(work / "decoder", work / "prior")
     direct = load_model(direct_run)
