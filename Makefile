@@ -11,7 +11,7 @@ TORCH_FROM := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 BASE := $(VENV)/.installed-base
 TESTDEPS := $(VENV)/.installed-test
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install docs bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,17 @@ install: $(BASE)
 
 test: $(TESTDEPS)
 	$(PY) -m pytest -q
+
+# The site: every lecture executed (a cell error, a broken link or reference, or any warning fails the build), then
+# headless Chromium (Debian's package chromium) reads three pages and writes their screenshots to docs/_build/.
+docs: $(TESTDEPS)
+	$(PIP) install -q -e '.[test,docs]' $(TORCH)
+	rm -rf docs/_build docs/api/generated
+	@start=$$(date +%s); \
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html && \
+	echo "site built in $$(( $$(date +%s) - start )) s: docs/_build/html/index.html"
+	DOCS_SITE_REQUIRED=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_docs_site.py
+	@echo "screenshots: docs/_build/screenshots/{home,tutorial,api}.png"
 
 demo: $(BASE)
 	rm -rf runs/demo

@@ -1,0 +1,56 @@
+"""Sphinx configuration of denoisekit's site: the tutorials executed, the API from the docstrings, math as MathML."""
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "_ext"))
+sys.path.insert(0, str(HERE.parent / "src"))
+
+project = "denoisekit"
+author = "the denoisekit authors"
+copyright = "2026, the denoisekit authors"
+release = version = "0.1.0"
+
+# tqdm.auto warns once in a kernel without ipywidgets; the lectures show no progress bars
+os.environ.setdefault("PYTHONWARNINGS", "ignore:IProgress not found")
+
+extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.autosummary", "mathml_math"]
+# Math is rendered to MathML at build time (latex2mathml), which the browser typesets natively: no MathJax, no fonts,
+# nothing fetched when a page is viewed.
+html_math_renderer = "mathml"
+html_theme = "furo"
+html_title = "denoisekit"
+html_static_path = ["_static"]
+html_css_files = ["site.css"]
+templates_path = ["_templates"]
+exclude_patterns = ["_build", "_ext", "_templates", "_static", "conf.py", "**/.ipynb_checkpoints", "*.ipynb"]
+
+# The tutorials are jupytext percent-format scripts; every cell runs at each build and an error fails it.
+nb_custom_formats = {".py": ["jupytext.reads", {"fmt": "py:percent"}]}
+nb_execution_mode = os.environ.get("DOCS_EXECUTE", "force")
+nb_execution_raise_on_error = True
+nb_execution_timeout = int(os.environ.get("DOCS_CELL_TIMEOUT", "600"))
+nb_execution_show_tb = True
+nb_ipywidgets_js = {}           # no widget scripts from a CDN
+nb_merge_streams = True
+myst_enable_# tqdm.auto warns once in a kernel without ipywidgets; the lectures show no progress bars
+os.environ.setdefault("PYTHONWARNINGS", "ignore:IProgress not found")
+
+extensions = ["dollarmath", "amsmath"]
+myst_heading_anchors = 3
+myst_dmath_double_inline = True
+
+autosummary_generate = True
+autodoc_typehints = "none"      # the signature carries them; torch's types have no local target
+autodoc_member_order = "bysource"
+autodoc_default_options = {"members": True, "show-inheritance": True}
+
+
+def plain_docstring(app, what, name, obj, options, lines):
+    """Docstrings are plain text in the papers' notation (|x|^2, a * b): escape the two characters RST reads as markup."""
+    lines[:] = [line.replace("\\", "\\\\").replace("*", "\\*").replace("|", "\\|") for line in lines]
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", plain_docstring)
