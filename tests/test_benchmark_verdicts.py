@@ -274,7 +274,7 @@ def test_few_step_level_tuning_is_greedy_and_leaves_room_below():
 
 
 def test_the_stored_results_are_judged_by_the_report():
-    """The README's verdict table comes from the stored JSON through each script's claims(): every stored result is
+    """The results page's verdict table (docs/benchmarks.md) comes from the stored JSON through each script's claims(): every stored result is
     judged (none predates its verdict) and each row names met or NOT met."""
     import report
     rows = [r for r in report.verdicts_section() if r.startswith("| ") and not r.startswith("| benchmark")]
