@@ -1,10 +1,9 @@
-"""Sphinx configuration of denoisekit's site: the tutorials executed, the API from the docstrings, math as MathML."""
+"""Sphinx configuration of the site: the lectures executed, the API from the docstrings, math by a bundled MathJax."""
 import os
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE / "_ext"))
 sys.path.insert(0, str(HERE.parent / "src"))
 
 project = "denoisekit"
@@ -21,16 +20,13 @@ _profile.mkdir(parents=True, exist_ok=True)
 (_profile / "ipython_kernel_config.py").write_text('c.IPKernelApp.log_level = "ERROR"\n')
 os.environ["IPYTHONDIR"] = str(_profile.parent)
 
-extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.autosummary", "mathml_math"]
-# Math is rendered to MathML at build time (latex2mathml), which the browser typesets natively: no MathJax, no fonts,
-# nothing fetched when a page is viewed.
-html_math_renderer = "mathml"
+# Math is typeset by MathJax 3 with its fonts, bundled into the site from the sphinx-mathjax-offline package (which
+# points sphinx.ext.mathjax at its copy): nothing is fetched when a page is viewed.
+extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.autosummary", "sphinx.ext.mathjax", "sphinx-mathjax-offline"]
 html_theme = "furo"
 html_title = "denoisekit"
-html_static_path = ["_static"]
-html_css_files = ["site.css"]
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "_ext", "_templates", "_static", "conf.py", "**/.ipynb_checkpoints", "*.ipynb"]
+exclude_patterns = ["_build", "_templates", "conf.py", "**/.ipynb_checkpoints", "*.ipynb"]
 
 # The tutorials are jupytext percent-format scripts; every cell runs at each build and an error fails it.
 nb_custom_formats = {".py": ["jupytext.reads", {"fmt": "py:percent"}]}

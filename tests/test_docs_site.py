@@ -1,7 +1,9 @@
 """The built site read as a reader would: headless Chromium opens the home page, a lecture and an API page from disk
-and finds them rendered (math typeset as MathML, no raw TeX, figures loaded, no console errors, nothing fetched from
-the network), writing a screenshot of each to the build folder. `make docs` builds the site and runs this with
-DOCS_SITE_REQUIRED=1 (a missing site, browser or driver then fails instead of skipping)."""
+and finds them rendered (math typeset by the bundled MathJax, no raw TeX, figures loaded, no console errors, nothing
+fetched from the network), writing a screenshot of each to the build folder; every lecture's math typesets without a
+TeX error. `make docs` builds the site and runs this; with
+DOCS_SITE_REQUIRED set (CI: `make docs BROWSER_CHECK=required`) a missing site, browser or driver fails instead of
+skipping."""
 import os
 import shutil
 from pathlib import Path
@@ -49,9 +51,17 @@ def open_page(browser, name: str):
     page.on("request", lambda r: remote.append(r.url) if not r.url.startswith(("file:", "data:", "blob:")) else None)
     page.goto((SITE / PAGES[name]).as_uri(), wait_until="load")
     page.wait_for_load_state("networkidle")
+    typeset(page)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
     return page, errors, crashes, remote
+
+
+def typeset(page) -> None:
+    """Wait for MathJax (on pages that load it) to finish typesetting."""
+    if page.evaluate("typeof MathJax !== 'undefined'"):
+        page.wait_for_function("MathJax.startup && MathJax.startup.promise", timeout=30000)
+        page.evaluate("MathJax.startup.promise.then(() => true)")
 
 
 def check_common(page, errors, crashes, remote) -> None:
@@ -62,6 +72,28 @@ def check_common(page, errors, crashes, remote) -> None:
     broken = page.eval_on_selector_all("img", "els => els.filter(e => !(e.complete && e.naturalWidth > 0))"
                                               ".map(e => e.src)")
     assert not broken, f"images that did not load: {broken}"
+
+
+def test_make_docs_refuses_an_unknown_browser_check_in_one_line():
+    """`make docs BROWSER_CHECK=...` takes auto or required; anything else stops before any work (the prerequisites
+    emptied here, so nothing installs)."""
+    import subprocess
+    root = SITE.parents[2]
+    out = subprocess.run(["make", "-s", "--no-print-directory", "docs", "BROWSER_CHECK=always", "TESTDEPS="],
+                         cwd=root, capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and out.stdout == ""
+    assert out.stderr.splitlines()[0] == "BROWSER_CHECK: expected auto or required, got 'always'"
+
+
+def test_the_readmes_links_name_files_that_exist_and_every_lecture():
+    """The README (outside the site's link check) links only to files that exist, and to every lecture."""
+    import re
+    root = SITE.parents[2]
+    text = (root / "README.md").read_text()
+    targets = [t.split("#")[0] for t in re.findall(r"\]\(([^)]+)\)", text) if "://" not in t]
+    assert targets and all((root / t).exists() for t in targets), [t for t in targets if not (root / t).exists()]
+    lectures = {p.relative_to(root).as_posix() for p in (root / "docs" / "tutorials").glob("[0-9]*.py")}
+    assert len(lectures) >= 15 and lectures <= set(targets), lectures - set(targets)
 
 
 def test_home_page_renders(browser):
@@ -76,17 +108,40 @@ def test_tutorial_renders_math_and_figures(browser):
     page, *seen = open_page(browser, "tutorial")
     check_common(page, *seen)
     boxes = page.eval_on_selector_all(
-        "math", "els => els.map(e => [getComputedStyle(e).display, e.getBoundingClientRect().width,"
-                " e.getBoundingClientRect().height])")
-    assert len(boxes) >= 20, "too few formulas"
-    # the browser lays MathML out as math (display 'math' / 'block math'), each with an area
-    assert all("math" in d and w > 0 and h > 0 for d, w, h in boxes), boxes[:5]
-    fractions = page.eval_on_selector_all("div.math mfrac", "els => els.map(e => e.getBoundingClientRect().height)")
+        "mjx-container", "els => els.map(e => [e.getBoundingClientRect().width, e.getBoundingClientRect().height])")
+    assert len(boxes) >= 20, "too few typeset formulas"
+    assert all(w > 0 and h > 0 for w, h in boxes), boxes[:5]
+    assert not page.query_selector("mjx-merror"), "a formula failed to typeset"
+    fonts = page.evaluate("Array.from(document.fonts).filter(f => f.family.startsWith('MJXZERO') || "
+                          "f.family.startsWith('MJXTEX')).map(f => f.status)")
+    assert fonts and "error" not in fonts, fonts               # MathJax's own fonts, loaded from the site
+    fractions = page.eval_on_selector_all("mjx-container[display] mjx-mfrac",
+                                          "els => els.map(e => e.getBoundingClientRect().height)")
     line = page.evaluate("parseFloat(getComputedStyle(document.body).fontSize)")
     assert fractions and max(fractions) > 1.3 * line, "fractions are not stacked"
     figures = page.eval_on_selector_all("img", "els => els.filter(e => e.naturalWidth > 200).length")
     assert figures >= 2, "the lecture's figures are missing"
     assert "Traceback" not in page.inner_text("body")
+
+
+def test_every_lecture_typesets_and_shows_its_figures(browser):
+    """Each lecture's page: formulas typeset with no TeX error and none wider than the column (at 1280 px), at least
+    one figure, no console error."""
+    lectures = sorted((SITE / "tutorials").glob("[0-9]*.html"))
+    assert len(lectures) >= 15
+    for path in lectures:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(path.as_uri(), wait_until="load")
+        typeset(page)
+        assert page.query_selector_all("mjx-container") and not page.query_selector("mjx-merror"), path.name
+        wide = page.eval_on_selector_all("mjx-container[display]", "els => els.filter(e => e.scrollWidth > "
+                                                                   "e.clientWidth + 1).map(e => e.textContent)")
+        assert not wide, (path.name, wide)
+        assert page.eval_on_selector_all("img", "els => els.filter(e => e.naturalWidth > 200).length") >= 1, path.name
+        assert not errors, (path.name, errors)
+        page.close()
 
 
 def test_api_page_renders(browser):

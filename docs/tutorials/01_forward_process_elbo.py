@@ -127,9 +127,9 @@ print(f"posterior variance {float(var):.6f} = beta-tilde; beta_t = {float(betas[
 #
 # Training maximises the evidence lower bound; in the paper's decomposition (eq. 5)
 #
-# $$-\log p_\theta(x_0) \le \underbrace{D_{KL}(q(x_T \mid x_0) \,\|\, p(x_T))}_{L_T} + \sum_{t > 1}
-# \underbrace{D_{KL}(q(x_{t-1} \mid x_t, x_0) \,\|\, p_\theta(x_{t-1} \mid x_t))}_{L_{t-1}}
-# \underbrace{- \log p_\theta(x_0 \mid x_1)}_{L_0}.$$
+# $$\begin{aligned} -\log p_\theta(x_0) \le\ & \underbrace{D_{KL}(q(x_T \mid x_0) \,\|\, p(x_T))}_{L_T} +
+# \sum_{t > 1} \underbrace{D_{KL}(q(x_{t-1} \mid x_t, x_0) \,\|\, p_\theta(x_{t-1} \mid x_t))}_{L_{t-1}} \\
+# & \underbrace{- \log p_\theta(x_0 \mid x_1)}_{L_0}. \end{aligned}$$
 #
 # Every $L_{t-1}$ is a KL divergence between Gaussians, `denoisekit.vlb.normal_kl`; first against
 # `torch.distributions`:

@@ -19,8 +19,10 @@
 # training target unit-variance:
 #
 # $$D(x; \sigma) = c_{\text{skip}}(\sigma)\, x + c_{\text{out}}(\sigma)\, F_\theta\left(c_{\text{in}}(\sigma)\, x;
-# \tfrac14 \ln \sigma\right), \quad c_{\text{skip}} = \frac{\sigma_d^2}{\sigma^2 + \sigma_d^2},\ c_{\text{out}} =
-# \frac{\sigma \sigma_d}{\sqrt{\sigma^2 + \sigma_d^2}},\ c_{\text{in}} = \frac{1}{\sqrt{\sigma^2 + \sigma_d^2}}.$$
+# \tfrac14 \ln \sigma\right),$$
+#
+# $$c_{\text{skip}} = \frac{\sigma_d^2}{\sigma^2 + \sigma_d^2}, \qquad c_{\text{out}} =
+# \frac{\sigma \sigma_d}{\sqrt{\sigma^2 + \sigma_d^2}}, \qquad c_{\text{in}} = \frac{1}{\sqrt{\sigma^2 + \sigma_d^2}}.$$
 #
 # The ODE is then solved by high-order methods: Heun (EDM), DPM-Solver++ (Lu et al. 2022), UniPC (Zhao et al. 2023),
 # DEIS and iPNDM (Zhang & Chen 2023), against which the lecture measures error per network evaluation on a mixture

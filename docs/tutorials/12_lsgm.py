@@ -32,6 +32,7 @@
 # %%
 import math
 
+import matplotlib.pyplot as plt
 import torch
 
 from denoisekit import Denoiser
@@ -76,6 +77,13 @@ for k, est in estimates.items():
     print(f"{k:10s}: {mean:.4f} +- {se:.4f} nats (closed form {exact:.4f}); variance {float(est.var()):.3g}")
     assert abs(mean - exact) < 3 * se + 2e-3
 assert estimates["importance"].var() < estimates["uniform"].var()
+
+fig, ax = plt.subplots(figsize=(7, 3.5))
+for k, est in estimates.items():
+    ax.hist(est.clamp(-20, 40).numpy(), bins=120, histtype="step", density=True, label=f"t drawn {k}")
+ax.axvline(exact, color="k", ls="--", label="closed form")
+ax.set_xlabel("one-sample estimate of CE (nats; clipped to [-20, 40])"), ax.legend()
+plt.show()
 
 # %% [markdown]
 # ## The whole bound of a linear-Gaussian VAE

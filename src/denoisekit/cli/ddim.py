@@ -22,6 +22,7 @@ def _image_model(args):
 
 
 def cmd_invert(args) -> int:
+    """`denoisekit invert`: parsed arguments in, exit status out."""
     import numpy as np
     import torch
 
@@ -46,6 +47,7 @@ def cmd_invert(args) -> int:
 
 
 def cmd_interpolate(args) -> int:
+    """`denoisekit interpolate`: parsed arguments in, exit status out."""
     from ..data import load_image_file
     from ..images import PICTURE_FORMATS, save_picture
     from ..samplers import ddim_interpolate, sampling_times
@@ -62,6 +64,7 @@ def cmd_interpolate(args) -> int:
 
 
 def add_parsers(sub, common) -> None:
+    """Register this file\'s verbs on the command line\'s subparsers (`common`: the flags every verb shares)."""
     def add_ddim_flags(c):
         c.add_argument("checkpoint", help="a checkpoint folder or a run folder of an image model")
         c.add_argument("--steps", type=int, default=100, help="DDIM steps (default 100)")

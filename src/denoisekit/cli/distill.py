@@ -37,6 +37,7 @@ def _stages(text: str) -> list:
 
 
 def cmd_distill(args) -> int:
+    """`denoisekit distill`: parsed arguments in, exit status out."""
     from ..recipes.distill import distill, prepare_distillation
     dc = distill_config(args)
     if args.out is None:
@@ -51,6 +52,7 @@ def cmd_distill(args) -> int:
 
 
 def add_parsers(sub, common) -> None:
+    """Register this file\'s verbs on the command line\'s subparsers (`common`: the flags every verb shares)."""
     from ..recipes.distill import METHODS
     d = sub.add_parser("distill", parents=[common], help="distill a trained model into a few-step student: "
                        "progressive distillation (stages halving the steps), consistency distillation or reflow",

@@ -28,6 +28,7 @@ def _check_args(args) -> None:
 
 
 def cmd_edit(args) -> int:
+    """`denoisekit edit`: parsed arguments in, exit status out."""
     import torch
 
     from ..data import load_image_file
@@ -90,6 +91,7 @@ def cmd_edit(args) -> int:
 
 
 def add_parsers(sub, common) -> None:
+    """Register this file\'s verbs on the command line\'s subparsers (`common`: the flags every verb shares)."""
     from ..samplers import SAMPLERS, SCHEDULES
     from .flags import class_arg
     e = sub.add_parser("edit", parents=[common], help="inpaint images (--mask) or redo them from a noise level "

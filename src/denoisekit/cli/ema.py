@@ -8,6 +8,7 @@ from .flags import check_new_folder
 
 
 def cmd_ema(args) -> int:
+    """`denoisekit ema`: parsed arguments in, exit status out."""
     from ..train.checkpoint import find_checkpoint, load_config, load_weights, save_checkpoint
     from ..train.posthoc_ema import check_sigma_rel, list_snapshots, reconstruct
     check_sigma_rel(args.sigma_rel, "--sigma-rel")
@@ -35,6 +36,7 @@ def cmd_ema(args) -> int:
 
 
 def add_parsers(sub, common) -> None:
+    """Register this file\'s verbs on the command line\'s subparsers (`common`: the flags every verb shares)."""
     e = sub.add_parser("ema", parents=[common], help="reconstruct any EMA length after training from the run's "
                        "power-function EMA profiles (post-hoc EMA, Karras et al. 2024)")
     e.add_argument("run", help="a run folder trained with train.ema_profiles")

@@ -8,6 +8,7 @@ from .flags import check_new_folder
 
 
 def cmd_export(args) -> int:
+    """`denoisekit export`: parsed arguments in, exit status out."""
     from ..interop.export import export_diffusers
     from ..models import load_model
     out = Path(args.out)
@@ -19,6 +20,7 @@ def cmd_export(args) -> int:
 
 
 def add_parsers(sub, common) -> None:
+    """Register this file\'s verbs on the command line\'s subparsers (`common`: the flags every verb shares)."""
     e = sub.add_parser("export", parents=[common], help="write a trained U-Net and its DDPM process as a diffusers "
                        "DDPMPipeline folder")
     e.add_argument("checkpoint", help="a run or checkpoint folder")

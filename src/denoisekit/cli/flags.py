@@ -92,6 +92,7 @@ def _pair(text: str) -> tuple:
 
 
 def class_arg(text: str):
+    """--class: a class index or 'all' (argparse type)."""
     if text == "all":
         return text
     try:
@@ -101,6 +102,7 @@ def class_arg(text: str):
 
 
 def guiding(args) -> bool:
+    """Whether any guidance flag (--guidance, --classifier, --clip) was given."""
     return any(getattr(args, k, None) is not None for k in ("guidance", "classifier", "clip"))
 
 

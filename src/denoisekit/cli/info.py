@@ -10,6 +10,7 @@ from .flags import check_output, terms_arg
 
 
 def cmd_nll(args) -> int:
+    """`denoisekit nll`: parsed arguments in, exit status out."""
     import torch
 
     from ..data import load_dataset
@@ -101,6 +102,7 @@ def report_joint(args, model, ds, x) -> int:
 
 
 def cmd_info(args) -> int:
+    """`denoisekit info`: parsed arguments in, exit status out."""
     from ..models import load_model
     from ..train.checkpoint import EMA_WEIGHTS, load_weights
     model = load_model(args.checkpoint, ema=False)  # a run, a checkpoint, or any format an opener reads
@@ -112,6 +114,7 @@ def cmd_info(args) -> int:
 
 
 def add_parsers(sub, common) -> None:
+    """Register this file\'s verbs on the command line\'s subparsers (`common`: the flags every verb shares)."""
     n = sub.add_parser("nll", parents=[common], help="bits/dim of data under a model, by the variational bound and "
                        "by the probability-flow ODE", description="Negative log-likelihood in bits/dim, with a 95% "
                        "confidence interval over the examples (their noise, probes and dequantization). Images are "

@@ -10,6 +10,7 @@ from .flags import (add_guidance_flags, add_sampling_flags, check_guidance_args,
 
 
 def cmd_sample(args) -> int:
+    """`denoisekit sample`: parsed arguments in, exit status out."""
     import contextlib
 
     import numpy as np
@@ -212,6 +213,7 @@ def check_stream(stream: bool, data) -> None:
 
 
 def cmd_eval(args) -> int:
+    """`denoisekit eval`: parsed arguments in, exit status out."""
     from ..data import load_dataset
     from ..eval import Evaluator, format_report, load_samples
     from ..eval.inception import HOW_TO
@@ -286,6 +288,7 @@ def cmd_eval(args) -> int:
 
 
 def add_parsers(sub, common) -> None:
+    """Register this file\'s verbs on the command line\'s subparsers (`common`: the flags every verb shares)."""
     s = sub.add_parser("sample", parents=[common], help="draw samples from a checkpoint into a PNG grid (and GIF / "
                        "npz)")
     s.add_argument("checkpoint", nargs="?", help="a checkpoint folder or a run folder (or --cascade)")

@@ -7,6 +7,7 @@ from .flags import DEFAULT_RUN, add_run_flags, run_config
 
 
 def cmd_train(args) -> int:
+    """`denoisekit train`: parsed arguments in, exit status out."""
     from ..recipes import prepare_run, train_run
     rc, out = run_config(args)
     if not args.config and not args.data:
@@ -17,6 +18,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_train_classifier(args) -> int:
+    """`denoisekit train-classifier`: parsed arguments in, exit status out."""
     from ..recipes.classifier import prepare_classifier, train_classifier_run
     rc, out = run_config(args)
     prepared = prepare_classifier(rc)
@@ -26,6 +28,7 @@ def cmd_train_classifier(args) -> int:
 
 
 def cmd_train_clip(args) -> int:
+    """`denoisekit train-clip`: parsed arguments in, exit status out."""
     from ..recipes.clip import prepare_clip, train_clip_run
     args.set = ["text_cond=true", *(args.set or [])]  # the captions' tokens are what a CLIP trains on
     rc, out = run_config(args)
@@ -36,6 +39,7 @@ def cmd_train_clip(args) -> int:
 
 
 def cmd_train_autoencoder(args) -> int:
+    """`denoisekit train-autoencoder`: parsed arguments in, exit status out."""
     from ..recipes.autoencoder import AutoencoderConfig, prepare_autoencoder, train_autoencoder_run
     ac, out = run_config(args, AutoencoderConfig)
     prepared = prepare_autoencoder(ac)
@@ -56,6 +60,7 @@ def _train_or_check(args, out: Path, summary: str, train) -> int:
 
 
 def add_parsers(sub, common) -> None:
+    """Register this file\'s verbs on the command line\'s subparsers (`common`: the flags every verb shares)."""
     t = sub.add_parser("train", parents=[common], help="train a model; the run folder holds config, checkpoints, "
                        "logs and samples", description=f"Train a model. With neither --config nor --data it trains "
                        f"the default run: {DEFAULT_RUN}.")

@@ -38,6 +38,8 @@ def _avg3(x):
 
 
 class InceptionA(nn.Module):
+    """35x35 block of Inception-v3 (Szegedy et al. 2016, fig. 5), as pytorch-fid's FID network has it."""
+
     def __init__(self, c_in: int, pool_features: int):
         super().__init__()
         self.branch1x1 = BasicConv2d(c_in, 64, kernel_size=1)
@@ -55,6 +57,8 @@ class InceptionA(nn.Module):
 
 
 class InceptionB(nn.Module):
+    """35x35 -> 17x17 grid reduction of Inception-v3 (Szegedy et al. 2016, fig. 10)."""
+
     def __init__(self, c_in: int):
         super().__init__()
         self.branch3x3 = BasicConv2d(c_in, 384, kernel_size=3, stride=2)
@@ -68,6 +72,8 @@ class InceptionB(nn.Module):
 
 
 class InceptionC(nn.Module):
+    """17x17 block of Inception-v3 with factorised 7x7 convolutions (Szegedy et al. 2016, fig. 6)."""
+
     def __init__(self, c_in: int, channels_7x7: int):
         super().__init__()
         c7 = channels_7x7
@@ -91,6 +97,8 @@ class InceptionC(nn.Module):
 
 
 class InceptionD(nn.Module):
+    """17x17 -> 8x8 grid reduction of Inception-v3 (Szegedy et al. 2016, fig. 10)."""
+
     def __init__(self, c_in: int):
         super().__init__()
         self.branch3x3_1 = BasicConv2d(c_in, 192, kernel_size=1)

@@ -187,6 +187,7 @@ def text_record(ds) -> dict:
 
 
 def settings_of(section) -> TextSettings:
+    """The run config's `text:` section as checked TextSettings."""
     from .config import build_section
     return build_section("text", TextSettings, section)
 

@@ -20,6 +20,7 @@ def ancestral_levels(s: float, s_next: float, eta: float) -> tuple[float, float]
 
 
 def check_eta(eta) -> Union[float, str]:
+    """eta in [0, 1] (DDIM's stochasticity, Song et al. 2021 eq. 16) or 'sigma_hat'; else a one-line error."""
     if eta == "sigma_hat":
         return eta
     if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta <= 1:

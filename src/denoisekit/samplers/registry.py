@@ -64,6 +64,7 @@ for _name, _fn in (("sscs", sscs_sample), ("cld_em", cld_em_sample), ("cld_ode",
 
 
 def get_sampler(name: str) -> Callable:
+    """The sampler function registered under `name`; a one-line error names the registered ones."""
     if name not in SAMPLERS:
         raise ValueError(f"sampler: expected one of {', '.join(SAMPLERS)}; got {name!r}")
     return SAMPLERS[name]

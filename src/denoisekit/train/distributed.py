@@ -35,5 +35,6 @@ def _leave() -> None:
 
 
 def barrier(world: int) -> None:
+    """Wait for every rank (a no-op in one process)."""
     if world > 1:
         dist.barrier()
