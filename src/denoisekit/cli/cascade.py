@@ -163,7 +163,7 @@ def cmd_upscale(args) -> int:
 
 
 def add_parsers(sub, common) -> None:
-    """Register this file\'s verbs on the command line\'s subparsers (`common`: the flags every verb shares)."""
+    """Register this file's verbs on the command line's subparsers (`common`: the flags every verb shares)."""
     u = sub.add_parser("upscale", parents=[common], help="super-resolve your own low-resolution images with a "
                        "super-resolution stage (train --super-resolution)",
                        description="Complete low-resolution images with a super-resolution stage of a cascade (Ho et "

@@ -64,7 +64,7 @@ def cmd_interpolate(args) -> int:
 
 
 def add_parsers(sub, common) -> None:
-    """Register this file\'s verbs on the command line\'s subparsers (`common`: the flags every verb shares)."""
+    """Register this file's verbs on the command line's subparsers (`common`: the flags every verb shares)."""
     def add_ddim_flags(c):
         c.add_argument("checkpoint", help="a checkpoint folder or a run folder of an image model")
         c.add_argument("--steps", type=int, default=100, help="DDIM steps (default 100)")

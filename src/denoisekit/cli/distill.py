@@ -52,7 +52,7 @@ def cmd_distill(args) -> int:
 
 
 def add_parsers(sub, common) -> None:
-    """Register this file\'s verbs on the command line\'s subparsers (`common`: the flags every verb shares)."""
+    """Register this file's verbs on the command line's subparsers (`common`: the flags every verb shares)."""
     from ..recipes.distill import METHODS
     d = sub.add_parser("distill", parents=[common], help="distill a trained model into a few-step student: "
                        "progressive distillation (stages halving the steps), consistency distillation or reflow",

@@ -91,7 +91,7 @@ def cmd_edit(args) -> int:
 
 
 def add_parsers(sub, common) -> None:
-    """Register this file\'s verbs on the command line\'s subparsers (`common`: the flags every verb shares)."""
+    """Register this file's verbs on the command line's subparsers (`common`: the flags every verb shares)."""
     from ..samplers import SAMPLERS, SCHEDULES
     from .flags import class_arg
     e = sub.add_parser("edit", parents=[common], help="inpaint images (--mask) or redo them from a noise level "

@@ -36,7 +36,7 @@ def cmd_ema(args) -> int:
 
 
 def add_parsers(sub, common) -> None:
-    """Register this file\'s verbs on the command line\'s subparsers (`common`: the flags every verb shares)."""
+    """Register this file's verbs on the command line's subparsers (`common`: the flags every verb shares)."""
     e = sub.add_parser("ema", parents=[common], help="reconstruct any EMA length after training from the run's "
                        "power-function EMA profiles (post-hoc EMA, Karras et al. 2024)")
     e.add_argument("run", help="a run folder trained with train.ema_profiles")

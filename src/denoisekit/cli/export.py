@@ -20,7 +20,7 @@ def cmd_export(args) -> int:
 
 
 def add_parsers(sub, common) -> None:
-    """Register this file\'s verbs on the command line\'s subparsers (`common`: the flags every verb shares)."""
+    """Register this file's verbs on the command line's subparsers (`common`: the flags every verb shares)."""
     e = sub.add_parser("export", parents=[common], help="write a trained U-Net and its DDPM process as a diffusers "
                        "DDPMPipeline folder")
     e.add_argument("checkpoint", help="a run or checkpoint folder")

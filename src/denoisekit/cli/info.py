@@ -114,7 +114,7 @@ def cmd_info(args) -> int:
 
 
 def add_parsers(sub, common) -> None:
-    """Register this file\'s verbs on the command line\'s subparsers (`common`: the flags every verb shares)."""
+    """Register this file's verbs on the command line's subparsers (`common`: the flags every verb shares)."""
     n = sub.add_parser("nll", parents=[common], help="bits/dim of data under a model, by the variational bound and "
                        "by the probability-flow ODE", description="Negative log-likelihood in bits/dim, with a 95% "
                        "confidence interval over the examples (their noise, probes and dequantization). Images are "

@@ -288,7 +288,7 @@ def cmd_eval(args) -> int:
 
 
 def add_parsers(sub, common) -> None:
-    """Register this file\'s verbs on the command line\'s subparsers (`common`: the flags every verb shares)."""
+    """Register this file's verbs on the command line's subparsers (`common`: the flags every verb shares)."""
     s = sub.add_parser("sample", parents=[common], help="draw samples from a checkpoint into a PNG grid (and GIF / "
                        "npz)")
     s.add_argument("checkpoint", nargs="?", help="a checkpoint folder or a run folder (or --cascade)")

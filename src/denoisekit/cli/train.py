@@ -60,7 +60,7 @@ def _train_or_check(args, out: Path, summary: str, train) -> int:
 
 
 def add_parsers(sub, common) -> None:
-    """Register this file\'s verbs on the command line\'s subparsers (`common`: the flags every verb shares)."""
+    """Register this file's verbs on the command line's subparsers (`common`: the flags every verb shares)."""
     t = sub.add_parser("train", parents=[common], help="train a model; the run folder holds config, checkpoints, "
                        "logs and samples", description=f"Train a model. With neither --config nor --data it trains "
                        f"the default run: {DEFAULT_RUN}.")
