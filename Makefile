@@ -40,14 +40,19 @@ test: $(TESTDEPS)
 # Chromium the check says so and skips; CI runs `make docs BROWSER_CHECK=required`, where a missing browser fails.
 BROWSER_CHECK ?= auto
 BAD_CHECK = BROWSER_CHECK: expected auto or required, got '$(BROWSER_CHECK)'
+# OFFLINE: a command prefix that cuts the network while the site builds and is checked; CI gives
+# scripts/offline.sh (a network namespace with loopback only), which proves the build fetches nothing.
+OFFLINE ?=
+BAD_OFFLINE = OFFLINE: expected an executable command prefix such as scripts/offline.sh, got '$(OFFLINE)'
 docs: $(TESTDEPS)
 	@$(if $(filter-out auto required,$(BROWSER_CHECK)),echo "$(BAD_CHECK)" >&2; exit 2,true)
+	@$(if $(OFFLINE),command -v $(firstword $(OFFLINE)) > /dev/null || { echo "$(BAD_OFFLINE)" >&2; exit 2; },true)
 	$(PIP) install -q -e '.[test,docs]' $(TORCH)
 	rm -rf docs/_build docs/api/generated
 	@start=$$(date +%s); \
-	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html && \
+	$(OFFLINE) $(PY) -m sphinx -W --keep-going -b html docs docs/_build/html && \
 	echo "site built in $$(( $$(date +%s) - start )) s: docs/_build/html/index.html"
-	DOCS_SITE_REQUIRED=$(filter required,$(BROWSER_CHECK)) $(PY) -m pytest -q -rs -p no:cacheprovider \
+	DOCS_SITE_REQUIRED=$(filter required,$(BROWSER_CHECK)) $(OFFLINE) $(PY) -m pytest -q -rs -p no:cacheprovider \
 		tests/test_docs_site.py
 	@echo "screenshots: docs/_build/screenshots/{home,tutorial,api}.png"
 

@@ -85,6 +85,35 @@ def test_make_docs_refuses_an_unknown_browser_check_in_one_line():
     assert out.stderr.splitlines()[0] == "BROWSER_CHECK: expected auto or required, got 'always'"
 
 
+def test_make_docs_refuses_an_offline_prefix_that_is_not_a_command():
+    import subprocess
+    root = SITE.parents[2]
+    out = subprocess.run(["make", "-s", "--no-print-directory", "docs", "OFFLINE=scripts/nowhere.sh", "TESTDEPS="],
+                         cwd=root, capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and out.stdout == ""
+    assert out.stderr.splitlines()[0] == ("OFFLINE: expected an executable command prefix such as scripts/offline.sh, "
+                                          "got 'scripts/nowhere.sh'")
+
+
+def test_the_offline_wrapper_cuts_the_network_and_keeps_loopback():
+    """scripts/offline.sh (CI's OFFLINE for `make docs`): a connection out fails, one over 127.0.0.1 works."""
+    import subprocess
+    import sys
+    root = SITE.parents[2]
+    probe = ("import socket\n"
+             "srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen()\n"
+             "socket.create_connection(srv.getsockname(), timeout=5).close()\n"
+             "try:\n    socket.create_connection(('1.1.1.1', 53), timeout=5); print('network')\n"
+             "except OSError:\n    print('offline')\n")
+    out = subprocess.run([str(root / "scripts" / "offline.sh"), sys.executable, "-c", probe], capture_output=True,
+                         text=True, timeout=60)
+    if out.returncode != 0 and "unshare" in out.stderr:
+        need(False, f"no network namespaces here: {out.stderr.strip()}")
+    assert out.returncode == 0 and out.stdout.strip() == "offline", out
+    bare = subprocess.run([str(root / "scripts" / "offline.sh")], capture_output=True, text=True, timeout=60)
+    assert bare.returncode == 2 and bare.stderr.startswith("offline.sh: expected a command to run")
+
+
 def test_the_readmes_links_name_files_that_exist_and_every_lecture():
     """The README (outside the site's link check) links only to files that exist, and to every lecture."""
     import re
