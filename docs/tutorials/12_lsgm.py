@@ -35,7 +35,7 @@ import math
 import matplotlib.pyplot as plt
 import torch
 
-from denoisekit import Denoiser
+from denoisekit import GaussianMixture
 from denoisekit.nets.vae import LinearAutoencoder
 from denoisekit.objectives.lsgm import LatentScoreModel, cross_entropy, lsgm_bound
 from denoisekit.processes import VPSDE
@@ -45,13 +45,8 @@ process = VPSDE()
 
 
 def gaussian_prior(m, s):
-    """The exact eps of N(m, diag(s^2)) diffused on the VP SDE: sigma (z_t - alpha m) / (alpha^2 s^2 + sigma^2)."""
-    m, s = torch.tensor(m), torch.tensor(s)
-
-    def eps(z, t):
-        a, sg = process.alpha(t)[:, None], process.sigma(t)[:, None]
-        return sg * (z - a * m) / (a**2 * s**2 + sg**2)
-    return Denoiser.from_function(eps, process, "eps")
+    """The exact denoiser of N(m, diag(s^2)) diffused on the VP SDE: a one-component mixture's."""
+    return GaussianMixture([1.0], [m], [s]).denoiser(process)
 
 
 def mean_se(v):
